@@ -1,0 +1,1 @@
+"""Endpoint modules: importing this package registers their routes."""
