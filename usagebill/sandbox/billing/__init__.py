@@ -1,0 +1,1 @@
+"""Billing engine: test clocks, subscriptions, invoices. Importing this package registers their routes."""
