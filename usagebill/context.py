@@ -1,0 +1,118 @@
+"""What every primitive needs: the config, the ledger, each customer's clock, and the
+customer's active subscription and current billing period."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from .config import Config, Feature, Plan
+from .errors import NotFoundError, ValidationError
+from .ledger import Ledger
+from .periods import now as real_now
+from .periods import period_at
+
+_USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+
+
+@dataclass(frozen=True)
+class Subscription:
+    id: int
+    user_id: str
+    plan: Plan
+    interval: str
+    currency: str
+    anchor: int
+    status: str
+    created_at: int
+    stripe_subscription_id: str | None = None
+    period_start: int | None = None  # mirrored from Stripe
+    period_end: int | None = None
+
+    def period(self, at: int) -> tuple[int, int]:
+        """The billing period containing ``at``: Stripe's mirrored one when it covers ``at``,
+        else computed from the anchor."""
+        if self.period_start is not None and self.period_end is not None and self.period_start <= at < self.period_end:
+            return self.period_start, self.period_end
+        return period_at(self.anchor, self.interval, at)
+
+    @property
+    def price(self):
+        return self.plan.price_for(self.interval, self.currency)
+
+
+def check_user_id(user_id: str) -> str:
+    if not isinstance(user_id, str) or not _USER_ID.match(user_id) or user_id != user_id.strip():
+        raise ValidationError(
+            f"user id must be 1 to 200 printable characters without surrounding spaces, not {user_id!r}"
+        )
+    return user_id
+
+
+class Context:
+    def __init__(self, config: Config, ledger: Ledger, clock: Callable[[], int] | None = None):
+        self.config = config
+        self.ledger = ledger
+        self.clock = clock or real_now
+
+    def customer(self, user_id: str):
+        row = self.ledger.one("SELECT * FROM customers WHERE user_id = ?", (check_user_id(user_id),))
+        if row is None:
+            raise NotFoundError(f"unknown customer {user_id!r} (add it with: usagebill customers add {user_id})")
+        return row
+
+    def now_for(self, user_id: str) -> int:
+        """The customer's "now": its test clock's time when it has one, else real time."""
+        row = self.ledger.one(
+            "SELECT c.test_clock, t.frozen_time FROM customers c LEFT JOIN test_clocks t ON t.id = c.test_clock "
+            "WHERE c.user_id = ?",
+            (user_id,),
+        )
+        if row is not None and row["test_clock"] and row["frozen_time"] is not None:
+            return int(row["frozen_time"])
+        return self.clock()
+
+    def subscription(self, user_id: str) -> Subscription | None:
+        row = self.ledger.one("SELECT * FROM subscriptions WHERE user_id = ? AND status = 'active'", (user_id,))
+        return None if row is None else self._subscription(row)
+
+    def _subscription(self, row) -> Subscription:
+        return Subscription(
+            id=row["id"],
+            user_id=row["user_id"],
+            plan=self.config.plan(row["plan"]),
+            interval=row["interval"],
+            currency=row["currency"],
+            anchor=row["anchor"],
+            status=row["status"],
+            created_at=row["created_at"],
+            stripe_subscription_id=row["stripe_subscription_id"],
+            period_start=row["period_start"],
+            period_end=row["period_end"],
+        )
+
+    def require_subscription(self, user_id: str) -> Subscription:
+        self.customer(user_id)
+        sub = self.subscription(user_id)
+        if sub is None:
+            raise NotFoundError(
+                f"customer {user_id!r} has no active subscription (subscribe it with: usagebill subscribe {user_id} PLAN)"
+            )
+        return sub
+
+    def feature(self, key: str) -> Feature:
+        """A feature by key, from any plan (for credits, which may be granted by hand)."""
+        for plan in self.config.plans:
+            if key in plan.features:
+                return plan.features[key]
+        from .config import _did_you_mean
+
+        keys = self.config.feature_keys()
+        raise NotFoundError(f"unknown feature {key!r}{_did_you_mean(key, keys)} (features: {', '.join(keys) or 'none'})")
+
+    def plan_feature(self, sub: Subscription, key: str) -> Feature:
+        self.feature(key)  # unknown anywhere: say so first
+        if key not in sub.plan.features:
+            raise NotFoundError(f"plan {sub.plan.name!r} of customer {sub.user_id!r} has no feature {key!r}")
+        return sub.plan.features[key]

@@ -1,0 +1,54 @@
+"""Idempotency keys, scoped per customer: replaying a key returns the original result; the
+same key with other arguments is an error. Call inside the write's transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import IdempotencyError
+from .ledger import Ledger
+
+
+def _canonical(request: dict) -> str:
+    return json.dumps(request, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def replay(ledger: Ledger, user_id: str, key: str | None, operation: str, request: dict) -> Any:
+    """The stored response for this key, or None when the key is new."""
+    if key is None:
+        return None
+    row = ledger.one(
+        "SELECT operation, request, response FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
+    )
+    if row is None:
+        if ledger.one("SELECT 1 FROM usage_events WHERE user_id = ? AND idempotency_key = ?", (user_id, key)):
+            raise IdempotencyError(f"idempotency key {key!r} was already used by {user_id!r} to record usage")
+        return None
+    if row["operation"] != operation:
+        raise IdempotencyError(f"idempotency key {key!r} was already used by {user_id!r} for {row['operation']}")
+    if row["request"] != _canonical(request):
+        raise IdempotencyError(
+            f"idempotency key {key!r} was already used by {user_id!r} with different arguments "
+            f"({row['request']}); use a new key"
+        )
+    return json.loads(row["response"])
+
+
+def remember(ledger: Ledger, user_id: str, key: str | None, operation: str, request: dict, response: Any, now: int) -> None:
+    if key is None:
+        return
+    ledger.conn.execute(
+        "INSERT INTO idempotency_keys (user_id, key, operation, request, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (user_id, key, operation, _canonical(request), json.dumps(response, default=str), now),
+    )
+
+
+def check_key(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key.strip() or len(key) > 255:
+        from .errors import ValidationError
+
+        raise ValidationError(f"idempotency key must be 1 to 255 characters, not {key!r}")
+    return key

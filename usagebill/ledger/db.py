@@ -1,0 +1,84 @@
+"""Opening the ledger: WAL, a busy timeout, a private file, migrations, and transactions."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import LedgerError
+
+
+class Ledger:
+    """One SQLite connection in autocommit mode; writes go through ``transaction()``, which
+    takes the write lock up front (BEGIN IMMEDIATE) so read-modify-write sequences such as
+    ``consume`` are atomic across processes."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str):
+        self.conn = conn
+        self.path = path
+        self._depth = 0
+        self._lock = threading.RLock()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            if self._depth:  # nested: part of the enclosing transaction
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = 0
+                self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def one(self, sql: str, args: Any = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, args).fetchone()
+
+    def all(self, sql: str, args: Any = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def open_ledger(path: str | os.PathLike) -> Ledger:
+    """Open (creating with mode 0600 if needed) and migrate the ledger at ``path``;
+    ``":memory:"`` for a throw-away ledger."""
+    from .migrations import migrate
+
+    path = os.fspath(path)
+    if path != ":memory:":
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if not p.exists():
+                # the ledger holds customer e-mails and Stripe ids: private from the start
+                os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as e:
+            raise LedgerError(f"{path}: cannot create the ledger: {e.strerror}") from None
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if path != ":memory:":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        ledger = Ledger(conn, path)
+        migrate(ledger)
+    except sqlite3.DatabaseError as e:
+        raise LedgerError(f"{path}: not a usable usagebill ledger ({e})") from None
+    return ledger

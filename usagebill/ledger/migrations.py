@@ -1,0 +1,130 @@
+"""Named migrations, applied in order and recorded in ``_migrations`` (llm's pattern).
+Never edit a released migration: add a new one."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from ..errors import LedgerError
+
+MIGRATIONS: list[Callable] = []
+
+
+def migration(fn: Callable) -> Callable:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def migrate(ledger) -> None:
+    import sqlite_utils
+
+    db = sqlite_utils.Database(ledger.conn)
+    with ledger.transaction():
+        if "_migrations" not in db.table_names():
+            db["_migrations"].create({"name": str, "applied_at": int}, pk="name")
+        done = {r["name"] for r in db["_migrations"].rows}
+        known = {fn.__name__ for fn in MIGRATIONS}
+        if done - known:
+            raise LedgerError(
+                f"{ledger.path}: made by a newer usagebill (unknown migrations: {', '.join(sorted(done - known))})"
+            )
+        for fn in MIGRATIONS:
+            if fn.__name__ not in done:
+                fn(db)
+                db["_migrations"].insert({"name": fn.__name__, "applied_at": int(time.time())})
+
+
+def _immutable(db, table: str) -> None:
+    for op in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} rows are immutable'); END"
+        )
+
+
+@migration
+def m001_initial(db) -> None:
+    db["customers"].create(
+        {"user_id": str, "email": str, "stripe_customer_id": str, "test_clock": str, "created_at": int},
+        pk="user_id",
+        not_null={"created_at"},
+    )
+    # the ledger's view of each test clock's time, refreshed whenever a clock is read or advanced
+    db["test_clocks"].create({"id": str, "frozen_time": int, "name": str, "updated_at": int}, pk="id")
+    db.execute(
+        """CREATE TABLE subscriptions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL REFERENCES customers(user_id),
+            plan TEXT NOT NULL,             -- plan key (slug of the name)
+            interval TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            anchor INTEGER NOT NULL,        -- billing cycle anchor, Unix seconds
+            status TEXT NOT NULL,           -- active | canceled
+            created_at INTEGER NOT NULL,
+            canceled_at INTEGER,
+            stripe_subscription_id TEXT,
+            period_start INTEGER,           -- mirrored from Stripe when known
+            period_end INTEGER
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX subscriptions_one_active ON subscriptions (user_id) WHERE status = 'active'")
+    db.execute(
+        """CREATE TABLE usage_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,        -- sent to Stripe as the meter event identifier
+            user_id TEXT NOT NULL,
+            feature TEXT NOT NULL,
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            timestamp INTEGER NOT NULL,
+            recorded_at INTEGER NOT NULL,
+            idempotency_key TEXT,
+            source TEXT NOT NULL            -- record | charge | import
+        )"""
+    )
+    db.execute("CREATE UNIQUE INDEX usage_events_key ON usage_events (user_id, idempotency_key)")
+    db.execute("CREATE INDEX usage_events_by_time ON usage_events (user_id, feature, timestamp)")
+    _immutable(db, "usage_events")
+    db.execute(
+        """CREATE TABLE event_delivery (
+            event_id TEXT PRIMARY KEY REFERENCES usage_events(id),
+            status TEXT NOT NULL,           -- delivered | failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            batch_id TEXT,
+            last_error TEXT,
+            updated_at INTEGER NOT NULL
+        )"""
+    )
+    for name, unit in (("credit_ledger", "feature TEXT NOT NULL"), ("wallet_ledger", "currency TEXT NOT NULL")):
+        db.execute(
+            f"""CREATE TABLE {name} (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                user_id TEXT NOT NULL,
+                {unit},
+                delta INTEGER NOT NULL,
+                balance_after INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                period_start INTEGER,
+                idempotency_key TEXT,
+                created_at INTEGER NOT NULL
+            )"""
+        )
+        _immutable(db, name)
+    db.execute("CREATE INDEX credit_ledger_by_user ON credit_ledger (user_id, feature, id)")
+    db.execute("CREATE INDEX wallet_ledger_by_user ON wallet_ledger (user_id, id)")
+    # renewals applied, one row per (customer, feature or wallet, period): at most once
+    db.execute(
+        "CREATE TABLE renewals (user_id TEXT NOT NULL, target TEXT NOT NULL, period_start INTEGER NOT NULL, "
+        "PRIMARY KEY (user_id, target, period_start))"
+    )
+    db.execute(
+        """CREATE TABLE idempotency_keys (
+            user_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            request TEXT NOT NULL,          -- canonical JSON of the arguments
+            response TEXT NOT NULL,         -- JSON of the original result
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (user_id, key)
+        )"""
+    )

@@ -1,0 +1,212 @@
+"""Post-paid usage: events written to the ledger (immutable, pending delivery to Stripe),
+and real-time summaries of the current period from the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+from .context import Context, Subscription
+from .errors import IdempotencyError, ValidationError
+from .idempotency import check_key
+from .money import cost
+from .timeparse import iso, parse_time
+
+# Stripe accepts meter events up to 35 days old and 5 minutes in the future.
+MAX_AGE = 35 * 86400
+MAX_AHEAD = 5 * 60
+
+
+@dataclass(frozen=True)
+class UsageEvent:
+    id: str  # the ledger's event id, sent to Stripe as the meter event identifier
+    user_id: str
+    key: str
+    amount: int
+    timestamp: int
+    recorded_at: int
+    idempotency_key: str | None = None
+    replayed: bool = False  # True when an idempotency key returned an earlier event
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    user_id: str
+    key: str
+    display_name: str
+    total_amount: int
+    estimated_cost: int  # minor units, rounded once
+    currency: str
+    unit_price: Decimal  # minor units per unit
+    period_start: int
+    period_end: int
+    events: int
+
+    @property
+    def period(self) -> tuple[int, int]:
+        return self.period_start, self.period_end
+
+
+def check_amount(amount) -> int:
+    """A positive whole number of units; a fraction is an error that suggests a smaller unit."""
+    if isinstance(amount, bool):
+        raise ValidationError(f"amount must be a positive whole number, not {amount!r}")
+    if isinstance(amount, int):
+        value = amount
+    else:
+        try:
+            number = Decimal(str(amount).strip())
+        except Exception:
+            raise ValidationError(f"amount must be a positive whole number, not {amount!r}") from None
+        if not number.is_finite():
+            raise ValidationError(f"amount must be a positive whole number, not {amount!r}")
+        if number != number.to_integral_value():
+            raise ValidationError(
+                f"amount must be a whole number (Stripe meters count whole units), not {amount}: "
+                "record in a smaller unit (e.g. milliseconds, tokens, bytes)"
+            )
+        value = int(number)
+    if value <= 0:
+        raise ValidationError(f"amount must be positive, not {value}")
+    if value > 2**53:
+        raise ValidationError(f"amount {value} is too large")
+    return value
+
+
+def check_window(ts: int, now: int) -> None:
+    if ts < now - MAX_AGE:
+        raise ValidationError(
+            f"timestamp {iso(ts)} is more than 35 days before the customer's now ({iso(now)}); Stripe would reject it"
+        )
+    if ts > now + MAX_AHEAD:
+        raise ValidationError(
+            f"timestamp {iso(ts)} is more than 5 minutes after the customer's now ({iso(now)}); Stripe would reject it"
+        )
+
+
+def new_event_id() -> str:
+    return "ube_" + uuid.uuid4().hex
+
+
+class Usage:
+    def __init__(self, ctx: Context, on_usage_recorded: Callable[[UsageEvent], None] | None = None):
+        self.ctx = ctx
+        self.on_usage_recorded = on_usage_recorded
+
+    def usage_feature(self, sub: Subscription, key: str):
+        feature = self.ctx.plan_feature(sub, key)
+        if not feature.track_usage:
+            raise ValidationError(
+                f"feature {key!r} of plan {sub.plan.name!r} does not track usage (track_usage is not set); "
+                "use credits or charge for it"
+            )
+        return feature
+
+    def record(
+        self, user_id: str, key: str, amount=1, at=None, idempotency_key: str | None = None
+    ) -> UsageEvent:
+        """Write a usage event to the ledger, pending delivery to Stripe."""
+        amount = check_amount(amount)
+        check_key(idempotency_key)
+        ts = None if at is None else parse_time(at, what="--at")
+        ctx = self.ctx
+        with ctx.ledger.transaction():
+            event = self._insert(user_id, key, amount, ts, idempotency_key, "record")
+        if self.on_usage_recorded is not None and not event.replayed:
+            self.on_usage_recorded(event)
+        return event
+
+    def _insert(self, user_id: str, key: str, amount: int, ts: int | None, idempotency_key: str | None, source: str) -> UsageEvent:
+        """Validate and insert one event, inside the caller's transaction."""
+        ctx = self.ctx
+        sub = ctx.require_subscription(user_id)
+        if idempotency_key is not None:
+            earlier = self._replay(user_id, key, amount, ts, idempotency_key)
+            if earlier is not None:
+                return earlier
+        self.usage_feature(sub, key)
+        now = ctx.now_for(user_id)
+        ts = now if ts is None else ts
+        check_window(ts, now)
+        if ts < sub.anchor:
+            raise ValidationError(
+                f"timestamp {iso(ts)} is before {user_id!r}'s subscription started ({iso(sub.anchor)})"
+            )
+        event = UsageEvent(new_event_id(), user_id, key, amount, ts, ctx.clock(), idempotency_key)
+        ctx.ledger.conn.execute(
+            "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (event.id, user_id, key, amount, ts, event.recorded_at, idempotency_key, source),
+        )
+        return event
+
+    def _replay(self, user_id, key, amount, ts, idempotency_key) -> UsageEvent | None:
+        row = self.ctx.ledger.one(
+            "SELECT * FROM usage_events WHERE user_id = ? AND idempotency_key = ?", (user_id, idempotency_key)
+        )
+        if row is None:
+            if self.ctx.ledger.one(
+                "SELECT 1 FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, idempotency_key)
+            ):
+                raise IdempotencyError(f"idempotency key {idempotency_key!r} was already used by {user_id!r} for another operation")
+            return None
+        if row["feature"] != key or row["amount"] != amount or (ts is not None and row["timestamp"] != ts):
+            raise IdempotencyError(
+                f"idempotency key {idempotency_key!r} was already used by {user_id!r} for {row['amount']} "
+                f"{row['feature']} at {iso(row['timestamp'])}; use a new key"
+            )
+        return _event(row, replayed=True)
+
+    def get_summary(self, user_id: str, key: str) -> UsageSummary:
+        """Usage and estimated cost of a feature in the customer's current period."""
+        sub = self.ctx.require_subscription(user_id)
+        feature = self.usage_feature(sub, key)
+        start, end = sub.period(self.ctx.now_for(user_id))
+        row = self.ctx.ledger.one(
+            "SELECT COALESCE(SUM(amount), 0) AS total, COUNT(*) AS n FROM usage_events "
+            "WHERE user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
+            (user_id, key, start, end),
+        )
+        total = int(row["total"])
+        return UsageSummary(
+            user_id=user_id,
+            key=key,
+            display_name=feature.display_name,
+            total_amount=total,
+            estimated_cost=cost(total, feature.price_per_credit),
+            currency=sub.currency,
+            unit_price=feature.price_per_credit,
+            period_start=start,
+            period_end=end,
+            events=int(row["n"]),
+        )
+
+    def get_summaries(self, user_id: str) -> list[UsageSummary]:
+        """Summaries of every usage feature of the customer's plan."""
+        sub = self.ctx.require_subscription(user_id)
+        return [self.get_summary(user_id, k) for k, f in sub.plan.features.items() if f.track_usage]
+
+    def events(self, user_id: str, key: str | None = None, limit: int = 100) -> list[UsageEvent]:
+        """The customer's events, newest first."""
+        self.ctx.customer(user_id)
+        sql, args = "SELECT * FROM usage_events WHERE user_id = ?", [user_id]
+        if key is not None:
+            sql += " AND feature = ?"
+            args.append(key)
+        rows = self.ctx.ledger.all(sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)])
+        return [_event(r) for r in rows]
+
+
+def _event(row, replayed: bool = False) -> UsageEvent:
+    return UsageEvent(
+        id=row["id"],
+        user_id=row["user_id"],
+        key=row["feature"],
+        amount=row["amount"],
+        timestamp=row["timestamp"],
+        recorded_at=row["recorded_at"],
+        idempotency_key=row["idempotency_key"],
+        replayed=replayed,
+    )
