@@ -1,0 +1,125 @@
+"""The root command group: global options, lazy Billing, and the translation of domain
+errors into one line on stderr and a documented exit code."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+
+from ..errors import ExitCode, UsagebillError
+from .output import debug
+
+
+class AppError(click.ClickException):
+    """A domain error, shown as ``Error: <message>`` with its own exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class State:
+    """Per-invocation state: where the config and ledger are, opened on first use."""
+
+    def __init__(self, config: str, db: str | None):
+        self.config_path = Path(config)
+        self.db_path = db
+        self._billing = None
+
+    @property
+    def billing(self):
+        if self._billing is None:
+            from ..billing import Billing
+
+            self._billing = Billing.open(self.config_path, self.db_path)
+        return self._billing
+
+    @property
+    def config(self):
+        if self._billing is not None:
+            return self._billing.config
+        from ..config import load_config
+
+        return load_config(self.config_path)
+
+    def close(self) -> None:
+        if self._billing is not None:
+            self._billing.close()
+
+
+class Group(click.Group):
+    """Lists commands in the order they were added; turns domain errors into exit codes."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsagebillError as e:
+            if debug():
+                raise
+            raise AppError(str(e), int(e.exit_code)) from None
+        except sqlite3.OperationalError as e:
+            if debug():
+                raise
+            raise AppError(f"ledger: {e}", int(ExitCode.ERROR)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def json_option(fn):
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(fn)
+
+
+def id_option(fn):
+    return click.option(
+        "--id",
+        "idempotency_key",
+        metavar="KEY",
+        help="Idempotency key (per customer): repeating the command with it does not repeat the write.",
+    )(fn)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--config",
+    "config",
+    envvar="USAGEBILL_CONFIG",
+    default="billing.toml",
+    show_default=True,
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="The billing.toml with plans and features.",
+)
+@click.option(
+    "--db",
+    envvar="USAGEBILL_DB",
+    show_envvar=True,
+    type=click.Path(dir_okay=False),
+    help="The SQLite ledger [default: [ledger] path of the config, else .usagebill/ledger.db beside it].",
+)
+@click.version_option(package_name="usagebill", prog_name="usagebill")
+@click.pass_context
+def cli(ctx: click.Context, config: str, db: str | None) -> None:
+    """Usage-based billing on Stripe: credits, wallets and metered usage, kept in a local
+    ledger and delivered to Stripe (or to the built-in offline sandbox).
+
+    \b
+    Example:
+      usagebill config check
+      usagebill customers add alice --email alice@example.com
+      usagebill subscribe alice Pro
+      usagebill record alice api_calls 150
+      usagebill summary alice
+    """
+    state = State(config, db)
+    ctx.obj = state
+    ctx.call_on_close(state.close)

@@ -1,0 +1,284 @@
+"""Commands over the core: config check, customers, subscribe, record, summary, charge."""
+
+from __future__ import annotations
+
+import click
+
+from ..money import format_money, format_unit_price
+from ..timeparse import iso
+from .app import cli, id_option, json_option, pass_state
+from .output import emit_json, say, table
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect billing.toml.
+
+    \b
+    Example:
+      usagebill config check --json
+    """
+
+
+@config_group.command("check")
+@json_option
+@pass_state
+def config_check(state, as_json: bool) -> None:
+    """Validate billing.toml and show its plans and features.
+
+    \b
+    Example:
+      usagebill --config billing.toml config check
+    """
+    config = state.config
+    if as_json:
+        emit_json(
+            {
+                "path": str(config.path),
+                "plans": [
+                    {
+                        "name": p.name,
+                        "key": p.key,
+                        "prices": p.prices,
+                        "wallet": p.wallet,
+                        "features": list(p.features.values()),
+                    }
+                    for p in config.plans
+                ],
+            }
+        )
+        return
+    rows = []
+    for p in config.plans:
+        prices = ", ".join(f"{format_money(x.amount, x.currency)}/{x.interval}" for x in p.prices)
+        wallet = f"wallet {p.wallet.allocation} ({p.wallet.on_renewal})" if p.wallet else ""
+        rows.append([p.name, prices, "", "", "", wallet])
+        currency = p.prices[0].currency
+        for f in p.features.values():
+            price = format_unit_price(f.price_per_credit, currency) if f.price_per_credit is not None else ""
+            how = "usage" if f.track_usage else "credits"
+            credits = f"{f.credits.allocation} ({f.credits.on_renewal})" if f.credits else ""
+            extra = f"auto top-up {f.auto_top_up.amount} below {f.auto_top_up.threshold}" if f.auto_top_up else ""
+            rows.append(["", f"  {f.key}", f.display_name, f"{price} {how}".strip(), credits, extra])
+    table(f"{config.path}: OK", ["plan", "price / feature", "display name", "per unit", "credits", "notes"], rows)
+
+
+# -- customers -----------------------------------------------------------------------------
+
+@cli.group("customers")
+def customers_group() -> None:
+    """Add, list and show customers.
+
+    \b
+    Example:
+      usagebill customers add alice --email alice@example.com
+      usagebill customers list --json
+    """
+
+
+def _customer_json(c, sub):
+    return {
+        "user_id": c.user_id,
+        "email": c.email,
+        "stripe_customer_id": c.stripe_customer_id,
+        "test_clock": c.test_clock,
+        "created_at": iso(c.created_at),
+        "subscription": None
+        if sub is None
+        else {
+            "plan": sub.plan.name,
+            "interval": sub.interval,
+            "currency": sub.currency,
+            "anchor": iso(sub.anchor),
+            "stripe_subscription_id": sub.stripe_subscription_id,
+        },
+    }
+
+
+@customers_group.command("add")
+@click.argument("user_id")
+@click.option("--email", help="The customer's e-mail address.")
+@click.option("--test-clock", "test_clock", metavar="CLOCK", help="Attach the customer to a Stripe test clock.")
+@json_option
+@pass_state
+def customers_add(state, user_id: str, email: str | None, test_clock: str | None, as_json: bool) -> None:
+    """Add a customer (repeating it with the same details is harmless).
+
+    \b
+    Example:
+      usagebill customers add alice --email alice@example.com
+    """
+    b = state.billing
+    c = b.customers.add(user_id, email=email, test_clock=test_clock)
+    if as_json:
+        emit_json(_customer_json(c, b.subscriptions.get(user_id)))
+    else:
+        say(f"{'Added' if c.created else 'Already there:'} customer {c.user_id}")
+
+
+@customers_group.command("list")
+@json_option
+@pass_state
+def customers_list(state, as_json: bool) -> None:
+    """List customers with their plans.
+
+    \b
+    Example:
+      usagebill customers list --json
+    """
+    b = state.billing
+    items = [(c, b.ctx.subscription(c.user_id)) for c in b.customers.list()]
+    if as_json:
+        emit_json([_customer_json(c, s) for c, s in items])
+        return
+    table(None, ["customer", "email", "plan", "stripe id"], [
+        [c.user_id, c.email, s.plan.name if s else "-", c.stripe_customer_id] for c, s in items
+    ])
+
+
+@customers_group.command("show")
+@click.argument("user_id")
+@json_option
+@pass_state
+def customers_show(state, user_id: str, as_json: bool) -> None:
+    """Show one customer and its subscription.
+
+    \b
+    Example:
+      usagebill customers show alice
+    """
+    b = state.billing
+    c = b.customers.get(user_id)
+    sub = b.subscriptions.get(user_id)
+    data = _customer_json(c, sub)
+    if as_json:
+        emit_json(data)
+        return
+    rows = [[k, v] for k, v in data.items() if k != "subscription"]
+    if sub is not None:
+        start, end = sub.period(b.ctx.now_for(user_id))
+        rows += [["plan", f"{sub.plan.name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"]]
+    table(None, ["field", "value"], rows)
+
+
+@cli.command("subscribe")
+@click.argument("user_id")
+@click.argument("plan")
+@click.option("--interval", type=click.Choice(["week", "month", "year"]), help="Billing interval, when the plan has several.")
+@click.option("--currency", help="Currency, when the plan has prices in several.")
+@id_option
+@json_option
+@pass_state
+def subscribe(state, user_id, plan, interval, currency, idempotency_key, as_json) -> None:
+    """Subscribe a customer to a plan and grant its included credits.
+
+    \b
+    Example:
+      usagebill subscribe alice Pro --interval month
+    """
+    b = state.billing
+    sub = b.subscriptions.start(user_id, plan, interval, currency, idempotency_key=idempotency_key)
+    start, end = sub.period(b.ctx.now_for(user_id))
+    if as_json:
+        emit_json({
+            "user_id": user_id, "plan": sub.plan.name, "interval": sub.interval, "currency": sub.currency,
+            "period_start": iso(start), "period_end": iso(end), "stripe_subscription_id": sub.stripe_subscription_id,
+        })
+    else:
+        say(f"{user_id} is on {sub.plan.name} ({format_money(sub.price.amount, sub.currency)}/{sub.interval}); "
+            f"period {iso(start)} .. {iso(end)}")
+
+
+# -- usage ---------------------------------------------------------------------------------
+
+@cli.command("record")
+@click.argument("user_id")
+@click.argument("key")
+@click.argument("amount", default="1")
+@click.option("--at", metavar="TIME", help="When it happened: ISO 8601 or Unix seconds [default: now].")
+@id_option
+@json_option
+@pass_state
+def record(state, user_id, key, amount, at, idempotency_key, as_json) -> None:
+    """Record usage of a feature (post-paid, billed at the end of the period).
+
+    \b
+    Example:
+      usagebill record alice api_calls 150 --id import-2026-01-15-alice
+    """
+    event = state.billing.usage.record(user_id, key, amount, at=at, idempotency_key=idempotency_key)
+    if as_json:
+        emit_json({**_event_json(event)})
+    else:
+        what = "Already recorded" if event.replayed else "Recorded"
+        say(f"{what} {event.amount} {event.key} for {event.user_id} at {iso(event.timestamp)} ({event.id})")
+
+
+def _event_json(e):
+    return {
+        "id": e.id, "user_id": e.user_id, "key": e.key, "amount": e.amount, "timestamp": iso(e.timestamp),
+        "idempotency_key": e.idempotency_key, "replayed": e.replayed,
+    }
+
+
+@cli.command("summary")
+@click.argument("user_id")
+@click.option("--key", help="One feature [default: every usage feature of the plan].")
+@json_option
+@pass_state
+def summary(state, user_id, key, as_json) -> None:
+    """Usage so far this period and what it will cost, from the ledger.
+
+    \b
+    Example:
+      usagebill summary alice --key api_calls --json
+    """
+    b = state.billing
+    items = [b.usage.get_summary(user_id, key)] if key else b.usage.get_summaries(user_id)
+    if as_json:
+        data = [
+            {
+                "user_id": s.user_id, "key": s.key, "display_name": s.display_name, "total_amount": s.total_amount,
+                "estimated_cost": s.estimated_cost, "currency": s.currency, "unit_price": str(s.unit_price),
+                "period_start": iso(s.period_start), "period_end": iso(s.period_end), "events": s.events,
+                "formatted_cost": format_money(s.estimated_cost, s.currency),
+            }
+            for s in items
+        ]
+        emit_json(data[0] if key else data)
+        return
+    if not items:
+        say(f"{user_id}'s plan has no usage features")
+        return
+    s0 = items[0]
+    table(
+        f"{user_id}: {iso(s0.period_start)} .. {iso(s0.period_end)}",
+        ["feature", "used", "unit price", "estimated cost"],
+        [[s.display_name, f"{s.total_amount:,}", format_unit_price(s.unit_price, s.currency),
+          format_money(s.estimated_cost, s.currency)] for s in items],
+        right=["used", "unit price", "estimated cost"],
+    )
+
+
+@cli.command("charge")
+@click.argument("user_id")
+@click.argument("key")
+@click.argument("units")
+@id_option
+@json_option
+@pass_state
+def charge(state, user_id, key, units, idempotency_key, as_json) -> None:
+    """Charge units of a feature: credits first, then the wallet, the rest as usage.
+
+    Exits 3 (and takes nothing) when a feature without usage tracking cannot be covered.
+
+    \b
+    Example:
+      usagebill charge alice exports 3 --id export-8812
+    """
+    r = state.billing.charge(user_id, key, units, idempotency_key=idempotency_key)
+    if as_json:
+        emit_json(r)
+    else:
+        say(f"{r.units} {key} for {user_id}: {r.from_credits} from credits, {r.from_wallet} from the wallet "
+            f"({format_money(r.wallet_debit, r.currency)}), {r.as_usage} as usage")
