@@ -1,1 +1,3 @@
 """Billing engine: test clocks, subscriptions, invoices. Importing this package registers their routes."""
+
+from . import engine, invoices, subscriptions, test_clocks  # noqa: F401  (route registration)
