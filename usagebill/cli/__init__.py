@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .app import cli
-from . import core_cmds, balance_cmds  # noqa: F401  (register commands)
+from . import core_cmds, balance_cmds, setup_cmds  # noqa: F401,I001  (order = order in --help)
 
 
 def main() -> None:

@@ -1,0 +1,67 @@
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from usagebill import LedgerError
+from usagebill.ledger import open_ledger
+
+
+def test_created_private_with_wal(tmp_path):
+    path = tmp_path / "deep" / "ledger.db"
+    ledger = open_ledger(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert ledger.one("PRAGMA journal_mode")[0] == "wal"
+    assert ledger.one("PRAGMA busy_timeout")[0] == 30000
+    names = [r["name"] for r in ledger.all("SELECT name FROM _migrations")]
+    assert names == ["m001_initial"]
+
+
+def test_reopening_does_not_migrate_again(tmp_path):
+    open_ledger(tmp_path / "l.db").close()
+    ledger = open_ledger(tmp_path / "l.db")
+    assert ledger.one("SELECT COUNT(*) FROM _migrations")[0] == 1
+
+
+def test_a_ledger_from_a_newer_usagebill_is_refused(tmp_path):
+    ledger = open_ledger(tmp_path / "l.db")
+    ledger.conn.execute("INSERT INTO _migrations VALUES ('m999_future', 0)")
+    ledger.close()
+    with pytest.raises(LedgerError, match="newer usagebill.*m999_future"):
+        open_ledger(tmp_path / "l.db")
+
+
+def test_not_a_database(tmp_path):
+    (tmp_path / "l.db").write_text("hello, this is not sqlite" * 100)
+    with pytest.raises(LedgerError, match="not a usable usagebill ledger"):
+        open_ledger(tmp_path / "l.db")
+
+
+def test_usage_events_are_immutable(billing):
+    billing.customers.add("u")
+    billing.subscriptions.start("u", "Pro")
+    e = billing.usage.record("u", "api_calls", 3)
+    conn = billing.ledger.conn
+    with pytest.raises(sqlite3.IntegrityError, match="immutable"):
+        conn.execute("UPDATE usage_events SET amount = 1 WHERE id = ?", (e.id,))
+    with pytest.raises(sqlite3.IntegrityError, match="immutable"):
+        conn.execute("DELETE FROM usage_events WHERE id = ?", (e.id,))
+    assert conn.execute("SELECT amount FROM usage_events").fetchone()[0] == 3
+
+
+def test_balance_ledgers_are_immutable(billing):
+    billing.customers.add("u")
+    billing.subscriptions.start("u", "Pro")
+    for table in ("credit_ledger",):
+        with pytest.raises(sqlite3.IntegrityError, match="immutable"):
+            billing.ledger.conn.execute(f"UPDATE {table} SET delta = 0")
+
+
+def test_failed_transaction_leaves_nothing(billing):
+    billing.customers.add("u")
+    with pytest.raises(RuntimeError):
+        with billing.ledger.transaction() as conn:
+            conn.execute("INSERT INTO customers (user_id, created_at) VALUES ('v', 0)")
+            raise RuntimeError("boom")
+    assert [c.user_id for c in billing.customers.list()] == ["u"]
