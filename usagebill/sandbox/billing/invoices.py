@@ -189,6 +189,7 @@ def build_invoice(
             "type": "subscription_details",
         },
         "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
+        "payments": None,  # Stripe only includes invoice payments when expanded; none are emulated
         "period_end": period_end,
         "period_start": period_start,
         "post_payment_credit_notes_amount": 0,
