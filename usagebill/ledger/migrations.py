@@ -128,3 +128,33 @@ def m001_initial(db) -> None:
             PRIMARY KEY (user_id, key)
         )"""
     )
+
+
+@migration
+def m002_stripe(db) -> None:
+    # config -> Stripe ids, per Stripe account ("sandbox", or the mode of the key), so one
+    # ledger can move between the sandbox and test mode without confusing their objects
+    db.execute(
+        """CREATE TABLE stripe_objects (
+            account TEXT NOT NULL,
+            key TEXT NOT NULL,             -- e.g. price:plan:pro:usd:month, meter:api_calls
+            stripe_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,     -- canonical JSON of the fields sync manages
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (account, key)
+        )"""
+    )
+    # coalesced deliveries: the batch id is the meter event identifier, written before sending
+    db.execute(
+        """CREATE TABLE delivery_batches (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            feature TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            timestamp INTEGER NOT NULL,
+            status TEXT NOT NULL,          -- pending | delivered | failed
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX event_delivery_by_batch ON event_delivery (batch_id)")
