@@ -132,16 +132,16 @@ def m001_initial(db) -> None:
 
 @migration
 def m002_stripe(db) -> None:
-    # config -> Stripe ids, per Stripe account ("sandbox", or the mode of the key), so one
-    # ledger can move between the sandbox and test mode without confusing their objects
+    # one ledger talks to one Stripe: the sandbox, test mode or live mode (bound on first use)
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    # config -> Stripe ids (e.g. price:plan:pro:usd:month, meter:api_calls), with a
+    # fingerprint of the fields sync manages, so an unchanged config makes no write call
     db.execute(
         """CREATE TABLE stripe_objects (
-            account TEXT NOT NULL,
-            key TEXT NOT NULL,             -- e.g. price:plan:pro:usd:month, meter:api_calls
+            key TEXT PRIMARY KEY,
             stripe_id TEXT NOT NULL,
-            fingerprint TEXT NOT NULL,     -- canonical JSON of the fields sync manages
-            updated_at INTEGER NOT NULL,
-            PRIMARY KEY (account, key)
+            fingerprint TEXT NOT NULL,
+            updated_at INTEGER NOT NULL
         )"""
     )
     # coalesced deliveries: the batch id is the meter event identifier, written before sending

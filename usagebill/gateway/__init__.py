@@ -1,0 +1,1 @@
+"""Everything that talks to Stripe (or the sandbox). The only package that imports stripe."""

@@ -1,0 +1,117 @@
+"""The one place a Stripe client is made: the sandbox (no key; the default), Stripe test mode
+(``sk_test_`` / ``rk_test_``), or live mode (``sk_live_`` / ``rk_live_`` and ``live=True``)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import StripeAPIError, UsagebillError
+
+SANDBOX_KEY = "sk_test_usagebill_sandbox"
+MAX_NETWORK_RETRIES = 3
+
+
+class LiveModeRefused(UsagebillError):
+    pass
+
+
+@dataclass
+class Connection:
+    client: Any  # stripe.StripeClient
+    mode: str  # sandbox | test | live
+    description: str  # for people: which Stripe this is (never the key)
+    sandbox: Any = None  # the in-process Sandbox, when there is one
+
+    @property
+    def account(self) -> str:
+        """Namespace of the ledger's config -> Stripe id mapping."""
+        return self.mode
+
+    @property
+    def is_live(self) -> bool:
+        return self.mode == "live"
+
+
+def sandbox_path_for(ledger_path: str | os.PathLike) -> Path:
+    """The sandbox's state file, beside the ledger."""
+    p = Path(ledger_path)
+    return (Path(".") if str(p) == ":memory:" else p.parent) / "sandbox.db"
+
+
+def connect(
+    *,
+    ledger_path: str | os.PathLike,
+    api_key: str | None = None,
+    live: bool = False,
+    sandbox_url: str | None = None,
+    sandbox: Any = None,
+    max_network_retries: int = MAX_NETWORK_RETRIES,
+) -> Connection:
+    """Pick the backend from the key. ``sandbox`` passes an existing Sandbox (tests);
+    ``sandbox_url`` a sandbox served by ``usagebill sandbox serve``."""
+    import stripe
+
+    stripe.enable_telemetry = False  # no request timings sent back to Stripe
+    key = (api_key or "").strip()
+    if not key:
+        if sandbox_url:
+            client = stripe.StripeClient(
+                SANDBOX_KEY,
+                base_addresses={"api": sandbox_url, "meter_events": sandbox_url},
+                max_network_retries=max_network_retries,
+            )
+            return Connection(client, "sandbox", f"sandbox at {sandbox_url}")
+        from ..sandbox import Sandbox, SandboxHTTPClient
+
+        if sandbox is None:
+            path = sandbox_path_for(ledger_path)
+            sandbox = Sandbox(None if str(ledger_path) == ":memory:" else path)
+            where = f"state in {path}" if str(ledger_path) != ":memory:" else "in memory"
+        else:
+            where = "in memory" if getattr(sandbox, "path", None) is None else f"state in {sandbox.path}"
+        client = stripe.StripeClient(
+            SANDBOX_KEY, http_client=SandboxHTTPClient(sandbox), max_network_retries=max_network_retries
+        )
+        return Connection(client, "sandbox", f"sandbox, {where}", sandbox)
+    if key.startswith(("sk_test_", "rk_test_")):
+        mode = "test"
+    elif key.startswith(("sk_live_", "rk_live_")):
+        if not live:
+            raise LiveModeRefused("STRIPE_API_KEY is a live key: pass --live to bill real customers")
+        mode = "live"
+    else:
+        raise UsagebillError(
+            "STRIPE_API_KEY is not a Stripe secret or restricted key (sk_test_..., sk_live_..., rk_...); "
+            "unset it to use the offline sandbox"
+        )
+    client = stripe.StripeClient(key, max_network_retries=max_network_retries)
+    return Connection(client, mode, "Stripe live mode" if mode == "live" else "Stripe test mode")
+
+
+@contextmanager
+def stripe_errors(action: str) -> Iterator[None]:
+    """Turn the SDK's errors into StripeAPIError (exit 4) with one clear line."""
+    import stripe
+
+    try:
+        yield
+    except stripe.StripeError as e:
+        raise StripeAPIError(describe(e, action)) from e
+
+
+def describe(e: Exception, action: str = "") -> str:
+    import stripe
+
+    prefix = f"{action}: " if action else ""
+    if isinstance(e, stripe.AuthenticationError):
+        return f"{prefix}Stripe refused the API key ({e.user_message or 'authentication failed'})"
+    if isinstance(e, stripe.APIConnectionError):
+        return f"{prefix}cannot reach Stripe ({e.user_message or e})"
+    status = getattr(e, "http_status", None)
+    msg = getattr(e, "user_message", None) or str(e)
+    code = getattr(e, "code", None)
+    return f"{prefix}Stripe said{f' {status}' if status else ''}{f' ({code})' if code else ''}: {msg}"
