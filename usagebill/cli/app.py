@@ -24,10 +24,34 @@ class AppError(click.ClickException):
 class State:
     """Per-invocation state: where the config and ledger are, opened on first use."""
 
-    def __init__(self, config: str, db: str | None):
+    def __init__(self, config: str, db: str | None, live: bool = False):
         self.config_path = Path(config)
         self.db_path = db
+        self.live = live
         self._billing = None
+        self._connection = None
+
+    @property
+    def connection(self):
+        """The Stripe backend (sandbox unless STRIPE_API_KEY is set), bound to the ledger;
+        says once on stderr which one it is."""
+        if self._connection is None:
+            import os
+
+            from ..gateway.client import connect
+            from ..gateway.mapping import bind
+
+            billing = self.billing
+            conn = connect(
+                ledger_path=billing.db_path,
+                api_key=os.environ.get("STRIPE_API_KEY"),
+                live=self.live,
+                sandbox_url=os.environ.get("USAGEBILL_SANDBOX_URL"),
+            )
+            bind(billing.ledger, conn.mode)
+            click.echo(f"usagebill: {conn.description}", err=True)
+            self._connection = conn
+        return self._connection
 
     @property
     def billing(self):
@@ -106,11 +130,20 @@ def id_option(fn):
     type=click.Path(dir_okay=False),
     help="The SQLite ledger [default: [ledger] path of the config, else .usagebill/ledger.db beside it].",
 )
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Allow a live STRIPE_API_KEY (sk_live_...): real customers, real money. Test clocks refuse it.",
+)
 @click.version_option(package_name="usagebill", prog_name="usagebill")
 @click.pass_context
-def cli(ctx: click.Context, config: str, db: str | None) -> None:
+def cli(ctx: click.Context, config: str, db: str | None, live: bool) -> None:
     """Usage-based billing on Stripe: credits, wallets and metered usage, kept in a local
     ledger and delivered to Stripe (or to the built-in offline sandbox).
+
+    \b
+    The Stripe API key is read from STRIPE_API_KEY only (never from the command line); without
+    it every command runs against the built-in sandbox, whose state lives beside the ledger.
 
     \b
     Example:
@@ -120,6 +153,6 @@ def cli(ctx: click.Context, config: str, db: str | None) -> None:
       usagebill record alice api_calls 150
       usagebill summary alice
     """
-    state = State(config, db)
+    state = State(config, db, live)
     ctx.obj = state
     ctx.call_on_close(state.close)
