@@ -215,3 +215,16 @@ def test_subscription_items_list_needs_a_subscription(stripe_client, catalog, cu
         stripe_client.v1.subscription_items.list({"subscription": "sub_missing"})
     with pytest.raises(stripe.InvalidRequestError):
         stripe_client.v1.subscription_items.retrieve("si_missing")
+
+
+def test_cancel_customer_subscriptions_ends_them_now(stripe_client, sandbox, catalog, customer):
+    """The hook for the customers resource's DELETE: Stripe cancels a deleted customer's
+    subscriptions immediately."""
+    from usagebill.sandbox.billing.engine import cancel_customer_subscriptions
+
+    c = stripe_client
+    live = create(c, customer, {"price": catalog["base"].id})
+    with sandbox.store.transaction():
+        cancel_customer_subscriptions(sandbox.store, customer.id, T0 + 5, T0 + 5)
+    sub = c.v1.subscriptions.retrieve(live.id)
+    assert (sub.status, sub.canceled_at, sub.ended_at) == ("canceled", T0 + 5, T0 + 5)

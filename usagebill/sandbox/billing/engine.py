@@ -168,6 +168,14 @@ def cancel_now(store: Store, sub: dict, now: int, real_now: int, *, invoice_now:
     schedule(store, sub)
 
 
+def cancel_customer_subscriptions(store: Store, customer_id: str, now: int, real_now: int) -> None:
+    """Stripe cancels a customer's subscriptions immediately when the customer is deleted. For
+    the customers resource to call from its DELETE handler (``now`` in the customer's time)."""
+    for sub in store.all(subscriptions.SUBSCRIPTION, customer=customer_id):
+        if sub["status"] not in ("canceled", "incomplete_expired"):
+            cancel_now(store, sub, now, real_now, invoice_now=False, details={})
+
+
 def clock_subscriptions(store: Store, clock_id: str) -> list[dict]:
     found: list[dict] = []
     for customer in store.all("customer", test_clock=clock_id):

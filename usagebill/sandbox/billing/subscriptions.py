@@ -149,10 +149,12 @@ def _parse_items(store: Store, raw: list) -> list[dict]:
                 f"`{first['currency']}` and `{price['currency']}`.", param=f"items[{i}][price]")
         a, b = first["recurring"], price["recurring"]
         if (a["interval"], a.get("interval_count") or 1) != (b["interval"], b.get("interval_count") or 1):
+            # classic billing mode refuses this; flexible mode (the default since 2025-09-30.clover)
+            # accepts mixed intervals, which the sandbox does not emulate
             raise invalid(
                 "The price specified has a different billing interval than the other prices on this "
-                "subscription: all prices on a subscription must have the same `recurring.interval` "
-                "and `recurring.interval_count`.", param=f"items[{i}][price]")
+                "subscription. The usagebill sandbox only emulates subscriptions whose prices share "
+                "`recurring.interval` and `recurring.interval_count`.", param=f"items[{i}][price]")
     return items
 
 
@@ -203,7 +205,9 @@ def create_subscription(req: Request) -> dict:
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": anchor,
         "billing_cycle_anchor_config": None,
-        "billing_mode": {"flexible": None, "type": "classic", "updated_at": None},
+        # new subscriptions default to flexible billing mode since API version 2025-09-30.clover
+        "billing_mode": {"flexible": None, "type": (p.get("billing_mode") or {}).get("type") or "flexible",
+                         "updated_at": None},
         "billing_schedules": [],
         "billing_thresholds": None,
         "cancel_at": None,
