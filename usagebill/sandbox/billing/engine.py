@@ -125,8 +125,7 @@ def _period_end(store: Store, sub: dict, end: int, real_now: int) -> None:
         return
     interval, count = subscriptions.interval_of(sub)
     anchor = sub["billing_cycle_anchor"]
-    k = periods.period_index(anchor, interval, count, end)
-    new_start, new_end = periods.boundary(anchor, interval, count, k), periods.boundary(anchor, interval, count, k + 1)
+    new_start, new_end = periods.period_at(anchor, interval, count, end)
     specs = []
     for item in items:
         if subscriptions.is_metered(item):

@@ -17,27 +17,6 @@ def required(params: dict, name: str, param: str | None = None) -> Any:
     return value
 
 
-def as_int(value: Any, param: str) -> int:
-    if isinstance(value, bool):
-        raise invalid(f"Invalid integer: {value}", param=param)
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 10)
-    except ValueError:
-        raise invalid(f"Invalid integer: {value}", param=param) from None
-
-
-def as_bool(value: Any, param: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("true", "1"):
-        return True
-    if str(value).lower() in ("false", "0"):
-        return False
-    raise invalid(f"Invalid boolean: {value}", param=param)
-
-
 def as_list(value: Any, param: str) -> list:
     """Form-encoded arrays may arrive as a list or as an index-keyed dict ({"0": ..., "1": ...})."""
     if value is None:
