@@ -1,6 +1,7 @@
-"""Reading request values the way Stripe does: form values arrive as strings, so integers and
-booleans are parsed here, with Stripe's messages for bad ones. The core has already checked
-names and shapes against the SDK's TypedDicts; this module checks values."""
+"""Request values the core's validation leaves to the handler: required values with Stripe's
+"Missing required param" error, form arrays, metadata update rules, and a loud refusal of
+parameters whose billing effect the sandbox does not reproduce. (The core has already checked
+names, types and enums against the SDK's TypedDicts.)"""
 
 from __future__ import annotations
 
