@@ -1,0 +1,51 @@
+"""demo: the whole flow of the docs on the sandbox, in one command."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from ..money import format_money, format_unit_price
+from ..timeparse import iso
+from .app import cli
+from .invoice_cmds import invoice_json, render_invoice
+from .output import emit_json, say, table
+from .setup_cmds import example_config
+
+
+@cli.command("demo")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), help="Where to keep the demo's config, ledger and sandbox [default: a new temporary folder].")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary and the invoice as JSON on stdout.")
+def demo(folder: str | None, as_json: bool) -> None:
+    """Walk through usage billing on the offline sandbox: sync the example plans, put a
+    customer on a test clock, subscribe to Pro, record 150 API calls, advance the clock past
+    the period end and show the invoice Stripe makes ($20.00 + $15.00 = $35.00).
+
+    \b
+    Example:
+      usagebill demo
+      usagebill demo --dir ./demo --json
+    """
+    from ..gateway.demo import run_demo
+
+    where = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="usagebill-demo-"))
+    r = run_demo(where, example_config(), say)
+    s = r.summary
+    if as_json:
+        emit_json({"folder": str(r.folder), "test_clock": r.clock_id,
+                   "summary": {"user_id": s.user_id, "key": s.key, "total_amount": s.total_amount,
+                               "estimated_cost": s.estimated_cost, "currency": s.currency},
+                   "preview": invoice_json(r.preview), "invoice": invoice_json(r.invoice)})
+        return
+    say("")
+    table(f"usagebill summary alice   ({iso(s.period_start)} .. {iso(s.period_end)}, from the ledger)",
+          ["feature", "used", "unit price", "estimated cost"],
+          [[s.display_name, f"{s.total_amount:,}", format_unit_price(s.unit_price, s.currency),
+            format_money(s.estimated_cost, s.currency)]], right=["used", "unit price", "estimated cost"])
+    say("")
+    render_invoice(r.invoice, f"usagebill invoices show {r.invoice.id}   ({r.invoice.status}, {r.invoice.billing_reason})")
+    say("")
+    say(f"Everything is in {r.folder}; look around:")
+    say(f"  cd {r.folder} && usagebill invoices list alice && usagebill credits balance alice api_calls")
