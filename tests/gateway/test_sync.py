@@ -1,0 +1,117 @@
+from decimal import Decimal
+
+import pytest
+
+from usagebill import Billing
+from usagebill.gateway import mapping
+from usagebill.gateway.sync import sync
+
+
+def test_sync_creates_everything_then_a_second_run_writes_nothing(billing, conn, requests_seen):
+    first = sync(billing, conn)
+    kinds = sorted((a.verb, a.kind) for a in first.actions)
+    # 2 meters (api_calls, ai_tokens), 2 usage products + 3 plan products, 4 plan prices, 6 metered prices
+    assert kinds.count(("create", "meter")) == 2
+    assert kinds.count(("create", "product")) == 5
+    assert kinds.count(("create", "price")) == 10
+    assert len(requests_seen.writes()) == 17
+    requests_seen.reset()
+    second = sync(billing, conn)
+    assert second.actions == []
+    assert requests_seen.writes() == []
+    assert all(m == "GET" for m, _ in requests_seen.calls)
+
+
+def test_stripe_objects_look_right(billing, conn):
+    sync(billing, conn)
+    c = conn.client.v1
+    price = c.prices.retrieve(mapping.get(billing.ledger, "price:usage:pro:api_calls:usd:month"))
+    assert price.lookup_key == "usagebill:usage:pro:api_calls:usd:month"
+    assert price.recurring.usage_type == "metered" and price.recurring.interval == "month"
+    assert Decimal(price.unit_amount_decimal) == 10 and price.currency == "usd"
+    assert c.products.retrieve(price.product).name == "API Calls"  # invoice lines read "API Calls"
+    meter = c.billing.meters.retrieve(price.recurring.meter)
+    assert meter.event_name == "api_calls" and meter.default_aggregation.formula == "sum"
+    base = c.prices.retrieve(mapping.get(billing.ledger, "price:plan:pro:usd:month"))
+    assert base.unit_amount == 2000 and base.recurring.usage_type == "licensed"
+    assert c.products.retrieve(base.product).name == "Pro"
+    tokens = c.prices.retrieve(mapping.get(billing.ledger, "price:usage:team:ai_tokens:usd:month"))
+    assert Decimal(tokens.unit_amount_decimal) == Decimal("0.5")
+
+
+def test_dry_run_changes_nothing(billing, conn, requests_seen):
+    plan = sync(billing, conn, dry_run=True)
+    assert len(plan.actions) == 17 and plan.dry_run
+    assert requests_seen.writes() == []
+    assert mapping.all_keys(billing.ledger) == {}
+
+
+def _reopen(billing, config_path, text):
+    config_path.write_text(text)
+    return Billing(Billing.open(config_path, billing.db_path).config, billing.ledger)
+
+
+def test_changed_price_transfers_the_lookup_key_and_archives_the_old(billing, conn, config_path):
+    sync(billing, conn)
+    old_id = mapping.get(billing.ledger, "price:usage:pro:api_calls:usd:month")
+    text = config_path.read_text().replace("price_per_credit = 10 ", "price_per_credit = 12 ", 1)
+    b2 = _reopen(billing, config_path, text)
+    result = sync(b2, conn)
+    assert [(a.verb, a.key) for a in result.actions] == [("replace", "price:usage:pro:api_calls:usd:month")]
+    new_id = mapping.get(b2.ledger, "price:usage:pro:api_calls:usd:month")
+    assert new_id != old_id
+    c = conn.client.v1
+    assert c.prices.retrieve(old_id).active is False
+    new = c.prices.retrieve(new_id)
+    assert new.lookup_key == "usagebill:usage:pro:api_calls:usd:month" and Decimal(new.unit_amount_decimal) == 12
+    found = c.prices.list(params={"lookup_keys": ["usagebill:usage:pro:api_calls:usd:month"]}).data
+    assert [p.id for p in found] == [new_id]
+    assert sync(b2, conn).actions == []
+
+
+def test_removed_plan_is_archived_and_meter_deactivated(billing, conn, config_path):
+    sync(billing, conn)
+    text = config_path.read_text()
+    team = text.index('[[plans]]\nname = "Team"')
+    b2 = _reopen(billing, config_path, text[:team])
+    result = sync(b2, conn)
+    archived = {(a.kind, a.key) for a in result.actions if a.verb == "archive"}
+    assert ("product", "product:plan:team") in archived
+    assert ("price", "price:plan:team:usd:year") in archived
+    assert ("meter", "meter:ai_tokens") in archived
+    assert ("product", "product:feature:ai_tokens") in archived
+    assert all(a.verb == "archive" for a in result.actions)
+    c = conn.client.v1
+    assert c.products.retrieve(mapping.get(b2.ledger, "product:plan:pro")).active is True
+    meters = {m.event_name: m.status for m in c.billing.meters.list().data}
+    assert meters == {"api_calls": "active", "ai_tokens": "inactive"}
+    assert sync(b2, conn).actions == []
+    # putting the plan back reactivates the meter instead of making a second one
+    b3 = _reopen(billing, config_path, text)
+    again = sync(b3, conn)
+    assert ("reactivate", "meter", "meter:ai_tokens") in {(a.verb, a.kind, a.key) for a in again.actions}
+    assert len(c.billing.meters.list().data) == 2
+
+
+def test_objects_are_found_again_without_the_ledger(billing, conn, tmp_path):
+    sync(billing, conn)
+    fresh = Billing.open(billing.config.path, tmp_path / "other.db")  # a new ledger, same Stripe
+    assert sync(fresh, conn).actions == []
+    assert mapping.get(fresh.ledger, "meter:api_calls") == mapping.get(billing.ledger, "meter:api_calls")
+
+
+def test_foreign_meter_with_our_event_name_is_a_clear_error(billing, conn):
+    from usagebill import UsagebillError
+
+    conn.client.v1.billing.meters.create(params={
+        "display_name": "Theirs", "event_name": "api_calls", "default_aggregation": {"formula": "count"}})
+    with pytest.raises(UsagebillError, match="meter for event 'api_calls'.*cannot use"):
+        sync(billing, conn)
+
+
+def test_pagination_is_followed(billing, conn):
+    c = conn.client.v1
+    for i in range(120):  # more than a page of someone else's prices
+        c.prices.create(params={"currency": "usd", "unit_amount": 100 + i, "product_data": {"name": f"x{i}"}})
+    sync(billing, conn)
+    assert sync(billing, conn).actions == []
