@@ -3,6 +3,7 @@ Never edit a released migration: add a new one."""
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Callable
 
@@ -16,7 +17,17 @@ def migration(fn: Callable) -> Callable:
     return fn
 
 
+def _applied(ledger) -> set[str] | None:
+    try:
+        return {r[0] for r in ledger.conn.execute("SELECT name FROM _migrations")}
+    except sqlite3.OperationalError:  # no _migrations table yet: a new ledger
+        return None
+
+
 def migrate(ledger) -> None:
+    applied = _applied(ledger)
+    if applied is not None and applied == {fn.__name__ for fn in MIGRATIONS}:
+        return  # the common case, without importing sqlite_utils (start-up time)
     import sqlite_utils
 
     db = sqlite_utils.Database(ledger.conn)

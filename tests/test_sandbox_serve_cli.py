@@ -1,0 +1,40 @@
+"""`usagebill sandbox serve` over a real socket, shared by separate processes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+
+def test_serve_is_shared_by_other_processes(config_path, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "STRIPE_API_KEY"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "usagebill", "--config", str(config_path), "sandbox", "serve", "--port", "0",
+         "--state", str(tmp_path / "shared.db")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        client_env = {**env, "USAGEBILL_SANDBOX_URL": url}
+
+        def run(*args, db):
+            return subprocess.run(
+                [sys.executable, "-m", "usagebill", "--config", str(config_path), "--db", str(tmp_path / db), *args],
+                capture_output=True, text=True, env=client_env, timeout=60,
+            )
+
+        first = run("sync", "--json", db="one.db")
+        assert first.returncode == 0, first.stderr
+        assert f"sandbox at {url}" in first.stderr
+        assert len(json.loads(first.stdout)["actions"]) == 17
+        # a second process with its own ledger sees the same Stripe: everything is found again
+        second = run("sync", "--json", db="two.db")
+        assert second.returncode == 0, second.stderr
+        assert json.loads(second.stdout)["actions"] == []
+        assert (tmp_path / "shared.db").exists()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=20)
+    assert server.returncode == 0, server.stderr.read()
