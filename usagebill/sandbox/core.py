@@ -1,0 +1,171 @@
+"""The sandbox's one entry point: ``Sandbox.handle(method, path, query, headers, body)``.
+
+Every transport (the in-process stripe HTTP client, the loopback server) calls it; it does
+what Stripe's edge does before and after a handler: fault injection, authentication,
+decoding, validation against the SDK's params types, idempotency keys, the request's
+transaction, expansion, and Stripe-shaped errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from typing import Callable
+from urllib.parse import unquote
+
+from . import auth, expand, idempotency, validation
+from .errors import StripeError
+from .faults import DroppedConnection, FaultConfig, FaultInjector
+from .formencode import decode
+from .routing import Request, router
+from .store import Store
+
+VISIBILITY_ENV_VAR = "USAGEBILL_SANDBOX_VISIBILITY_DELAY"
+
+# The v2 meter event stream is authenticated by meter event session tokens, not API keys.
+SESSION_AUTHENTICATED = {"/v2/billing/meter_event_stream"}
+
+
+def _load_routes() -> None:
+    from . import resources  # noqa: F401  (registers catalogue and metering routes)
+
+    try:
+        from . import billing  # noqa: F401  (test clocks, subscriptions, invoices)
+    except ImportError:  # pragma: no cover - the billing engine is optional
+        pass
+
+
+class Sandbox:
+    def __init__(
+        self,
+        path: str | os.PathLike | None = None,
+        *,
+        faults: FaultConfig | None = None,
+        visibility_delay: float | None = None,
+        clock: Callable[[], float] | None = None,
+    ):
+        _load_routes()
+        self.store = Store(path)
+        self.faults = FaultInjector(faults if faults is not None else FaultConfig.from_env())
+        if visibility_delay is None:
+            visibility_delay = float(os.environ.get(VISIBILITY_ENV_VAR) or 0)
+        self.visibility_delay = visibility_delay
+        self._clock = clock
+        from .resources.meter_event_log import set_visibility_delay
+
+        with self.store.transaction():
+            set_visibility_delay(self.store, visibility_delay)
+            idempotency.prune(self.store, self.now())
+
+    def now(self) -> int:
+        return int(self._clock() if self._clock is not None else time.time())
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- the request cycle ---------------------------------------------------------------
+    def handle(self, method: str, path: str, query: str | bytes | None, headers: dict,
+               body: str | bytes | None) -> tuple[int, dict, bytes]:
+        """One HTTP request in, one response out. Raises ``DroppedConnection`` when fault
+        injection drops the connection (the transport must then fail like a network error)."""
+        method = method.upper()
+        if "?" in path:
+            path, _, extra = path.partition("?")
+            query = (_text(query) + "&" + extra) if query else extra
+        headers = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+        request_id = "req_" + secrets.token_hex(7)
+        out_headers = {"Request-Id": request_id, "Content-Type": "application/json"}
+        replayed = False
+        idem_key = headers.get("idempotency-key") if method == "POST" else None
+        if idem_key:
+            out_headers["Idempotency-Key"] = idem_key
+        try:
+            drop_after = self.faults.before()
+            status, payload, replayed = self._run(method, path, _text(query), headers, _text(body), request_id, idem_key)
+        except StripeError as e:
+            status, payload, drop_after = e.status, e.body(), False
+            if e.should_retry is not None:
+                out_headers["Stripe-Should-Retry"] = "true" if e.should_retry else "false"
+        if replayed:
+            out_headers["Idempotent-Replayed"] = "true"
+        if drop_after:
+            raise DroppedConnection(applied=True)
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        return status, out_headers, raw
+
+    def _run(self, method, path, query, headers, body, request_id, idem_key):
+        store = self.store
+        now = self.now()
+        route, path_args = router.match(method, path)
+        v2 = path.startswith("/v2/")
+        if path in SESSION_AUTHENTICATED:
+            with store.transaction():
+                key = auth.session_token(store, headers, now)
+        else:
+            key = auth.api_key(headers)
+        params = _decode(query, body, v2, headers)
+        raw_params = params
+        if route.params:
+            params = validation.validate(route.params, params, form=not v2)
+        expand_paths = params.pop("expand", None) or []
+
+        fp = None
+        if idem_key:
+            fp = idempotency.fingerprint(method, path, raw_params)
+            with store.transaction():
+                saved = idempotency.claim(store, idem_key, fp, now)
+            if saved is not None:
+                return saved["status"], saved["body"].encode(), True
+
+        req = Request(method=method, path=path, params=params, headers=headers, store=store,
+                      now=now, api_key=key, request_id=request_id)
+        try:
+            with store.transaction():
+                for hook in router.hooks:
+                    hook(req)
+                result = route.handler(req, **{k: unquote(v) for k, v in path_args.items()})
+                status, obj = result if isinstance(result, tuple) else (200, result)
+                if expand_paths and isinstance(obj, dict):
+                    obj = expand.apply(store, obj, expand_paths)
+                raw = json.dumps(obj).encode()
+                if idem_key:
+                    idempotency.save(store, idem_key, fp, now, status, raw)
+            return status, raw, False
+        except StripeError as e:
+            if idem_key:
+                with store.transaction():
+                    if e.status >= 500:
+                        idempotency.release(store, idem_key)
+                    else:  # Stripe replays 4xx answers too: the request was invalid, not lost
+                        idempotency.save(store, idem_key, fp, now, e.status, json.dumps(e.body()).encode())
+            raise
+        except Exception as e:
+            if idem_key:
+                with store.transaction():
+                    idempotency.release(store, idem_key)
+            raise StripeError(500, f"Sandbox internal error: {type(e).__name__}: {e}", type="api_error",
+                              should_retry=False) from e
+
+
+def _text(value: str | bytes | None) -> str:
+    if value is None:
+        return ""
+    return value.decode("utf-8") if isinstance(value, (bytes, bytearray)) else value
+
+
+def _decode(query: str, body: str, v2: bool, headers: dict) -> dict:
+    params = decode(query) if query else {}
+    if not body:
+        return params
+    if v2 or headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise StripeError(400, "Invalid JSON body.", code="invalid_json") from None
+        if not isinstance(data, dict):
+            raise StripeError(400, "The request body must be a JSON object.", code="invalid_json")
+        params.update(data)
+    else:
+        params.update(decode(body))
+    return params
