@@ -47,6 +47,7 @@ class Sandbox:
     ):
         _load_routes()
         self.store = Store(path)
+        self.path = self.store.path
         self.faults = FaultInjector(faults if faults is not None else FaultConfig.from_env())
         if visibility_delay is None:
             visibility_delay = float(os.environ.get(VISIBILITY_ENV_VAR) or 0)
