@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sqlite3
+import threading
 import time
+from contextlib import contextmanager
 from typing import Callable
 from urllib.parse import unquote
 
@@ -53,6 +56,11 @@ class Sandbox:
             visibility_delay = float(os.environ.get(VISIBILITY_ENV_VAR) or 0)
         self.visibility_delay = visibility_delay
         self._clock = clock
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
+        self._peek = None
+        if self.path is not None:
+            self._peek = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         from .resources.meter_event_log import set_visibility_delay
 
         with self.store.transaction():
@@ -63,6 +71,8 @@ class Sandbox:
         return int(self._clock() if self._clock is not None else time.time())
 
     def close(self) -> None:
+        if self._peek is not None:
+            self._peek.close()
         self.store.close()
 
     # -- the request cycle ---------------------------------------------------------------
@@ -111,14 +121,44 @@ class Sandbox:
             params = validation.validate(route.params, params, form=not v2)
         expand_paths = params.pop("expand", None) or []
 
-        fp = None
-        if idem_key:
-            fp = idempotency.fingerprint(method, path, raw_params)
+        call = (method, path, params, headers, now, key, request_id, route, path_args, expand_paths)
+        if not idem_key:
+            return self._apply(*call, None, None)
+        fp = idempotency.fingerprint(method, path, raw_params)
+        with self._in_flight_guard(idem_key, fp, now):
             with store.transaction():
                 saved = idempotency.claim(store, idem_key, fp, now)
             if saved is not None:
                 return saved["status"], saved["body"].encode(), True
+            return self._apply(*call, idem_key, fp)
 
+    @contextmanager
+    def _in_flight_guard(self, idem_key: str, fp: str, now: int):
+        """A duplicate of a request still running gets Stripe's 409 at once, instead of
+        queueing behind the store's lock and replaying. Threads of this process are seen
+        here; other processes' claims through a read connection that never waits for the
+        writer (WAL)."""
+        with self._in_flight_lock:
+            if idem_key in self._in_flight:
+                raise idempotency.in_flight_error(idem_key)
+            self._in_flight.add(idem_key)
+        try:
+            if self._peek is not None:
+                with self._in_flight_lock:
+                    row = self._peek.execute(
+                        "SELECT value FROM kv WHERE ns = ? AND key = ?", (idempotency.NS, idem_key)
+                    ).fetchone()
+                if row is not None:
+                    idempotency.refuse_if_in_flight(json.loads(row[0]), idem_key, fp, now)
+            yield
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(idem_key)
+
+    def _apply(self, method, path, params, headers, now, key, request_id, route, path_args, expand_paths,
+               idem_key, fp):
+        """Hooks, handler and expansion in one transaction, with the idempotent result."""
+        store = self.store
         req = Request(method=method, path=path, params=params, headers=headers, store=store,
                       now=now, api_key=key, request_id=request_id)
         try:

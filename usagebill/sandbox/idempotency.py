@@ -39,18 +39,29 @@ def claim(store: Store, key: str, fp: str, now: int) -> dict | None:
             )
         if rec["state"] == "done":
             return rec
-        if now - rec["claimed"] < IN_FLIGHT_LEASE:
-            raise StripeError(
-                409,
-                "There is currently another in-progress request using this Idempotent Key (that probably "
-                f"means you submitted twice, and the other request is still going through): {key}. "
-                "Please try again later.",
-                type="idempotency_error",
-                code="idempotency_key_in_use",
-                should_retry=True,
-            )
+        refuse_if_in_flight(rec, key, fp, now)
     store.kv_set(NS, key, {"state": "in_flight", "fingerprint": fp, "created": now, "claimed": now})
     return None
+
+
+def in_flight_error(key: str) -> StripeError:
+    return StripeError(
+        409,
+        "There is currently another in-progress request using this Idempotent Key (that probably "
+        f"means you submitted twice, and the other request is still going through): {key}. "
+        "Please try again later.",
+        type="idempotency_error",
+        code="idempotency_key_in_use",
+        should_retry=True,
+    )
+
+
+def refuse_if_in_flight(rec: dict, key: str, fp: str, now: int) -> None:
+    """409 when ``rec`` is a live claim by a request still running (same parameters; a
+    mismatch is reported by ``claim`` as the 400 it is)."""
+    if (rec["state"] == "in_flight" and rec["fingerprint"] == fp and now - rec["created"] < TTL
+            and now - rec["claimed"] < IN_FLIGHT_LEASE):
+        raise in_flight_error(key)
 
 
 def mark_in_flight(store: Store, key: str, fp: str, now: int) -> None:
