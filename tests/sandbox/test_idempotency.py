@@ -106,3 +106,31 @@ def test_sdk_retries_reuse_its_idempotency_key(sandbox, stripe_client):
     one = stripe_client.v1.customers.create({"name": "a"}, {"idempotency_key": "k9"})
     two = stripe_client.v1.customers.create({"name": "a"}, {"idempotency_key": "k9"})
     assert one.id == two.id
+
+
+def test_concurrent_duplicate_from_another_process_sharing_the_file(tmp_path, monkeypatch):
+    """Sandbox B must not queue behind A's write transaction and then replay: it reads A's
+    committed claim through its non-blocking read connection and answers 409."""
+    from usagebill.sandbox import Sandbox
+
+    path = tmp_path / "shared.db"
+    a, b = Sandbox(path), Sandbox(path)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(req):
+        if req.path == "/v1/customers" and not entered.is_set():
+            entered.set()
+            release.wait(5)
+
+    monkeypatch.setattr(router, "hooks", [*router.hooks, slow])
+    results = {}
+    first = threading.Thread(target=lambda: results.setdefault("a", post(a, "/v1/customers", {}, "kx")))
+    first.start()
+    assert entered.wait(5)
+    results["b"] = post(b, "/v1/customers", {}, "kx")
+    release.set()
+    first.join(5)
+    assert (results["a"][0], results["b"][0]) == (200, 409)
+    assert post(b, "/v1/customers", {}, "kx")[2] == results["a"][2]  # then the replay
+    a.close()
+    b.close()
