@@ -273,3 +273,12 @@ def test_stream_of_100_events_is_fast(stripe_client):
         stripe_client.v2.billing.meter_event_stream.create({"events": events}, {"api_key": token})
     per_batch = (time.perf_counter() - started) / 20
     assert 0 < per_batch < 0.05, f"{per_batch * 1000:.1f} ms per 100-event batch"
+
+
+def test_visibility_delay_from_the_environment(monkeypatch):
+    from usagebill.sandbox.resources.meter_event_log import visibility_delay
+
+    monkeypatch.setenv("USAGEBILL_SANDBOX_VISIBILITY_DELAY", "12")
+    sb = Sandbox()
+    assert visibility_delay(sb.store) == 12
+    assert visibility_delay(Sandbox(visibility_delay=0).store) == 0  # the argument beats the env
