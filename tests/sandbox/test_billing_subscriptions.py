@@ -228,3 +228,15 @@ def test_cancel_customer_subscriptions_ends_them_now(stripe_client, sandbox, cat
         cancel_customer_subscriptions(sandbox.store, customer.id, T0 + 5, T0 + 5)
     sub = c.v1.subscriptions.retrieve(live.id)
     assert (sub.status, sub.canceled_at, sub.ended_at) == ("canceled", T0 + 5, T0 + 5)
+
+
+def test_deleting_a_customer_cancels_its_subscriptions(stripe_client):
+    product = stripe_client.v1.products.create(params={"name": "Pro"})
+    price = stripe_client.v1.prices.create(params={
+        "product": product.id, "currency": "usd", "unit_amount": 2000, "recurring": {"interval": "month"}})
+    customer = stripe_client.v1.customers.create(params={"email": "gone@example.com"})
+    sub = stripe_client.v1.subscriptions.create(params={
+        "customer": customer.id, "items": [{"price": price.id}], "collection_method": "send_invoice",
+        "days_until_due": 30})
+    stripe_client.v1.customers.delete(customer.id)
+    assert stripe_client.v1.subscriptions.retrieve(sub.id).status == "canceled"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 
+from ..clock import clock_now
 from ..errors import StripeError, invalid
 from ..routing import Request, list_response, router
 from ..store import Store
@@ -148,7 +149,11 @@ def update_customer(req: Request, id: str) -> dict:
 
 @router.route("DELETE", "/v1/customers/{id}", params="CustomerDeleteParams")
 def delete_customer(req: Request, id: str) -> dict:
-    require(req, "customer", id)
+    customer = require(req, "customer", id)
+    # Stripe cancels a deleted customer's subscriptions at once
+    from ..billing.engine import cancel_customer_subscriptions
+
+    cancel_customer_subscriptions(req.store, id, clock_now(req.store, customer.get("test_clock"), req.now), req.now)
     stub = {"id": id, "object": "customer", "deleted": True}
     req.store.put(stub)
     return stub
