@@ -24,7 +24,7 @@ from .invoices import Invoice, list_invoices, preview_invoice
 from .sync import sync
 
 START = "2026-01-01T00:00:00Z"  # a fixed start, so every run tells the same story
-CALLS = (50, 60, 40)  # 150 API calls, in three requests through the month's first days
+CALLS = (50, 60, 40)  # 150 API calls, recorded in three requests
 
 
 @dataclass
@@ -54,8 +54,8 @@ def run_demo(folder: Path, example_config: str, say: Callable[[str], None] = lam
         say(f"3. usagebill customers add alice --test-clock {clock.id}")
         sub = subscribe(billing, conn, "alice", "Pro")
         say(f"4. usagebill subscribe alice Pro       -> {sub.stripe_subscription_id}")
-        for i, n in enumerate(CALLS):
-            billing.usage.record("alice", "api_calls", n, at=clock.frozen_time + 3600 * (i + 1))
+        for n in CALLS:
+            billing.usage.record("alice", "api_calls", n)  # at the customer's now: the clock's time
         pushed = push(billing, conn)
         say(f"5. usagebill record alice api_calls ... x{len(CALLS)}  -> {pushed.delivered} events delivered to Stripe")
         summary = billing.usage.get_summary("alice", "api_calls")
