@@ -1,0 +1,251 @@
+"""``push``: deliver pending usage events to Stripe as meter events (the outbox).
+
+Ledger first, Stripe second: events are already in the ledger; delivery only records what
+Stripe accepted, after it accepted it. The meter event identifier is the ledger's event id
+(or a coalesced batch's id, written before sending), so whatever point a push is killed at,
+the next push re-sends the same identifiers and Stripe keeps each event once.
+
+    from usagebill.gateway.delivery import push
+    result = push(billing, conn)          # everything pending, oldest first
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Iterable
+
+from ..billing import Billing
+from ..errors import StripeAPIError, ValidationError
+from . import mapping, outbox
+from .client import Connection
+from .meter_sender import STREAM_MAX_EVENTS, MeterEvent, MeterEventSender, Refused, RetryPolicy, Unavailable
+
+COALESCE_CHUNK = 10_000  # events grouped per ledger transaction
+REAL_STRIPE_RATE = 20.0  # requests/s: test mode allows about 25
+MAX_FAILURES_KEPT = 20
+
+
+@dataclass
+class PushResult:
+    delivered: int = 0  # usage events Stripe accepted in this run (on their own or in a batch)
+    already_delivered: int = 0  # Stripe already had them (an earlier, interrupted run sent them)
+    failed: int = 0  # refused for good in this run; ``usagebill status`` lists them with reasons
+    still_pending: int = 0  # left for the next push (outage, or waiting for a customer / meter)
+    requests: int = 0  # API requests made (the SDK's own retries not counted)
+    batches: int = 0  # coalesced meter events confirmed in this run
+    waiting: dict[str, int] = field(default_factory=dict)  # why events cannot go yet -> how many
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (identifier, reason), the first few
+    error: str | None = None  # why the push stopped before the end
+
+    @property
+    def ok(self) -> bool:
+        """Nothing refused and nothing stopped the push (waiting events are not errors)."""
+        return self.error is None and self.failed == 0
+
+
+def default_rate(conn: Connection) -> float | None:
+    return None if conn.mode == "sandbox" else REAL_STRIPE_RATE
+
+
+def default_policy(conn: Connection, rounds: int) -> RetryPolicy:
+    # an in-process sandbox has nothing to spare: retry at once
+    return RetryPolicy(rounds=rounds, base_delay=0.0 if conn.sandbox is not None else 0.5)
+
+
+class _Targets:
+    """Where a customer's events of a feature go in Stripe, or why they cannot go yet."""
+
+    def __init__(self, billing: Billing):
+        self.billing = billing
+        self._customers: dict[str, str | None] = {}
+        self._meters: dict[str, bool] = {}
+        self._subscriptions: dict = {}
+
+    def customer(self, user_id: str) -> str | None:
+        if user_id not in self._customers:
+            row = self.billing.ledger.one("SELECT stripe_customer_id FROM customers WHERE user_id = ?", (user_id,))
+            self._customers[user_id] = row["stripe_customer_id"] if row else None
+        return self._customers[user_id]
+
+    def why_not(self, user_id: str, feature: str) -> str | None:
+        if not self.customer(user_id):
+            return f"customer {user_id} is not in Stripe (usagebill customers add {user_id})"
+        if feature not in self._meters:
+            self._meters[feature] = mapping.get(self.billing.ledger, mapping.meter_key(feature)) is not None
+        if not self._meters[feature]:
+            return f"feature {feature} has no Stripe meter (usagebill sync)"
+        return None
+
+    def period_group(self, row) -> Hashable | None:
+        """(customer, feature, billing period start) for coalescing; None: send it alone."""
+        user_id = row["user_id"]
+        if self.why_not(user_id, row["feature"]):
+            return None
+        if user_id not in self._subscriptions:
+            self._subscriptions[user_id] = self.billing.ctx.subscription(user_id)
+        sub = self._subscriptions[user_id]
+        if sub is None:
+            return None
+        return user_id, row["feature"], sub.period(row["timestamp"])[0]
+
+
+class _Push:
+    def __init__(self, billing: Billing, sender: MeterEventSender, scope: outbox.Scope, batch_size: int,
+                 on_progress: Callable[[PushResult], None] | None):
+        self.ledger = billing.ledger
+        self.sender = sender
+        self.scope = scope
+        self.batch_size = batch_size
+        self.on_progress = on_progress
+        self.targets = _Targets(billing)
+        self.result = PushResult()
+        self._batch_cursor = 0
+
+    def _meter_event(self, identifier: str, user_id: str, feature: str, amount: int, timestamp: int) -> MeterEvent:
+        return MeterEvent(identifier, mapping.event_name(feature), self.targets.customer(user_id), amount, timestamp)
+
+    def _chunks(self, items: Iterable, target: Callable, events: Callable) -> Iterable[list]:
+        """Deliverable items in chunks of ``batch_size``; the others are counted as waiting.
+        ``target(item)`` is its (customer, feature), ``events(item)`` how many events it holds."""
+        chunk = []
+        for item in items:
+            reason = self.targets.why_not(*target(item))
+            if reason:
+                self.result.waiting[reason] = self.result.waiting.get(reason, 0) + events(item)
+                continue
+            chunk.append(item)
+            if len(chunk) == self.batch_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _deliver(self, events: list[MeterEvent], record: Callable[[dict], None]) -> None:
+        """Stream the chunk; if Stripe refuses it as invalid, send its events one by one so
+        each gets its own verdict. ``record`` saves the verdicts obtained, even when an
+        outage cuts the chunk short."""
+        verdicts: dict[str, tuple[str, str | None]] = {}
+        try:
+            try:
+                self.sender.stream(events)
+                verdicts = {e.identifier: ("delivered", None) for e in events}
+            except Refused:
+                for e in events:
+                    verdicts[e.identifier] = self.sender.one(e)
+        finally:
+            if verdicts:
+                record(verdicts)
+                if self.on_progress is not None:
+                    self.result.requests = self.sender.requests
+                    self.on_progress(self.result)
+
+    def _count(self, verdict: str, reason: str | None, identifier: str, events: int) -> None:
+        r = self.result
+        if verdict == "delivered":
+            r.delivered += events
+        elif verdict == "duplicate":
+            r.already_delivered += events
+        else:
+            r.failed += events
+            if len(r.failures) < MAX_FAILURES_KEPT:
+                r.failures.append((identifier, reason or ""))
+
+    def send_batches(self) -> None:
+        """Coalesced batches written but not confirmed yet (by an earlier run too)."""
+        batches = outbox.pending_batches(self.ledger, self.scope, after_rowid=self._batch_cursor)
+        for chunk in self._chunks(batches, lambda b: (b.user_id, b.feature), lambda b: b.events):
+            self._batch_cursor = chunk[-1].rowid
+            by_id = {b.id: b for b in chunk}
+
+            def record(verdicts, by_id=by_id):
+                ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
+                bad = {i: reason for i, (v, reason) in verdicts.items() if v == "failed"}
+                outbox.mark_batches(self.ledger, ok, bad)
+                for i, (v, reason) in verdicts.items():
+                    self._count(v, reason, i, by_id[i].events)
+                self.result.batches += len(ok)
+
+            self._deliver([self._meter_event(b.id, b.user_id, b.feature, b.amount, b.timestamp) for b in chunk], record)
+
+    def coalesce(self) -> None:
+        after = 0
+        while True:
+            _, after = outbox.coalesce(self.ledger, self.scope, self.targets.period_group, after_seq=after,
+                                       limit=COALESCE_CHUNK)
+            if not after:
+                return
+            self.send_batches()
+
+    def send_events(self) -> None:
+        """Pending events on their own, oldest first, identifier = the ledger's event id."""
+        for chunk in self._chunks(outbox.pending_events(self.ledger, self.scope),
+                                 lambda r: (r["user_id"], r["feature"]), lambda r: 1):
+            claimed = outbox.claim_for_sending(self.ledger, [r["id"] for r in chunk])
+            events = [self._meter_event(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"])
+                      for r in chunk if r["id"] in claimed]
+            if not events:
+                continue
+
+            def record(verdicts):
+                ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
+                bad = {i: reason for i, (v, reason) in verdicts.items() if v == "failed"}
+                outbox.mark_events(self.ledger, ok, bad)
+                for i, (v, reason) in verdicts.items():
+                    self._count(v, reason, i, 1)
+
+            self._deliver(events, record)
+
+
+def push(
+    billing: Billing,
+    conn: Connection,
+    *,
+    user_id: str | None = None,
+    event_ids: Iterable[str] | None = None,
+    coalesce: bool = False,
+    batch_size: int = STREAM_MAX_EVENTS,
+    rate: float | None = None,
+    max_rounds: int = 8,
+    on_progress: Callable[[PushResult], None] | None = None,
+    policy: RetryPolicy | None = None,
+) -> PushResult:
+    """Deliver pending usage events (all, one customer's, or the given ones) to Stripe.
+
+    Batches coalesced by an earlier run go first, as they were written. ``coalesce`` (sum
+    meters only, which all usagebill meters are) then sends one meter event per customer,
+    feature and billing period instead of one per usage event. ``rate`` caps requests per
+    second (default: none for the sandbox, 20 for Stripe; 0 for none). Each request is tried
+    ``max_rounds`` times with back-off on 429 / 5xx / network errors; after that the push
+    stops and reports it in ``error``, leaving the rest pending. Events of customers not in
+    Stripe (or of features not synced) stay pending and are counted in ``waiting``."""
+    if not 1 <= batch_size <= STREAM_MAX_EVENTS:
+        raise ValidationError(f"batch_size must be between 1 and {STREAM_MAX_EVENTS}, not {batch_size}")
+    if max_rounds < 1:
+        raise ValidationError(f"max_rounds must be at least 1, not {max_rounds}")
+    if user_id is not None:
+        billing.ctx.customer(user_id)  # an unknown customer is an error, not "nothing to push"
+    scope = outbox.Scope(user_id, None if event_ids is None else tuple(event_ids))
+    sender = MeterEventSender(conn, rate=default_rate(conn) if rate is None else rate,
+                              policy=policy or default_policy(conn, max_rounds))
+    run = _Push(billing, sender, scope, batch_size, on_progress)
+    try:
+        run.send_batches()
+        if coalesce:
+            run.coalesce()
+        run.send_events()
+    except Unavailable as e:
+        run.result.error = f"{e} (tried {sender.policy.rounds} times; the rest stays pending: run usagebill push again)"
+    except StripeAPIError as e:
+        run.result.error = str(e)
+    result = run.result
+    result.requests = sender.requests
+    result.still_pending = outbox.count_pending(billing.ledger, scope)
+    return result
+
+
+def delivery_status(billing: Billing, user_id: str | None = None) -> outbox.DeliveryStatus:
+    """Pending, delivered and failed counts (all customers, or one), the failed events with
+    Stripe's reasons, and the customers whose events wait for a Stripe id. Ledger only."""
+    if user_id is not None:
+        billing.ctx.customer(user_id)
+    return outbox.status(billing.ledger, outbox.Scope(user_id))

@@ -1,0 +1,273 @@
+"""The ledger side of delivery: which usage events still have to reach Stripe, and what became
+of the others. Plain SQL over the ledger; no Stripe here.
+
+An event with no ``event_delivery`` row has never been sent. Statuses of the others:
+
+- ``sending``: sent on its own (identifier = event id) at least once, outcome not confirmed.
+  Still pending, and never coalesced later: Stripe may already hold it under its own id.
+- ``batched``: part of a coalesced batch (``delivery_batches``) not confirmed yet. Still
+  pending, and re-sent only as that batch, with the batch's identifier.
+- ``delivered``: Stripe has it, on its own or in its batch.
+- ``failed``: Stripe refused it for good; ``last_error`` says why.
+
+Claims (``sending``, ``batched``) are written in ``BEGIN IMMEDIATE`` transactions, so two
+pushes running at once never send one event under two identifiers."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Callable, Hashable, Iterator
+
+from ..ledger import Ledger
+
+PENDING = "(d.event_id IS NULL OR d.status IN ('sending', 'batched'))"
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which events a push or a status looks at: all, one customer's, or some events."""
+
+    user_id: str | None = None
+    event_ids: tuple[str, ...] | None = None
+
+    def where(self, alias: str = "e") -> tuple[str, list]:
+        sql, args = "", []
+        if self.user_id is not None:
+            sql += f" AND {alias}.user_id = ?"
+            args.append(self.user_id)
+        if self.event_ids is not None:
+            sql += f" AND {alias}.id IN ({','.join('?' * len(self.event_ids)) or 'NULL'})"
+            args.extend(self.event_ids)
+        return sql, args
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A coalesced meter event: several usage events of one customer, feature and period."""
+
+    id: str  # ubb_..., the meter event identifier
+    user_id: str
+    feature: str
+    amount: int
+    timestamp: int
+    events: int
+    rowid: int = 0
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def pending_events(ledger: Ledger, scope: Scope, *, never_sent: bool = False) -> Iterator[sqlite3.Row]:
+    """Pending events not in a batch, oldest first, read a page at a time (a ledger may hold
+    millions). ``never_sent`` keeps only those never sent at all (safe to coalesce)."""
+    status = "d.event_id IS NULL" if never_sent else "(d.event_id IS NULL OR d.status = 'sending')"
+    where, args = scope.where()
+    after = 0
+    while True:
+        rows = ledger.all(
+            "SELECT e.seq, e.id, e.user_id, e.feature, e.amount, e.timestamp FROM usage_events e "
+            f"LEFT JOIN event_delivery d ON d.event_id = e.id WHERE e.seq > ? AND {status}{where} "
+            "ORDER BY e.seq LIMIT ?",
+            [after, *args, _PAGE],
+        )
+        if not rows:
+            return
+        yield from rows
+        after = rows[-1]["seq"]
+
+
+def claim_for_sending(ledger: Ledger, event_ids: list[str]) -> set[str]:
+    """Mark events as being sent on their own; returns those this caller may send (not
+    batched, delivered or failed by another push meanwhile)."""
+    now = _now()
+    with ledger.transaction() as db:
+        db.executemany(
+            "INSERT INTO event_delivery (event_id, status, attempts, updated_at) VALUES (?, 'sending', 1, ?) "
+            "ON CONFLICT (event_id) DO UPDATE SET attempts = attempts + 1, updated_at = excluded.updated_at "
+            "WHERE status = 'sending'",
+            [(i, now) for i in event_ids],
+        )
+        rows = db.execute(
+            f"SELECT event_id FROM event_delivery WHERE status = 'sending' AND event_id IN ({','.join('?' * len(event_ids))})",
+            event_ids,
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str]) -> None:
+    """Record Stripe's verdicts on events sent on their own, in one transaction; the first
+    verdict stands (another push may have sent the same event meanwhile)."""
+    now = _now()
+    with ledger.transaction() as db:
+        db.executemany(
+            "INSERT INTO event_delivery (event_id, status, attempts, updated_at) VALUES (?, 'delivered', 1, ?) "
+            "ON CONFLICT (event_id) DO UPDATE SET status = 'delivered', last_error = NULL, "
+            "updated_at = excluded.updated_at WHERE status = 'sending'",
+            [(i, now) for i in delivered],
+        )
+        db.executemany(
+            "INSERT INTO event_delivery (event_id, status, attempts, last_error, updated_at) VALUES (?, 'failed', 1, ?, ?) "
+            "ON CONFLICT (event_id) DO UPDATE SET status = 'failed', last_error = excluded.last_error, "
+            "updated_at = excluded.updated_at WHERE status = 'sending'",
+            [(i, reason, now) for i, reason in failed.items()],
+        )
+
+
+def coalesce(
+    ledger: Ledger,
+    scope: Scope,
+    group_of: Callable[[sqlite3.Row], Hashable | None],
+    *,
+    after_seq: int,
+    limit: int,
+) -> tuple[list[Batch], int]:
+    """Group up to ``limit`` never-sent events after ``after_seq`` into batches, one per
+    ``group_of(event)`` (None: leave the event alone), and write the batches and their links
+    in one transaction, before anything is sent: a retry after a crash re-sends the same
+    batch identifiers. Returns the batches and the last seq looked at (0 when none)."""
+    where, args = scope.where()
+    now = _now()
+    with ledger.transaction() as db:
+        rows = db.execute(
+            "SELECT e.seq, e.id, e.user_id, e.feature, e.amount, e.timestamp FROM usage_events e "
+            f"LEFT JOIN event_delivery d ON d.event_id = e.id WHERE e.seq > ? AND d.event_id IS NULL{where} "
+            "ORDER BY e.seq LIMIT ?",
+            [after_seq, *args, limit],
+        ).fetchall()
+        groups: dict[Hashable, list[sqlite3.Row]] = {}
+        for row in rows:
+            key = group_of(row)
+            if key is not None:
+                groups.setdefault(key, []).append(row)
+        batches = []
+        for members in groups.values():
+            batch = Batch(
+                id="ubb_" + uuid.uuid4().hex,
+                user_id=members[0]["user_id"],
+                feature=members[0]["feature"],
+                amount=sum(r["amount"] for r in members),
+                # the latest event's time: inside the period, and inside Stripe's window
+                # whenever the newest event is
+                timestamp=max(r["timestamp"] for r in members),
+                events=len(members),
+            )
+            cur = db.execute(
+                "INSERT INTO delivery_batches (id, user_id, feature, amount, timestamp, status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (batch.id, batch.user_id, batch.feature, batch.amount, batch.timestamp, now, now),
+            )
+            db.executemany(
+                "INSERT INTO event_delivery (event_id, status, attempts, batch_id, updated_at) VALUES (?, 'batched', 0, ?, ?)",
+                [(r["id"], batch.id, now) for r in members],
+            )
+            batches.append(Batch(**{**batch.__dict__, "rowid": cur.lastrowid}))
+    return batches, (rows[-1]["seq"] if rows else 0)
+
+
+def pending_batches(ledger: Ledger, scope: Scope, *, after_rowid: int = 0) -> Iterator[Batch]:
+    """Batches written but not confirmed (a crash or an outage came between), oldest first."""
+    if scope.event_ids is not None:
+        return  # a push of given events sends those events only
+    where, args = scope.where("b")
+    while True:
+        rows = ledger.all(
+            "SELECT b.rowid, b.*, (SELECT COUNT(*) FROM event_delivery d WHERE d.batch_id = b.id) AS events "
+            f"FROM delivery_batches b WHERE b.rowid > ? AND b.status = 'pending'{where} ORDER BY b.rowid LIMIT ?",
+            [after_rowid, *args, _PAGE],
+        )
+        if not rows:
+            return
+        for r in rows:
+            yield Batch(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"], r["events"], r["rowid"])
+        after_rowid = rows[-1]["rowid"]
+
+
+def mark_batches(ledger: Ledger, delivered: list[str], failed: dict[str, str]) -> None:
+    """Record Stripe's verdicts on batches; their events follow, in the same transaction."""
+    now = _now()
+    with ledger.transaction() as db:
+        for batch_id in delivered:
+            db.execute("UPDATE delivery_batches SET status = 'delivered', updated_at = ? WHERE id = ?", (now, batch_id))
+            db.execute(
+                "UPDATE event_delivery SET status = 'delivered', attempts = attempts + 1, updated_at = ? "
+                "WHERE batch_id = ? AND status = 'batched'",
+                (now, batch_id),
+            )
+        for batch_id, reason in failed.items():
+            db.execute("UPDATE delivery_batches SET status = 'failed', updated_at = ? WHERE id = ? AND status = 'pending'",
+                       (now, batch_id))
+            db.execute(
+                "UPDATE event_delivery SET status = 'failed', attempts = attempts + 1, last_error = ?, updated_at = ? "
+                "WHERE batch_id = ? AND status = 'batched'",
+                (reason, now, batch_id),
+            )
+
+
+def count_pending(ledger: Ledger, scope: Scope) -> int:
+    where, args = scope.where()
+    row = ledger.one(
+        f"SELECT COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE {PENDING}{where}",
+        args,
+    )
+    return int(row[0])
+
+
+@dataclass(frozen=True)
+class FailedEvent:
+    id: str
+    user_id: str
+    feature: str
+    amount: int
+    timestamp: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    pending: int
+    delivered: int
+    failed: int
+    not_in_stripe: dict[str, int]  # pending events of customers without a Stripe id, per customer
+    failed_events: list[FailedEvent]  # the most recent ones, newest first
+
+
+def status(ledger: Ledger, scope: Scope, *, failed_limit: int = 100) -> DeliveryStatus:
+    where, args = scope.where()
+    counts = {"pending": 0, "delivered": 0, "failed": 0}
+    for row in ledger.all(
+        "SELECT CASE WHEN d.status IN ('delivered', 'failed') THEN d.status ELSE 'pending' END AS s, COUNT(*) "
+        f"FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE 1{where} GROUP BY s",
+        args,
+    ):
+        counts[row[0]] = int(row[1])
+    waiting = ledger.all(
+        "SELECT e.user_id, COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        f"JOIN customers c ON c.user_id = e.user_id WHERE {PENDING} AND c.stripe_customer_id IS NULL{where} "
+        "GROUP BY e.user_id ORDER BY e.user_id",
+        args,
+    )
+    failed = ledger.all(
+        "SELECT e.id, e.user_id, e.feature, e.amount, e.timestamp, d.last_error FROM usage_events e "
+        f"JOIN event_delivery d ON d.event_id = e.id WHERE d.status = 'failed'{where} ORDER BY e.seq DESC LIMIT ?",
+        [*args, failed_limit],
+    )
+    return DeliveryStatus(
+        pending=counts["pending"],
+        delivered=counts["delivered"],
+        failed=counts["failed"],
+        not_in_stripe={r[0]: int(r[1]) for r in waiting},
+        failed_events=[FailedEvent(r[0], r[1], r[2], r[3], r[4], r[5] or "") for r in failed],
+    )
+
+
+def event_state(ledger: Ledger, event_id: str) -> tuple[str, str | None]:
+    """(pending | delivered | failed, Stripe's reason when failed) of one event."""
+    row = ledger.one("SELECT status, last_error FROM event_delivery WHERE event_id = ?", (event_id,))
+    if row is None or row["status"] not in ("delivered", "failed"):
+        return "pending", None
+    return row["status"], row["last_error"]
