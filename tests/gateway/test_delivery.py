@@ -227,7 +227,7 @@ def test_stripe_unreachable_leaves_everything_pending(billing, stripe_side):
     faults(stripe_side, rate_drop=1.0, seed=3)
     r = push(billing, stripe_side, max_rounds=3)
     assert r.requests == 3 and r.delivered == 0 and r.still_pending == 5
-    assert "cannot reach Stripe" in r.error and "run usagebill push again" in r.error
+    assert "cannot reach Stripe" in r.error and "tried 3 times" in r.error
 
 
 def test_bad_arguments(billing, conn):

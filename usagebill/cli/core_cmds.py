@@ -7,7 +7,7 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
-from .output import emit_json, say, table
+from .output import emit_json, jsonable, say, table
 
 
 @cli.group("config")
@@ -65,27 +65,50 @@ def config_check(state, as_json: bool) -> None:
 
 # -- usage ---------------------------------------------------------------------------------
 
+def no_push_option(fn):
+    return click.option(
+        "--no-push", is_flag=True,
+        help="Only write the ledger (fast, no Stripe call); usagebill push delivers it later.",
+    )(fn)
+
+
 @cli.command("record")
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("amount", default="1")
 @click.option("--at", metavar="TIME", help="When it happened: ISO 8601 or Unix seconds [default: now].")
 @id_option
+@no_push_option
 @json_option
 @pass_state
-def record(state, user_id, key, amount, at, idempotency_key, as_json) -> None:
-    """Record usage of a feature (post-paid, billed at the end of the period).
+def record(state, user_id, key, amount, at, idempotency_key, no_push, as_json) -> None:
+    """Record usage of a feature (post-paid, billed at the end of the period), then deliver it
+    to Stripe.
+
+    Exits 4 when the event is recorded but could not be delivered: it stays pending and
+    usagebill push delivers it later (don't record it again; --id makes that harmless too).
 
     \b
     Example:
       usagebill record alice api_calls 150 --id import-2026-01-15-alice
+      usagebill record alice api_calls 1 --no-push
     """
     event = state.billing.usage.record(user_id, key, amount, at=at, idempotency_key=idempotency_key)
+    delivery = _deliver(state, event.id, no_push)
     if as_json:
-        emit_json({**_event_json(event)})
+        emit_json({**_event_json(event), "delivery": delivery.json()})
     else:
         what = "Already recorded" if event.replayed else "Recorded"
-        say(f"{what} {event.amount} {event.key} for {event.user_id} at {iso(event.timestamp)} ({event.id})")
+        sent = {"delivered": ", delivered to Stripe", "failed": ", refused by Stripe"}.get(delivery.status, "")
+        say(f"{what} {event.amount} {event.key} for {event.user_id} at {iso(event.timestamp)} ({event.id}){sent}")
+    delivery.finish()
+
+
+def _deliver(state, event_id: str, no_push: bool):
+    """Deliver a new usage event at once unless --no-push (which must not import stripe)."""
+    from .delivery_cmds import deliver_now, not_pushed
+
+    return not_pushed(state, event_id) if no_push else deliver_now(state, event_id)
 
 
 def _event_json(e):
@@ -139,20 +162,26 @@ def summary(state, user_id, key, as_json) -> None:
 @click.argument("key")
 @click.argument("units")
 @id_option
+@no_push_option
 @json_option
 @pass_state
-def charge(state, user_id, key, units, idempotency_key, as_json) -> None:
-    """Charge units of a feature: credits first, then the wallet, the rest as usage.
+def charge(state, user_id, key, units, idempotency_key, no_push, as_json) -> None:
+    """Charge units of a feature: credits first, then the wallet, the rest as usage (delivered
+    to Stripe at once, like record).
 
-    Exits 3 (and takes nothing) when a feature without usage tracking cannot be covered.
+    Exits 3 (and takes nothing) when a feature without usage tracking cannot be covered; 4
+    when the charge is done but its usage could not be delivered (usagebill push will).
 
     \b
     Example:
       usagebill charge alice exports 3 --id export-8812
     """
     r = state.billing.charge(user_id, key, units, idempotency_key=idempotency_key)
+    delivery = _deliver(state, r.usage_event_id, no_push) if r.usage_event_id else None
     if as_json:
-        emit_json(r)
+        emit_json({**jsonable(r), "delivery": delivery and delivery.json()})
     else:
         say(f"{r.units} {key} for {user_id}: {r.from_credits} from credits, {r.from_wallet} from the wallet "
             f"({format_money(r.wallet_debit, r.currency)}), {r.as_usage} as usage")
+    if delivery is not None:
+        delivery.finish()

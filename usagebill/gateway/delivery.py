@@ -234,7 +234,7 @@ def push(
             run.coalesce()
         run.send_events()
     except Unavailable as e:
-        run.result.error = f"{e} (tried {sender.policy.rounds} times; the rest stays pending: run usagebill push again)"
+        run.result.error = f"{e} (tried {sender.policy.rounds} times)"
     except StripeAPIError as e:
         run.result.error = str(e)
     result = run.result
