@@ -40,12 +40,13 @@ def demo(folder: str | None, as_json: bool) -> None:
                    "preview": invoice_json(r.preview), "invoice": invoice_json(r.invoice)})
         return
     say("")
-    table(f"usagebill summary alice   ({iso(s.period_start)} .. {iso(s.period_end)}, from the ledger)",
+    say(f"usagebill summary alice: {iso(s.period_start)} .. {iso(s.period_end)}, from the ledger")
+    table(None,
           ["feature", "used", "unit price", "estimated cost"],
           [[s.display_name, f"{s.total_amount:,}", format_unit_price(s.unit_price, s.currency),
             format_money(s.estimated_cost, s.currency)]], right=["used", "unit price", "estimated cost"])
     say("")
-    render_invoice(r.invoice, f"usagebill invoices show {r.invoice.id}   ({r.invoice.status}, {r.invoice.billing_reason})")
+    render_invoice(r.invoice, f"usagebill invoices show {r.invoice.id}: {r.invoice.status}, {r.invoice.billing_reason}")
     say("")
     say(f"Everything is in {r.folder}; look around:")
     say(f"  cd {r.folder} && usagebill invoices list alice && usagebill credits balance alice api_calls")

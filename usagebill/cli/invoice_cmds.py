@@ -7,7 +7,7 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli, json_option, pass_state
-from .output import console, emit_json
+from .output import console, emit_json, say
 
 
 def invoice_json(inv) -> dict:
@@ -35,10 +35,11 @@ def _span(start, end) -> str:
 
 def render_invoice(inv, title: str | None = None) -> None:
     """The invoice as a person reads it:  API Calls (Jan 01-Feb 01)  150 x $0.10  $15.00"""
+    from rich import box
     from rich.table import Table
 
-    t = Table(title=title or f"Invoice {inv.number or inv.id or '(preview)'}  {inv.status or ''}  {inv.billing_reason or ''}",
-              title_justify="left", show_edge=False, pad_edge=False, box=None)
+    say(title or f"Invoice {inv.number or inv.id or '(preview)'}: {inv.status or ''}, {inv.billing_reason or ''}")
+    t = Table(show_edge=False, pad_edge=False, box=box.SIMPLE_HEAD)
     t.add_column("item")
     t.add_column("quantity x price", justify="right")
     t.add_column("amount", justify="right")
