@@ -115,3 +115,16 @@ def test_pagination_is_followed(billing, conn):
         c.prices.create(params={"currency": "usd", "unit_amount": 100 + i, "product_data": {"name": f"x{i}"}})
     sync(billing, conn)
     assert sync(billing, conn).actions == []
+
+
+def test_a_ledger_only_subscription_is_linked_when_subscribing_in_stripe(billing, conn):
+    from usagebill.gateway.accounts import add_customer, subscribe
+
+    sync(billing, conn)
+    billing.customers.add("local")
+    billing.subscriptions.start("local", "Pro")  # library use, no Stripe
+    add_customer(billing, conn, "local")
+    sub = subscribe(billing, conn, "local", "Pro")
+    assert sub.stripe_subscription_id and sub.stripe_subscription_id.startswith("sub_")
+    assert conn.client.v1.subscriptions.retrieve(sub.stripe_subscription_id).customer == \
+        billing.customers.get("local").stripe_customer_id

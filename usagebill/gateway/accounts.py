@@ -119,15 +119,20 @@ def subscribe(
                 options={"idempotency_key": f"usagebill-subscribe-{user_id}-{plan.key}-{customer.created_at}"},
             )
         item = remote["items"].data[0]
-        return billing.subscriptions.start(
+        period = (item.current_period_start, item.current_period_end)
+        sub = billing.subscriptions.start(
             user_id,
             plan.name,
             price.interval,
             price.currency,
             anchor=remote.billing_cycle_anchor,
             stripe_subscription_id=remote.id,
-            period=(item.current_period_start, item.current_period_end),
+            period=period,
         )
+        if sub.stripe_subscription_id != remote.id:  # subscribed in the ledger alone before
+            billing.subscriptions.set_period(user_id, *period, stripe_subscription_id=remote.id)
+            sub = billing.subscriptions.get(user_id)
+        return sub
 
 
 def refresh_periods(billing: Billing, conn: Connection, user_ids: list[str]) -> None:
