@@ -50,12 +50,14 @@ def test_250_pending_events_take_three_stream_requests(billing, stripe_side, req
     }
 
 
-def test_push_of_one_customer_or_some_events_leaves_the_others(billing, stripe_side):
+def test_push_of_one_customer_or_some_events_leaves_the_others(billing, stripe_side, requests_seen):
     customer(billing, stripe_side, "alice")
     customer(billing, stripe_side, "bob")
     a = record_many(billing, "alice", 2)
     b = record_many(billing, "bob", 3)
+    requests_seen.reset()
     assert push(billing, stripe_side, event_ids=[b[0]]).delivered == 1
+    assert requests_seen.calls == [("POST", "/v1/billing/meter_events")]  # a lone event: no session needed
     r = push(billing, stripe_side, user_id="alice")
     assert (r.delivered, r.still_pending) == (2, 0)
     assert delivery_status(billing).pending == 2

@@ -121,11 +121,15 @@ class _Push:
             yield chunk
 
     def _deliver(self, events: list[MeterEvent], record: Callable[[dict], None]) -> None:
-        """Stream the chunk; if Stripe refuses it as invalid, send its events one by one so
+        """Stream the chunk; if Stripe refuses it as invalid, send its events one by one (v1) so
         each gets its own verdict. ``record`` saves the verdicts obtained, even when an
         outage cuts the chunk short."""
         verdicts: dict[str, tuple[str, str | None]] = {}
         try:
+            if len(events) == 1 and not self.sender.has_session:
+                # a lone event (record, charge): one v1 request instead of a session and a stream
+                verdicts = {events[0].identifier: self.sender.one(events[0])}
+                return
             try:
                 self.sender.stream(events)
                 verdicts = {e.identifier: ("delivered", None) for e in events}
@@ -217,7 +221,11 @@ def push(
     second (default: none for the sandbox, 20 for Stripe; 0 for none). Each request is tried
     ``max_rounds`` times with back-off on 429 / 5xx / network errors; after that the push
     stops and reports it in ``error``, leaving the rest pending. Events of customers not in
-    Stripe (or of features not synced) stay pending and are counted in ``waiting``."""
+    Stripe (or of features not synced) stay pending and are counted in ``waiting``.
+    ``event_ids`` is for a few events (record, charge); ``user_id`` or nothing for many.
+
+    Stripe keeps meter event identifiers unique for 24 hours: an interrupted push should be
+    run again within that time (cron), or ``reconcile`` may find usage counted twice."""
     if not 1 <= batch_size <= STREAM_MAX_EVENTS:
         raise ValidationError(f"batch_size must be between 1 and {STREAM_MAX_EVENTS}, not {batch_size}")
     if max_rounds < 1:

@@ -116,6 +116,10 @@ class MeterEventSender:
                 last = e
         raise Unavailable(describe(last, action) if last else action)
 
+    @property
+    def has_session(self) -> bool:
+        return self._token is not None
+
     def _session_token(self) -> str:
         if self._token is None or time.monotonic() >= self._renew_at:
             session = self._call("meter event session", self.client.v2.billing.meter_event_session.create)
