@@ -86,6 +86,33 @@ def check_window(ts: int, now: int) -> None:
         )
 
 
+def check_started(ts: int, sub: Subscription) -> None:
+    if ts < sub.anchor:
+        raise ValidationError(
+            f"timestamp {iso(ts)} is before {sub.user_id!r}'s subscription started ({iso(sub.anchor)})"
+        )
+
+
+def check_time(ts: int, now: int, sub: Subscription) -> None:
+    """The rules for an event's time: within Stripe's window around the customer's ``now``
+    (its test clock's time when it has one), and not before the subscription started."""
+    check_window(ts, now)
+    check_started(ts, sub)
+
+
+def same_event(feature: str, amount: int, timestamp: int, key: str, new_amount: int, new_ts: int | None) -> bool:
+    """Whether a write with an idempotency key repeats the recorded event (a write without a
+    time matches any time: "now" differs at each retry)."""
+    return feature == key and amount == new_amount and (new_ts is None or timestamp == new_ts)
+
+
+def key_reused(idempotency_key: str, user_id: str, amount: int, feature: str, timestamp: int) -> IdempotencyError:
+    return IdempotencyError(
+        f"idempotency key {idempotency_key!r} was already used by {user_id!r} for {amount} "
+        f"{feature} at {iso(timestamp)}; use a new key"
+    )
+
+
 def new_event_id() -> str:
     return "ube_" + uuid.uuid4().hex
 
@@ -129,11 +156,7 @@ class Usage:
         self.usage_feature(sub, key)
         now = ctx.now_for(user_id)
         ts = now if ts is None else ts
-        check_window(ts, now)
-        if ts < sub.anchor:
-            raise ValidationError(
-                f"timestamp {iso(ts)} is before {user_id!r}'s subscription started ({iso(sub.anchor)})"
-            )
+        check_time(ts, now, sub)
         event = UsageEvent(new_event_id(), user_id, key, amount, ts, ctx.clock(), idempotency_key)
         ctx.ledger.conn.execute(
             "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source) "
@@ -152,12 +175,16 @@ class Usage:
             ):
                 raise IdempotencyError(f"idempotency key {idempotency_key!r} was already used by {user_id!r} for another operation")
             return None
-        if row["feature"] != key or row["amount"] != amount or (ts is not None and row["timestamp"] != ts):
-            raise IdempotencyError(
-                f"idempotency key {idempotency_key!r} was already used by {user_id!r} for {row['amount']} "
-                f"{row['feature']} at {iso(row['timestamp'])}; use a new key"
-            )
+        if not same_event(row["feature"], row["amount"], row["timestamp"], key, amount, ts):
+            raise key_reused(idempotency_key, user_id, row["amount"], row["feature"], row["timestamp"])
         return _event(row, replayed=True)
+
+    def import_rows(self, source, format: str | None = None, **options):
+        """Import usage rows from a CSV or JSON Lines file (a path, or a binary file object):
+        idempotent, streaming, in bounded transactions. See ``usagebill.importer.import_rows``."""
+        from .importer import import_rows
+
+        return import_rows(self, source, format, **options)
 
     def get_summary(self, user_id: str, key: str) -> UsageSummary:
         """Usage and estimated cost of a feature in the customer's current period."""
