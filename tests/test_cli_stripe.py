@@ -117,3 +117,16 @@ def test_sync_dry_run_then_sync_then_nothing(runner):
     assert len(J(runner("sync", "--json"))["actions"]) == 17
     r = runner("sync")
     assert "nothing to do" in r.stderr
+
+
+def test_a_flag_beats_its_env_var_and_says_so(runner, monkeypatch, tmp_path):
+    monkeypatch.setenv("USAGEBILL_DB", str(tmp_path / "env.db"))
+    r = runner("--db", str(tmp_path / "flag.db"), "customers", "list", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout) == []
+    assert "--db given, so USAGEBILL_DB is not used" in r.stderr
+    assert (tmp_path / "flag.db").exists() and not (tmp_path / "env.db").exists()
+
+
+def test_api_key_flag_is_checked_and_never_printed(runner):
+    r = runner("--api-key", "sk_live_flagsecret", "sync")
+    assert r.exit_code == 1 and "pass --live" in r.stderr and "flagsecret" not in r.output

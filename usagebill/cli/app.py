@@ -24,10 +24,11 @@ class AppError(click.ClickException):
 class State:
     """Per-invocation state: where the config and ledger are, opened on first use."""
 
-    def __init__(self, config: str, db: str | None, live: bool = False):
+    def __init__(self, config: str, db: str | None, live: bool = False, api_key: str | None = None):
         self.config_path = Path(config)
         self.db_path = db
         self.live = live
+        self.api_key = api_key
         self._billing = None
         self._connection = None
 
@@ -44,7 +45,7 @@ class State:
             billing = self.billing
             conn = connect(
                 ledger_path=billing.db_path,
-                api_key=os.environ.get("STRIPE_API_KEY"),
+                api_key=self.api_key,
                 live=self.live,
                 sandbox_url=os.environ.get("USAGEBILL_SANDBOX_URL"),
             )
@@ -99,6 +100,20 @@ class Group(click.Group):
 pass_state = click.make_pass_decorator(State)
 
 
+def _say_overrides(ctx: click.Context) -> None:
+    """A flag beats its environment variable, and never silently."""
+    import os
+
+    for param in ctx.command.params:
+        envvar = getattr(param, "envvar", None)
+        if (
+            isinstance(envvar, str)
+            and os.environ.get(envvar)
+            and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+        ):
+            click.echo(f"usagebill: --{param.name.replace('_', '-')} given, so {envvar} is not used", err=True)
+
+
 def json_option(fn):
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(fn)
 
@@ -131,19 +146,27 @@ def id_option(fn):
     help="The SQLite ledger [default: [ledger] path of the config, else .usagebill/ledger.db beside it].",
 )
 @click.option(
+    "--api-key",
+    envvar="STRIPE_API_KEY",
+    show_envvar=True,
+    metavar="KEY",
+    help="Stripe secret key (sk_test_..., sk_live_...). Prefer the environment variable: a "
+    "command line is visible to other users. Unset: the built-in sandbox.",
+)
+@click.option(
     "--live",
     is_flag=True,
     help="Allow a live STRIPE_API_KEY (sk_live_...): real customers, real money. Test clocks refuse it.",
 )
 @click.version_option(package_name="usagebill", prog_name="usagebill")
 @click.pass_context
-def cli(ctx: click.Context, config: str, db: str | None, live: bool) -> None:
+def cli(ctx: click.Context, config: str, db: str | None, api_key: str | None, live: bool) -> None:
     """Usage-based billing on Stripe: credits, wallets and metered usage, kept in a local
     ledger and delivered to Stripe (or to the built-in offline sandbox).
 
     \b
-    The Stripe API key is read from STRIPE_API_KEY only (never from the command line); without
-    it every command runs against the built-in sandbox, whose state lives beside the ledger.
+    Without a Stripe key every command runs against the built-in sandbox, whose state lives
+    beside the ledger.
 
     \b
     Example:
@@ -153,6 +176,7 @@ def cli(ctx: click.Context, config: str, db: str | None, live: bool) -> None:
       usagebill record alice api_calls 150
       usagebill summary alice
     """
-    state = State(config, db, live)
+    _say_overrides(ctx)
+    state = State(config, db, live, api_key)
     ctx.obj = state
     ctx.call_on_close(state.close)
