@@ -100,7 +100,7 @@ def test_live_key_needs_live_flag_and_clocks_refuse_live(runner, monkeypatch):
 def test_nonsense_key_is_refused(runner, monkeypatch):
     monkeypatch.setenv("STRIPE_API_KEY", "pk_test_publishable")
     r = runner("sync")
-    assert r.exit_code == 1 and "not a Stripe secret or restricted key" in r.stderr
+    assert r.exit_code == 1 and "is not a secret or restricted key" in r.stderr
     assert "pk_test_publishable" not in r.output
 
 
