@@ -77,7 +77,7 @@ def import_cmd(state, file: str, fmt: str | None, dry_run: bool, reject_file: st
     """
     if fmt is None and file == "-":
         raise click.UsageError("give --format csv or --format jsonl when reading stdin")
-    source = click.get_binary_stream("stdin") if file == "-" else file
+    source = sys.stdin.buffer if file == "-" else file
     billing = state.billing
     with _Progress() as progress:
         result = billing.usage.import_rows(
