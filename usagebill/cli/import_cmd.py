@@ -35,10 +35,11 @@ class _Progress:
     def update(self, done: int, total: int, rows: int) -> None:
         if self.bar is None:
             return
+        # the file is read twice (checked, then imported): show its size, half of it per pass
         if self.task is None:
-            self.task = self.bar.add_task("import", total=total, rows=0, rate=0.0)
+            self.task = self.bar.add_task("import", total=total // 2, rows=0, rate=0.0)
         elapsed = self.bar.tasks[0].elapsed or 0.0
-        self.bar.update(self.task, completed=done, rows=rows, rate=rows / elapsed if elapsed > 0 else 0.0)
+        self.bar.update(self.task, completed=done // 2, rows=rows, rate=rows / elapsed if elapsed > 0 else 0.0)
 
     def print(self, message: str) -> None:
         if self.bar is not None:
