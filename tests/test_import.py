@@ -437,7 +437,7 @@ def test_cli_import_json_summary_and_exit_codes(runner, cli_setup, tmp_path):
         ok = write(tmp_path, "ok.csv", f"user_id,key,amount,timestamp\nbob,api_calls,1,{T1}\n")
         r = runner("import", ok)
         assert r.exit_code == 0, r.output
-        assert r.stdout == "" and "pending delivery" in r.stderr
+        assert r.stdout == "" and "1 event(s) stay pending: customer bob is not in Stripe" in r.stderr
         r = runner("import", ok, "--no-push")
         assert r.exit_code == 0 and "skipped 1 already imported" in r.stderr and "pending" not in r.stderr
 
@@ -525,3 +525,23 @@ def test_killed_imports_then_a_rerun_import_every_row_exactly_once(config_path, 
     assert Counter((u, a, t) for u, a, t, _ in rows) == expected
     assert len({(r[0], r[3]) for r in rows}) == len(rows) == sum(expected.values())
     assert summary["rejected"] == 0 and summary["imported"] + summary["duplicates"] == len(lines) - 1
+
+
+def test_cli_import_delivers_to_stripe(runner, tmp_path):
+    """Customers made through the CLI are in the sandbox: import delivers what it wrote."""
+    assert runner("sync").exit_code == 0
+    clock = json.loads(runner("testclock", "create", "--at", "2026-03-01T00:00:00Z", "--json").stdout)["id"]
+    for user in ("ann", "ben"):
+        assert runner("customers", "add", user, "--test-clock", clock).exit_code == 0
+        assert runner("subscribe", user, "Pro").exit_code == 0
+    f = write(tmp_path, "u.csv", "user_id,key,amount,timestamp,id\n"
+              "ann,api_calls,5,2026-03-01T00:00:00Z,a1\nben,api_calls,7,2026-03-01T00:00:00Z,b1\n")
+    r = runner("import", f, "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["imported"] == 2 and data["push"]["delivered"] == 2 and data["push"]["still_pending"] == 0
+    rec = runner("reconcile", "--json")
+    assert rec.exit_code == 0, rec.output
+    assert {(x["user_id"], x["ledger"], x["stripe"]) for x in json.loads(rec.stdout)} == {("ann", 5, 5), ("ben", 7, 7)}
+    r = runner("import", f, "--json")  # again: nothing new, nothing sent
+    assert r.exit_code == 0 and json.loads(r.stdout)["push"] is None

@@ -17,7 +17,7 @@ from .output import emit_json, say, table
 RECORD_ROUNDS = 3  # a cron job's record must not hang through a long Stripe outage
 
 
-def _push_json(r) -> dict:
+def push_json(r) -> dict:
     return {
         "delivered": r.delivered, "already_delivered": r.already_delivered, "failed": r.failed,
         "still_pending": r.still_pending, "requests": r.requests, "batches": r.batches,
@@ -38,7 +38,7 @@ def _progress():
     return show
 
 
-def _say_waiting(waiting: dict[str, int]) -> None:
+def say_waiting(waiting: dict[str, int]) -> None:
     for reason, n in waiting.items():
         say(f"Note: {n:,} event(s) stay pending: {reason}")
 
@@ -68,14 +68,14 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
     if progress is not None:
         click.echo("", err=True)
     if as_json:
-        emit_json(_push_json(r))
+        emit_json(push_json(r))
     else:
         batches = f" as {r.batches:,} coalesced meter event(s)" if r.batches else ""
         say(f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
             f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
         for identifier, reason in r.failures:
             say(f"Refused {identifier}: {reason}")
-    _say_waiting(r.waiting)
+    say_waiting(r.waiting)
     if r.error:
         left = f"; {r.still_pending:,} event(s) stay pending for the next usagebill push" if r.still_pending else ""
         raise AppError(r.error + left, int(ExitCode.STRIPE_ERROR))

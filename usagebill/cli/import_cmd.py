@@ -8,6 +8,7 @@ import click
 
 from ..errors import ExitCode
 from .app import cli, json_option, pass_state
+from .delivery_cmds import push_json, say_waiting
 from .output import emit_json, say
 
 
@@ -70,6 +71,8 @@ def import_cmd(state, file: str, fmt: str | None, dry_run: bool, reject_file: st
     now) and id (the row's idempotency key; without it, the key comes from the row's content).
     Rows are checked like `usagebill record`; bad rows are reported by line and column and
     skipped (exit 5), rows already imported are skipped. A malformed file imports nothing.
+    The new events are then delivered to Stripe as `usagebill push` does (exit 4 when that
+    fails and no row was rejected; the events stay pending for the next push).
 
     \b
     Example:
@@ -87,29 +90,37 @@ def import_cmd(state, file: str, fmt: str | None, dry_run: bool, reject_file: st
             on_warning=lambda m: progress.print(f"Warning: {m}"),
             on_progress=progress.update,
         )
-    _report(result, as_json)
+    pushed = None
     if result.imported and not (no_push or dry_run):
-        # Delivery of the new events to Stripe (what `usagebill push` does) goes here, as one
-        # call, replacing this line; until then they stay pending in the ledger.
-        say(f"{result.imported:,} new events are pending delivery to Stripe: run usagebill push")
+        from ..gateway.delivery import push
+
+        pushed = push(billing, state.connection)  # the ledger is written: delivery may fail safely
+    _report(result, as_json, pushed)
     if result.rejected:
         click.get_current_context().exit(int(ExitCode.PARTIAL_IMPORT))
+    if pushed is not None and not pushed.ok:
+        click.get_current_context().exit(int(ExitCode.STRIPE_ERROR))
 
 
 def result_name(file: str) -> str:
     return "<stdin>" if file == "-" else file
 
 
-def _report(result, as_json: bool) -> None:
+def _report(result, as_json: bool, pushed=None) -> None:
     verb = "would import" if result.dry_run else "imported"
     say(f"{result.source}: {result.rows:,} rows: {verb} {result.imported:,}, skipped {result.duplicates:,} "
         f"already imported, rejected {result.rejected:,} ({result.seconds:.1f} s)")
     if result.rejected and result.reject_file:
         say(f"Rejected rows are in {result.reject_file}: fix them and import that file.")
+    if pushed is not None:
+        say(f"Delivered {pushed.delivered:,} event(s) to Stripe; {pushed.still_pending:,} pending, "
+            f"{pushed.failed:,} refused" + (f"; {pushed.error}: run usagebill push again later" if pushed.error else ""))
+        say_waiting(pushed.waiting)
     if as_json:
         emit_json({
             "source": result.source, "format": result.format, "dry_run": result.dry_run, "rows": result.rows,
             "imported": result.imported, "duplicates": result.duplicates, "rejected": result.rejected,
             "reject_file": result.reject_file, "warnings": result.warnings, "seconds": result.seconds,
             "errors": [{"line": e.line, "column": e.column, "reason": e.reason} for e in result.errors],
+            "push": None if pushed is None else push_json(pushed),
         })
