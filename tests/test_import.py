@@ -295,7 +295,7 @@ def test_malformed_json_lines_import_nothing(b, tmp_path, text, message):
     ("user_id,key,amount,key\n", "line 1, column 4: column 'key' appears twice"),
     (f"user_id,key,amount,timestamp\nalice,api_calls,1,{T1}\nalice,api_calls,1,{T1},x\n",
      "line 3: 5 fields, but the header has 4 (user_id, key, amount, timestamp)"),
-    (f"user_id,key,amount\nalice,api_calls,1\nalice,api_calls\n", "line 3: 2 fields, but the header has 3"),
+    ("user_id,key,amount\nalice,api_calls,1\nalice,api_calls\n", "line 3: 2 fields, but the header has 3"),
     ('user_id,key,amount\nalice,api_calls,1\nalice,"api"_calls,1\n', "line 3: CSV syntax: ',' expected after '\"'"),
     ('user_id,key,amount\nalice,api_calls,1\nalice,"api_calls,1\n', "line 3: CSV syntax: unexpected end of data"),
     (b"user_id,key,amount\nalice,api_calls,1\n\xc3\xa9b\xe9,api_calls,1\n", "line 3, column 3: not UTF-8 (byte 0xe9)"),

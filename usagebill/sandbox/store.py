@@ -113,6 +113,15 @@ class Store:
         ).fetchone()
         return None if row is None else json.loads(row[0])
 
+    def find(self, object_type: str, id: str, *, kind: str | None = None, param: str = "id") -> dict:
+        """An object that must exist (and not be deleted), or Stripe's 404 "No such <kind>"."""
+        obj = self.get(object_type, id)
+        if obj is None or obj.get("deleted"):
+            from .errors import missing
+
+            raise missing(kind or object_type.split(".")[-1].replace("_", " "), id, param=param)
+        return obj
+
     def put(self, obj: dict) -> dict:
         """Replace a stored object (same id), keeping its position in lists."""
         cur = self.db.execute(

@@ -106,7 +106,7 @@ class _List(_Node):
         if isinstance(value, dict) and not value:
             value = []
         if not isinstance(value, list):
-            raise invalid(f"Invalid array", param=path)
+            raise invalid("Invalid array", param=path)
         return [self.item.check(v, f"{path}[{i}]", form) for i, v in enumerate(value)]
 
 

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ..errors import StripeError, invalid, missing
+from ..errors import StripeError, invalid
 from ..routing import Request, list_response, router
 from ..store import Store
 from . import amounts
@@ -311,16 +311,9 @@ def delete_invoice(store: Store, invoice_id: str) -> None:
 
 
 # -- endpoints ------------------------------------------------------------------------------
-def _get(store: Store, id: str) -> dict:
-    invoice = store.get(INVOICE, id)
-    if invoice is None:
-        raise missing("invoice", id)
-    return invoice
-
-
 @router.route("GET", "/v1/invoices/{id}", params="InvoiceRetrieveParams")
 def retrieve_invoice(req: Request, id: str) -> dict:
-    return _get(req.store, id)
+    return req.store.find(INVOICE, id)
 
 
 @router.route("GET", "/v1/invoices", params="InvoiceListParams")
@@ -338,7 +331,7 @@ def list_invoices(req: Request) -> dict:
 
 @router.route("GET", "/v1/invoices/{id}/lines", params="InvoiceLineItemListParams")
 def list_invoice_lines(req: Request, id: str) -> dict:
-    _get(req.store, id)
+    req.store.find(INVOICE, id)
     return list_response(req, invoice_lines(req.store, id), f"/v1/invoices/{id}/lines")
 
 
@@ -356,15 +349,12 @@ def create_preview(req: Request) -> dict:
     if not customer_id and not sub_id:
         raise invalid("Missing required param: customer.", param="customer")
     if sub_id:
-        sub = req.store.get("subscription", sub_id)
-        if sub is None:
-            raise missing("subscription", sub_id, param="subscription")
+        sub = req.store.find("subscription", sub_id, param="subscription")
         if customer_id and sub["customer"] != customer_id:
             raise invalid(f"The subscription {sub_id} does not belong to the customer {customer_id}.",
                           param="subscription")
     else:
-        if req.store.get("customer", customer_id) is None:
-            raise missing("customer", customer_id, param="customer")
+        req.store.find("customer", customer_id, param="customer")
         live = [s for s in req.store.all("subscription", customer=customer_id)
                 if s["status"] in ("active", "past_due", "trialing")]
         if not live:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .. import clock
-from ..errors import StripeError, invalid, missing
+from ..errors import StripeError, invalid
 from ..routing import Request, list_response, router
 from ..store import Store
 from . import engine, invoices, periods
@@ -81,23 +81,15 @@ def save(store: Store, sub: dict) -> dict:
 
 
 def get(store: Store, id: str, param: str = "id") -> dict:
-    sub = store.get(SUBSCRIPTION, id)
-    if sub is None:
-        raise missing("subscription", id, param=param)
-    return sub
+    return store.find(SUBSCRIPTION, id, param=param)
 
 
 def _customer(store: Store, customer_id: str) -> dict:
-    customer = store.get("customer", customer_id)
-    if customer is None or customer.get("deleted"):
-        raise missing("customer", customer_id, param="customer")
-    return customer
+    return store.find("customer", customer_id, param="customer")
 
 
 def _price(store: Store, price_id: str, param: str) -> dict:
-    price = store.get("price", price_id)
-    if price is None:
-        raise missing("price", price_id, param=param)
+    price = store.find("price", price_id, param=param)
     if price.get("type") != "recurring" or not price.get("recurring"):
         raise invalid(
             "The price specified is set to `type=one_time` but this field only accepts prices with "
@@ -412,7 +404,4 @@ def list_subscription_items(req: Request) -> dict:
 
 @router.route("GET", "/v1/subscription_items/{id}", params="SubscriptionItemRetrieveParams")
 def retrieve_subscription_item(req: Request, id: str) -> dict:
-    item = req.store.get(ITEM, id)
-    if item is None:
-        raise missing("subscription_item", id)
-    return item
+    return req.store.find(ITEM, id, kind="subscription_item")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 
-from ..errors import invalid, missing
+from ..errors import invalid
 from ..routing import Request, list_response, router
 from ..store import Store
 from . import engine, invoices, periods, subscriptions
@@ -17,13 +17,6 @@ from .params import required
 CLOCK = "test_helpers.test_clock"
 DELETES_AFTER = 7 * 86400  # Stripe's API reference example: deletes_after = created + 7 days
 NO_SUBSCRIPTION_LIMIT_YEARS = 2
-
-
-def _get(store: Store, id: str) -> dict:
-    clock = store.get(CLOCK, id)
-    if clock is None:
-        raise missing("test_helpers.test_clock", id)
-    return clock
 
 
 @router.route("POST", "/v1/test_helpers/test_clocks", params="test_helpers.TestClockCreateParams")
@@ -47,7 +40,7 @@ def create_clock(req: Request) -> dict:
 
 @router.route("GET", "/v1/test_helpers/test_clocks/{id}", params="test_helpers.TestClockRetrieveParams")
 def retrieve_clock(req: Request, id: str) -> dict:
-    return _get(req.store, id)
+    return req.store.find(CLOCK, id)
 
 
 @router.route("GET", "/v1/test_helpers/test_clocks", params="test_helpers.TestClockListParams")
@@ -71,7 +64,7 @@ def advance_limit(store: Store, clock: dict) -> int:
 @router.route("POST", "/v1/test_helpers/test_clocks/{id}/advance", params="test_helpers.TestClockAdvanceParams")
 def advance_clock(req: Request, id: str) -> dict:
     store = req.store
-    clock = _get(store, id)
+    clock = store.find(CLOCK, id)
     target = int(required(req.params, "frozen_time"))
     if target <= clock["frozen_time"]:
         raise invalid(
@@ -96,7 +89,7 @@ def advance_clock(req: Request, id: str) -> dict:
 def delete_clock(req: Request, id: str) -> dict:
     """Deleting a clock deletes the customers on it and everything they own here."""
     store = req.store
-    _get(store, id)
+    store.find(CLOCK, id)
     for customer in store.all("customer", test_clock=id):
         for sub in store.all(subscriptions.SUBSCRIPTION, customer=customer["id"]):
             for invoice in invoices.subscription_invoices(store, sub["id"]):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import StripeError, invalid, missing
+from ..errors import StripeError, invalid
 from ..routing import Request
 
 MAX_METADATA_KEYS = 50
@@ -48,10 +48,7 @@ def merge_metadata(current: dict, update) -> dict:
 
 def require(req: Request, object_type: str, id: str, kind: str | None = None) -> dict:
     """An object named in the URL, or Stripe's 404."""
-    obj = req.store.get(object_type, id)
-    if obj is None or obj.get("deleted"):
-        raise missing(kind or object_type.split(".")[-1].replace("_", " "), id)
-    return obj
+    return req.store.find(object_type, id, kind=kind)
 
 
 def reference(req: Request, object_type: str, id: str, param: str, kind: str | None = None) -> dict:
