@@ -15,6 +15,27 @@ def post(sb, path, params, key):
     return call(sb, "POST", path, params, headers={"Idempotency-Key": key})
 
 
+def race(monkeypatch, first_sandbox, second_sandbox, key):
+    """POST /v1/customers with ``key`` from a thread, held inside its handler while the same
+    key is posted again; returns both (status, headers, body)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(req):  # holds the first request inside its handler
+        if req.path == "/v1/customers" and not entered.is_set():
+            entered.set()
+            release.wait(5)
+
+    monkeypatch.setattr(router, "hooks", [*router.hooks, slow])
+    results = {}
+    first = threading.Thread(target=lambda: results.setdefault("first", post(first_sandbox, "/v1/customers", {}, key)))
+    first.start()
+    assert entered.wait(5)
+    results["second"] = post(second_sandbox, "/v1/customers", {}, key)
+    release.set()
+    first.join(5)
+    return results["first"], results["second"]
+
+
 def test_replay_returns_the_original_response(sandbox):
     s1, h1, b1 = post(sandbox, "/v1/customers", {"email": "a@b.c"}, "k1")
     s2, h2, b2 = post(sandbox, "/v1/customers", {"email": "a@b.c"}, "k1")
@@ -57,23 +78,9 @@ def test_concurrent_duplicate_gets_a_409(sandbox):
 
 
 def test_concurrent_duplicate_from_two_threads(sandbox, monkeypatch):
-    entered, release = threading.Event(), threading.Event()
-
-    def slow(req):  # holds the first request inside its handler
-        if req.path == "/v1/customers" and not entered.is_set():
-            entered.set()
-            release.wait(5)
-
-    monkeypatch.setattr(router, "hooks", [*router.hooks, slow])
-    results = {}
-    first = threading.Thread(target=lambda: results.setdefault("first", post(sandbox, "/v1/customers", {}, "k6")))
-    first.start()
-    assert entered.wait(5)
     # the first request holds the store's lock; the duplicate sees the claim before waiting for it
-    results["second"] = post(sandbox, "/v1/customers", {}, "k6")
-    release.set()
-    first.join(5)
-    assert results["first"][0] == 200 and results["second"][0] == 409
+    first, second = race(monkeypatch, sandbox, sandbox, "k6")
+    assert first[0] == 200 and second[0] == 409
     assert post(sandbox, "/v1/customers", {}, "k6")[1]["Idempotent-Replayed"] == "true"
 
 
@@ -115,21 +122,8 @@ def test_concurrent_duplicate_from_another_process_sharing_the_file(tmp_path, mo
 
     path = tmp_path / "shared.db"
     a, b = Sandbox(path), Sandbox(path)
-    entered, release = threading.Event(), threading.Event()
-
-    def slow(req):
-        if req.path == "/v1/customers" and not entered.is_set():
-            entered.set()
-            release.wait(5)
-
-    monkeypatch.setattr(router, "hooks", [*router.hooks, slow])
-    results = {}
-    first = threading.Thread(target=lambda: results.setdefault("a", post(a, "/v1/customers", {}, "kx")))
-    first.start()
-    assert entered.wait(5)
-    results["b"] = post(b, "/v1/customers", {}, "kx")
-    release.set()
-    first.join(5)
+    first, second = race(monkeypatch, a, b, "kx")
+    results = {"a": first, "b": second}
     assert (results["a"][0], results["b"][0]) == (200, 409)
     assert post(b, "/v1/customers", {}, "kx")[2] == results["a"][2]  # then the replay
     a.close()
