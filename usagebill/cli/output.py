@@ -56,7 +56,9 @@ def table(title: str | None, columns: list[str], rows: Iterable[Iterable[Any]], 
     from rich.table import Table
 
     right = set(right)
-    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    if title:
+        say(title)  # as a line of its own: a table title wider than the table would wrap
+    t = Table(show_edge=False, pad_edge=False)
     for c in columns:
         t.add_column(c, justify="right" if c in right else "left", no_wrap=True)
     for r in rows:
