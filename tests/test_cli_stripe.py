@@ -130,3 +130,28 @@ def test_a_flag_beats_its_env_var_and_says_so(runner, monkeypatch, tmp_path):
 def test_api_key_flag_is_checked_and_never_printed(runner):
     r = runner("--api-key", "sk_live_flagsecret", "sync")
     assert r.exit_code == 1 and "pass --live" in r.stderr and "flagsecret" not in r.output
+
+
+def test_cancel_bills_the_partial_period_and_stops_usage(runner, on_clock):
+    J(runner("record", "alice", "api_calls", "40", "--no-push", "--json"))  # pending: cancel delivers it first
+    r = runner("cancel", "alice", "--json")
+    assert r.exit_code == 0, r.output
+    assert J(r)["status"] == "canceled"
+    invoices = J(runner("invoices", "list", "alice", "--json"))
+    last = invoices[0]
+    assert [(x["description"], x["quantity"], x["amount"]) for x in last["lines"]] == [("API Calls", 40, 400)]
+    assert J(runner("status", "alice", "--json"))["pending"] == 0
+    r = runner("record", "alice", "api_calls", "1")
+    assert r.exit_code == 1 and "no active subscription" in r.stderr
+    assert runner("cancel", "alice").exit_code == 1
+    # and a new subscription can start
+    assert J(runner("subscribe", "alice", "Pay As You Go", "--json"))["plan"] == "Pay As You Go"
+
+
+def test_cancel_refuses_while_usage_cannot_be_delivered(runner, on_clock, monkeypatch):
+    J(runner("record", "alice", "api_calls", "5", "--no-push", "--json"))
+    monkeypatch.setenv("USAGEBILL_SANDBOX_FAULTS", "5xx=1.0,seed=1")  # Stripe down
+    r = runner("cancel", "alice")
+    assert r.exit_code != 0 and "nothing was cancelled" in r.stderr
+    monkeypatch.delenv("USAGEBILL_SANDBOX_FAULTS")
+    assert J(runner("customers", "show", "alice", "--json"))["subscription"]["plan"] == "Pro"

@@ -150,3 +150,26 @@ def subscribe(state, user_id, plan, interval, currency, days_until_due, as_json)
     else:
         say(f"{user_id} is on {sub.plan.name} ({format_money(sub.price.amount, sub.currency)}/{sub.interval}), "
             f"{sub.stripe_subscription_id}; period {iso(start)} .. {iso(end)}")
+
+
+@cli.command("cancel")
+@click.argument("user_id")
+@click.option("--no-invoice", is_flag=True, help="Do not invoice the usage of the unfinished period now.")
+@json_option
+@pass_state
+def cancel(state, user_id, no_invoice, as_json) -> None:
+    """Cancel a customer's subscription now, after delivering its pending usage; a last
+    invoice bills the usage of the unfinished period (unless --no-invoice).
+
+    \b
+    Example:
+      usagebill cancel alice
+    """
+    from ..gateway.accounts import cancel as do_cancel
+
+    sub = do_cancel(state.billing, state.connection, user_id, invoice_now=not no_invoice)
+    if as_json:
+        emit_json({"user_id": user_id, "plan": sub.plan.name, "status": "canceled",
+                   "stripe_subscription_id": sub.stripe_subscription_id})
+    else:
+        say(f"Cancelled {user_id}'s {sub.plan.name} subscription ({sub.stripe_subscription_id})")

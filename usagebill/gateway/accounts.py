@@ -156,3 +156,26 @@ def show_customer(billing: Billing, conn: Connection, user_id: str) -> CustomerV
             c = conn.client.v1.customers.retrieve(customer.stripe_customer_id)
             remote = {"id": c.id, "email": c.email, "test_clock": c.test_clock}
     return CustomerView(customer, billing.subscriptions.get(user_id), remote)
+
+
+def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: bool = True) -> Subscription:
+    """Cancel the customer's subscription now: first deliver its pending usage, then cancel
+    in Stripe (``invoice_now``: a last invoice bills the usage of the unfinished period),
+    then in the ledger. Credits and the wallet are kept; recording usage is refused after."""
+    from .delivery import push
+
+    sub = billing.ctx.require_subscription(user_id)
+    if sub.stripe_subscription_id:
+        pushed = push(billing, conn, user_id=user_id)
+        if pushed.error or pushed.still_pending:
+            raise UsagebillError(
+                f"{pushed.still_pending} usage event(s) of {user_id!r} could not be delivered "
+                f"({pushed.error or 'see usagebill status'}); nothing was cancelled: deliver them first"
+            )
+        with stripe_errors(f"cancel {user_id}"):
+            remote = conn.client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+            if remote.status not in ("canceled", "incomplete_expired"):
+                conn.client.v1.subscriptions.cancel(
+                    sub.stripe_subscription_id, params={"invoice_now": invoice_now, "prorate": False}
+                )
+    return billing.subscriptions.cancel(user_id)
