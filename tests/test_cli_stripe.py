@@ -155,3 +155,12 @@ def test_cancel_refuses_while_usage_cannot_be_delivered(runner, on_clock, monkey
     assert r.exit_code != 0 and "nothing was cancelled" in r.stderr
     monkeypatch.delenv("USAGEBILL_SANDBOX_FAULTS")
     assert J(runner("customers", "show", "alice", "--json"))["subscription"]["plan"] == "Pro"
+
+
+def test_resubscribing_to_the_same_plan_after_cancel_makes_a_new_subscription(runner, on_clock):
+    old = J(runner("customers", "show", "alice", "--json"))["subscription"]["stripe_subscription_id"]
+    assert runner("cancel", "alice").exit_code == 0
+    new = J(runner("subscribe", "alice", "Pro", "--json"))
+    assert new["stripe_subscription_id"] != old
+    J(runner("record", "alice", "api_calls", "3", "--json"))
+    assert J(runner("summary", "alice", "--key", "api_calls", "--json"))["total_amount"] == 3

@@ -116,7 +116,9 @@ def subscribe(
                 params.update(collection_method="send_invoice", days_until_due=days_until_due)
             remote = subs.create(
                 params=params,
-                options={"idempotency_key": f"usagebill-subscribe-{user_id}-{plan.key}-{customer.created_at}"},
+                # stable across retries of this attempt (a crash before the ledger write), new
+                # for the next subscription (after a cancel): counts the ledger's subscriptions
+                options={"idempotency_key": f"usagebill-subscribe-{user_id}-{customer.created_at}-{_attempt(billing, user_id)}"},
             )
         item = remote["items"].data[0]
         period = (item.current_period_start, item.current_period_end)
@@ -133,6 +135,10 @@ def subscribe(
             billing.subscriptions.set_period(user_id, *period, stripe_subscription_id=remote.id)
             sub = billing.subscriptions.get(user_id)
         return sub
+
+
+def _attempt(billing: Billing, user_id: str) -> int:
+    return billing.ledger.one("SELECT COUNT(*) FROM subscriptions WHERE user_id = ?", (user_id,))[0]
 
 
 def refresh_periods(billing: Billing, conn: Connection, user_ids: list[str]) -> None:
