@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import click
 
 from ..timeparse import iso
@@ -62,20 +64,12 @@ def testclock_advance(state, clock, to, timeout, as_json) -> None:
     from ..gateway.clocks import advance_clock
 
     con = console()
-    with con.status(f"Advancing {clock}...", spinner="dots") if con.is_terminal else _nothing():
+    with con.status(f"Advancing {clock}...", spinner="dots") if con.is_terminal else nullcontext():
         c = advance_clock(state.billing, state.connection, clock, to, timeout=timeout)
     if as_json:
         emit_json(_clock_json(c))
     else:
         say(f"Test clock {c.id} is at {iso(c.frozen_time)} ({c.status})")
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 @testclock_group.command("show")

@@ -38,15 +38,6 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(jsonable(data), indent=2, ensure_ascii=False))
 
 
-def emit_csv(rows: Iterable[dict], columns: list[str]) -> None:
-    import csv
-
-    w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow(jsonable(row))
-
-
 def say(message: str) -> None:
     """A line for people, on stderr."""
     click.echo(message, err=True)

@@ -19,11 +19,6 @@ def get(ledger: Ledger, key: str) -> str | None:
     return None if row is None else row["stripe_id"]
 
 
-def get_with_fingerprint(ledger: Ledger, key: str) -> tuple[str, str] | None:
-    row = ledger.one("SELECT stripe_id, fingerprint FROM stripe_objects WHERE key = ?", (key,))
-    return None if row is None else (row["stripe_id"], row["fingerprint"])
-
-
 def put(ledger: Ledger, key: str, stripe_id: str, fields: dict) -> None:
     with ledger.transaction():
         ledger.conn.execute(
