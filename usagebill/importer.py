@@ -570,7 +570,7 @@ class _Importer:
                 t = times.get(ts) if type(ts) is str else None
                 if t is None:
                     try:
-                        if type(ts) is str and ts.isdecimal() and len(ts) <= 12:
+                        if type(ts) is str and ts.isdecimal() and ts.isascii() and len(ts) <= 12:
                             t = int(ts)
                         elif type(ts) is str and len(ts) == 20 and ts[10] == "T" and ts[19] in "Zz":
                             try:  # 2026-01-15T10:00:00Z, the usual export format, fast
