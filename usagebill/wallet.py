@@ -22,6 +22,7 @@ from .ledger import balances as journal
 from .money import CURRENCIES
 from .renewals import refresh
 from .rules import check_key, check_money
+from .timeparse import parse_time
 
 _PRECISION = 60  # digits: 2^53 units x a 10^12 price with 12 decimals, exactly
 
@@ -153,7 +154,9 @@ class Wallet:
             return debit, self.debit(user_id, currency, debit, reason, now, idempotency_key)
         return 0, balances.balance(ledger, TABLE, user_id)
 
-    def history(self, user_id: str, limit: int | None = None, since: int | None = None) -> list[Entry]:
+    def history(self, user_id: str, limit: int | None = None, since=None) -> list[Entry]:
+        """Every change, newest first (``limit`` newest rows, ``since`` a time: rows from then on)."""
         self.ctx.customer(user_id)
         refresh(self.ctx, user_id)
-        return balances.history(self.ctx.ledger, TABLE, user_id, None, limit, since)
+        since_ts = None if since is None else parse_time(since, what="--since")
+        return balances.history(self.ctx.ledger, TABLE, user_id, None, limit, since_ts)
