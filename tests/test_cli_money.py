@@ -1,36 +1,20 @@
 """Credits over billing periods through the CLI, on the sandbox's Stripe with a test clock:
 grants survive a reset, the invoice bills what the credits did not cover; histories."""
 
-import json
-
-import pytest
+from tests.test_cli_stripe import J, on_clock  # noqa: F401  (alice on Pro, on a test clock at 2026-01-01)
 
 
-def J(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-@pytest.fixture
-def alice(runner):
-    assert runner("sync").exit_code == 0
-    clock = J(runner("testclock", "create", "--at", "2026-01-01T00:00:00Z", "--name", "t", "--json"))
-    J(runner("customers", "add", "alice", "--email", "alice@example.com", "--test-clock", clock["id"], "--json"))
-    J(runner("subscribe", "alice", "Pro", "--json"))  # 100 included api_calls, reset each month
-    return clock["id"]
-
-
-def test_a_purchase_survives_the_reset_and_the_invoice_bills_the_rest(runner, alice):
+def test_a_purchase_survives_the_reset_and_the_invoice_bills_the_rest(runner, on_clock):
     J(runner("credits", "grant", "alice", "api_calls", "50", "--id", "purchase-1", "--json"))
     J(runner("credits", "consume", "alice", "api_calls", "70", "--json"))  # from the allocation
     parts = J(runner("credits", "balance", "alice", "api_calls", "--json"))
     assert (parts["balance"], parts["included"], parts["granted"]) == (80, 30, 50)
-    J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))
+    J(runner("testclock", "advance", on_clock, "--to", "2026-02-01T02:00:00Z", "--json"))
     parts = J(runner("credits", "balance", "alice", "api_calls", "--json"))
     assert (parts["balance"], parts["included"], parts["granted"]) == (150, 100, 50)  # 30 expired, 50 kept
     r = J(runner("charge", "alice", "api_calls", "180", "--json"))
     assert (r["from_credits"], r["as_usage"], r["delivery"]["status"]) == (150, 30, "delivered")
-    J(runner("testclock", "advance", alice, "--to", "2026-03-01T02:00:00Z", "--json"))
+    J(runner("testclock", "advance", on_clock, "--to", "2026-03-01T02:00:00Z", "--json"))
     invoices = J(runner("invoices", "list", "alice", "--json"))
     march = [i for i in invoices if i["billing_reason"] == "subscription_cycle"][0]  # newest first
     lines = J(runner("invoices", "show", march["id"], "--json"))["lines"]
@@ -41,17 +25,17 @@ def test_a_purchase_survives_the_reset_and_the_invoice_bills_the_rest(runner, al
                                                                  ("renewal_reset", 70)]
 
 
-def test_grant_with_an_expiry_on_the_command_line(runner, alice):
+def test_grant_with_an_expiry_on_the_command_line(runner, on_clock):
     r = J(runner("credits", "grant", "alice", "api_calls", "20", "--expires", "2026-01-10", "--json"))
     assert (r["expires_at"], r["balance"]) == ("2026-01-10T00:00:00Z", 120)
-    J(runner("testclock", "advance", alice, "--to", "2026-01-11T00:00:00Z", "--json"))
+    J(runner("testclock", "advance", on_clock, "--to", "2026-01-11T00:00:00Z", "--json"))
     assert J(runner("credits", "balance", "alice", "api_calls", "--json"))["lots"] == []
     assert J(runner("credits", "balance", "alice", "api_calls", "--json"))["balance"] == 100
     r = runner("credits", "grant", "alice", "api_calls", "1", "--expires", "2026-01-01")
     assert r.exit_code == 1 and "is not after 'alice''s now" in r.output
 
 
-def test_history_every_row_feature_column_key_column_iso_times(runner, alice):
+def test_history_every_row_feature_column_key_column_iso_times(runner, on_clock):
     for i in range(60):
         runner("credits", "consume", "alice", "api_calls", "1", "--id", f"c-{i}")
     rows = J(runner("credits", "history", "alice", "--json"))
