@@ -58,6 +58,14 @@ class Billing:
     def db_path(self) -> str:
         return self.ledger.path
 
+    def now(self) -> int:
+        """The billing's clock (real time unless one was given), Unix seconds."""
+        return self.ctx.clock()
+
+    def now_for(self, user_id: str) -> int:
+        """A customer's now: its test clock's time when it has one, else ``now()``."""
+        return self.ctx.now_for(user_id)
+
     def close(self) -> None:
         self.ledger.close()
 

@@ -63,6 +63,14 @@ class Subscriptions:
         self.ctx.customer(user_id)
         return self.ctx.subscription(user_id)
 
+    def active(self, user_id: str) -> Subscription | None:
+        """The active subscription, or None (without checking that the customer exists)."""
+        return self.ctx.subscription(user_id)
+
+    def require(self, user_id: str) -> Subscription:
+        """The active subscription; NotFoundError naming what to do when there is none."""
+        return self.ctx.require_subscription(user_id)
+
     def cancel(self, user_id: str) -> Subscription:
         ctx = self.ctx
         with ctx.ledger.transaction():
