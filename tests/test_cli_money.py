@@ -40,7 +40,7 @@ def test_history_every_row_feature_column_key_column_iso_times(runner, on_clock)
         runner("credits", "consume", "alice", "api_calls", "1", "--id", f"c-{i}")
     rows = J(runner("credits", "history", "alice", "--json"))
     assert len(rows) == 61  # every row, not the newest 50
-    assert rows[0]["unit"] == "api_calls" and rows[0]["idempotency_key"] == "c-59"
+    assert rows[0]["feature"] == "api_calls" and rows[0]["idempotency_key"] == "c-59"
     assert rows[0]["created_at"] == "2026-01-01T00:00:00Z" and rows[-1]["period_start"] == "2026-01-01T00:00:00Z"
     r = runner("credits", "history", "alice")
     header = r.stderr.splitlines()[1]

@@ -18,12 +18,12 @@ def _history(entries, limit, as_json: bool, title: str, money: bool) -> None:
     """Every row asked for; with --limit, one row more is read to tell whether it truncates."""
     truncated = limit is not None and len(entries) > limit
     entries = entries[:limit] if truncated else entries
+    first = "currency" if money else "feature"
     if as_json:
-        emit_json([{**e.__dict__, "created_at": iso(e.created_at), "period_start": iso(e.period_start),
+        emit_json([{**e.__dict__, first: e.unit, "created_at": iso(e.created_at), "period_start": iso(e.period_start),
                     "expires_at": iso(e.expires_at)} for e in entries])
     else:
         fmt = (lambda v, e: format_money(v, e.unit)) if money else (lambda v, e: f"{v:,}")
-        first = "currency" if money else "feature"
         table(title, ["when", first, "change", "balance", "reason", "expires", "idempotency key"], [
             [iso(e.created_at), e.unit, ("+" if e.delta > 0 else "") + fmt(e.delta, e), fmt(e.balance_after, e),
              e.reason, iso(e.expires_at), e.idempotency_key]
