@@ -12,6 +12,7 @@ from .ledger import Ledger, accounts
 from .periods import now as real_now
 from .periods import period_at
 from .rules import check_user_id
+from .suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -90,10 +91,8 @@ class Context:
         for plan in self.config.plans:
             if key in plan.features:
                 return plan.features[key]
-        from .config import _did_you_mean
-
         keys = self.config.feature_keys()
-        raise NotFoundError(f"unknown feature {key!r}{_did_you_mean(key, keys)} (features: {', '.join(keys) or 'none'})")
+        raise NotFoundError(f"unknown feature {key!r}{did_you_mean(key, keys)} (features: {', '.join(keys) or 'none'})")
 
     def customer_feature(self, user_id: str, key: str) -> Feature:
         """The feature as the customer's own plan defines it (its price, auto top-up), never

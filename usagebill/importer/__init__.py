@@ -41,9 +41,9 @@ from ..errors import ValidationError
 from ..ledger.db import page_cache
 from .checking import Checker
 from .reading import COLUMNS, EXTENSIONS, FORMATS, REQUIRED  # noqa: F401  (the file format, for callers)
-from .reading import _open, _scan_csv, _scan_jsonl
+from .reading import open_source, scan_csv, scan_jsonl
 from .results import ImportFileError, ImportResult, RowError
-from .writing import BATCH_ROWS, COMMIT_ROWS, Writer, _Rejects
+from .writing import BATCH_ROWS, COMMIT_ROWS, Writer, Rejects
 
 _LEDGER_CACHE_KIB = 64 * 1024  # SQLite page cache of the ledger connection during an import
 I, T = 4, 3  # positions of the id and timestamp columns in a parsed row
@@ -75,7 +75,7 @@ def import_rows(
     if batch_rows < 1 or commit_rows < 1:
         raise ValidationError(f"batch_rows and commit_rows must be positive, not {batch_rows}, {commit_rows}")
     started = time.monotonic()
-    f, name, fmt, close = _open(source, format)
+    f, name, fmt, close = open_source(source, format)
     reject_path = None if reject_file is None else os.fspath(reject_file)
     if reject_path is not None and isinstance(source, (str, os.PathLike)):
         try:
@@ -89,7 +89,7 @@ def import_rows(
         total = 2 * size
         if on_progress is not None:
             on_progress(0, total, 0)
-        layout = _scan_csv(f, name, start) if fmt == "csv" else _scan_jsonl(f, name, start)
+        layout = scan_csv(f, name, start) if fmt == "csv" else scan_jsonl(f, name, start)
         result = ImportResult(source=name, format=fmt, dry_run=dry_run, reject_file=reject_path)
         if layout.format == "csv" and layout.columns[I] is None and layout.columns[T] is None:
             result.warnings.append(
@@ -98,7 +98,7 @@ def import_rows(
             )
             if on_warning is not None:
                 on_warning(result.warnings[-1])
-        rejects = _Rejects(reject_path, layout)
+        rejects = Rejects(reject_path, layout)
         progress = None
         if on_progress is not None:
             on_progress(size, total, 0)

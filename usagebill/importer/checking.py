@@ -14,7 +14,7 @@ from ..context import Subscription
 from ..errors import UsagebillError, ValidationError
 from ..rules import MAX_AMOUNT, check_amount, check_event_time, check_key, event_time_bounds
 from ..timeparse import parse_time
-from .reading import _csv_records, _json_kind, _jsonl_records, _Layout, _simple_csv_records
+from .reading import csv_records, json_kind, jsonl_records, Layout, simple_csv_records
 from .results import ImportFileError, ImportResult
 from .writing import Writer
 
@@ -40,7 +40,7 @@ class _Customer:
 
 
 class Checker:
-    def __init__(self, usage, writer: Writer, layout: _Layout, *, batch_rows: int, result: ImportResult, on_warning):
+    def __init__(self, usage, writer: Writer, layout: Layout, *, batch_rows: int, result: ImportResult, on_warning):
         self.usage = usage
         self.ctx = usage.ctx
         self.writer = writer
@@ -58,7 +58,7 @@ class Checker:
         if len(self.customers) >= _CACHE_LIMIT:
             self.customers.clear()
         if not isinstance(user_id, str):
-            c = _Customer(("user_id", f"user_id must be a string, not {_json_kind(user_id)}"))
+            c = _Customer(("user_id", f"user_id must be a string, not {json_kind(user_id)}"))
         else:
             try:
                 sub = self.ctx.require_subscription(user_id)
@@ -71,7 +71,7 @@ class Checker:
 
     def feature_error(self, c: _Customer, key) -> str | None:
         if not isinstance(key, str):
-            return f"key must be a string, not {_json_kind(key)}"
+            return f"key must be a string, not {json_kind(key)}"
         try:
             self.usage.usage_feature(c.sub, key)
             why = None
@@ -85,11 +85,11 @@ class Checker:
     def run(self) -> None:
         w = self.writer
         if self.layout.format == "jsonl":
-            records = _jsonl_records(w.f, self.layout)
+            records = jsonl_records(w.f, self.layout)
         elif self.layout.simple:
-            records = _simple_csv_records(w.f, self.layout)
+            records = simple_csv_records(w.f, self.layout)
         else:
-            records = _csv_records(w.f, self.layout)
+            records = csv_records(w.f, self.layout)
         try:
             try:
                 self._run(records)
@@ -188,7 +188,7 @@ class Checker:
                     else:
                         try:
                             if type(row_id) is not str:
-                                raise ValidationError(f"id must be a string, not {_json_kind(row_id)}")
+                                raise ValidationError(f"id must be a string, not {json_kind(row_id)}")
                             check_key(row_id)
                         except UsagebillError as e:
                             reject(line, raw, "id", str(e))

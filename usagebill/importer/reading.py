@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from ..errors import ValidationError
+from ..suggest import did_you_mean
 from .results import ImportFileError
 
 COLUMNS = ("user_id", "key", "amount", "timestamp", "id")
@@ -27,7 +28,7 @@ _BOM = "\ufeff"
 
 
 @dataclass
-class _Layout:
+class Layout:
     format: str
     columns: tuple[int | None, ...] = ()  # CSV: the field index of user_id, key, amount, timestamp, id
     width: int = 0  # CSV: fields per row
@@ -39,7 +40,7 @@ class _Layout:
 
 # -- the file --------------------------------------------------------------------------------
 
-def _open(source, format: str | None) -> tuple[IO[bytes], str, str, bool]:
+def open_source(source, format: str | None) -> tuple[IO[bytes], str, str, bool]:
     """(a seekable binary file, its name for messages, the format, whether to close it)."""
     if format is not None and format not in FORMATS:
         raise ValidationError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -90,14 +91,7 @@ def _decode_error(name: str, line: int, e: UnicodeDecodeError) -> ImportFileErro
     return _fail(name, line, column, f"not UTF-8 (byte 0x{bad}); save the file as UTF-8")
 
 
-def _did_you_mean(word: str) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word.lower(), COLUMNS, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _scan_csv(f: IO[bytes], name: str, start: int) -> _Layout:
+def scan_csv(f: IO[bytes], name: str, start: int) -> Layout:
     """Check the whole file's structure, streaming; return where the columns are."""
     f.seek(start)
     header_raw = f.readline()
@@ -125,16 +119,16 @@ def _scan_csv(f: IO[bytes], name: str, start: int) -> _Layout:
         )
     for i, n in enumerate(names):
         if n not in COLUMNS:
-            raise _fail(name, 1, i + 1, f"unknown column {n!r}{_did_you_mean(n)} (columns: {', '.join(COLUMNS)})")
+            raise _fail(name, 1, i + 1, f"unknown column {n!r}{did_you_mean(n.lower(), COLUMNS)} (columns: {', '.join(COLUMNS)})")
         if names.index(n) != i:
             raise _fail(name, 1, i + 1, f"column {n!r} appears twice")
     missing = [c for c in REQUIRED if c not in names]
     if missing:
         raise _fail(name, 1, None, f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                     f"(the header has {', '.join(names)})")
-    layout = _Layout("csv", tuple(names.index(c) if c in names else None for c in COLUMNS), len(names),
+    layout = Layout("csv", tuple(names.index(c) if c in names else None for c in COLUMNS), len(names),
                      header_raw, f.tell(), 2)
-    if _scan_simple_csv(f, name, layout, names):
+    if scan_simple_csv(f, name, layout, names):
         return layout
     f.seek(layout.data_offset)
     width = layout.width
@@ -152,7 +146,7 @@ def _scan_csv(f: IO[bytes], name: str, start: int) -> _Layout:
     return layout
 
 
-def _scan_simple_csv(f: IO[bytes], name: str, layout: _Layout, names: list[str]) -> bool:
+def scan_simple_csv(f: IO[bytes], name: str, layout: Layout, names: list[str]) -> bool:
     """The fast check of a CSV file without quotes, which the csv module would split on commas
     alone: the comma count of each line. False when the file needs the csv module (quotes, a
     carriage return inside a line, broken UTF-8: its error messages say where)."""
@@ -186,7 +180,7 @@ def _scan_simple_csv(f: IO[bytes], name: str, layout: _Layout, names: list[str])
     return True
 
 
-def _scan_jsonl(f: IO[bytes], name: str, start: int) -> _Layout:
+def scan_jsonl(f: IO[bytes], name: str, start: int) -> Layout:
     f.seek(start)
     loads, allowed = json.loads, set(COLUMNS)
     for line, raw in enumerate(f, 1):
@@ -205,19 +199,19 @@ def _scan_jsonl(f: IO[bytes], name: str, start: int) -> _Layout:
         except RecursionError:
             raise _fail(name, line, None, "JSON nested too deeply") from None
         if type(obj) is not dict:
-            raise _fail(name, line, 1, f"expected a JSON object with {', '.join(REQUIRED)}, found {_json_kind(obj)}")
+            raise _fail(name, line, 1, f"expected a JSON object with {', '.join(REQUIRED)}, found {json_kind(obj)}")
         if not allowed.issuperset(obj):
             bad = next(k for k in obj if k not in allowed)
-            raise _fail(name, line, None, f"unknown key {bad!r}{_did_you_mean(bad)} (keys: {', '.join(COLUMNS)})")
-    return _Layout("jsonl", data_offset=start, first_line=1)
+            raise _fail(name, line, None, f"unknown key {bad!r}{did_you_mean(bad.lower(), COLUMNS)} (keys: {', '.join(COLUMNS)})")
+    return Layout("jsonl", data_offset=start, first_line=1)
 
 
-def _json_kind(value) -> str:
+def json_kind(value) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def _simple_csv_records(f: IO[bytes], layout: _Layout) -> Iterator[tuple[int, bytes, tuple]]:
-    """What _csv_records yields, for a file where each line is a record split on commas, by a
+def simple_csv_records(f: IO[bytes], layout: Layout) -> Iterator[tuple[int, bytes, tuple]]:
+    """What csv_records yields, for a file where each line is a record split on commas, by a
     pipeline of C functions (a block of lines at a time), which is most of the import's speed."""
     f.seek(layout.data_offset)
     iu, ik, ia, it, ii = layout.columns
@@ -240,7 +234,7 @@ def _simple_csv_records(f: IO[bytes], layout: _Layout) -> Iterator[tuple[int, by
     return chain.from_iterable(blocks())
 
 
-def _csv_records(f: IO[bytes], layout: _Layout) -> Iterator[tuple[int, bytes, tuple]]:
+def csv_records(f: IO[bytes], layout: Layout) -> Iterator[tuple[int, bytes, tuple]]:
     """(line number, the record's bytes as in the file, its fields) for each non-blank record.
     Lines without quotes (nearly all) are split directly, which is what the csv module would
     do with them; quoted ones go through the csv module, possibly over several lines."""
@@ -280,7 +274,7 @@ def _csv_records(f: IO[bytes], layout: _Layout) -> Iterator[tuple[int, bytes, tu
             yield start, b"".join(parts), (r[iu], r[ik], r[ia], r[it], r[ii])
 
 
-def _jsonl_records(f: IO[bytes], layout: _Layout) -> Iterator[tuple[int, bytes, list]]:
+def jsonl_records(f: IO[bytes], layout: Layout) -> Iterator[tuple[int, bytes, list]]:
     f.seek(layout.data_offset)
     loads = json.loads
     for line, raw in enumerate(f, 1):

@@ -12,7 +12,7 @@ from ..ledger import events
 from ..ledger import idempotency as keys
 from ..ledger.occurrences import Occurrences
 from ..rules import key_reused, same_event
-from .reading import _Layout
+from .reading import Layout
 from .results import MAX_ERRORS_KEPT, ImportResult, RowError
 
 DERIVED_PREFIX = "import:"
@@ -27,10 +27,10 @@ class _DryRun(Exception):
     """Raised inside a batch's transaction to roll it back."""
 
 
-class _Rejects:
+class Rejects:
     """The reject file, written as rows are rejected (to ``PATH.partial``, renamed at the end)."""
 
-    def __init__(self, path: str | None, layout: _Layout):
+    def __init__(self, path: str | None, layout: Layout):
         self.path = path
         self.f = None
         if path is not None:
@@ -63,7 +63,7 @@ class _Rejects:
 
 
 class Writer:
-    def __init__(self, ledger, f, *, dry_run: bool, commit_rows: int, rejects: _Rejects, result: ImportResult,
+    def __init__(self, ledger, f, *, dry_run: bool, commit_rows: int, rejects: Rejects, result: ImportResult,
                  on_reject, on_progress):
         self.ledger = ledger
         self.f = f
