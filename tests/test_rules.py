@@ -110,3 +110,12 @@ def test_bad_numbers_on_the_command_line(subscribed, args, message):
     lines = [line for line in r.output.splitlines() if not line.startswith("usagebill: sandbox")]
     assert len(lines) == 1 and message in lines[0], r.output
 
+
+
+def test_costs_at_the_limits_are_exact():
+    """2^53 units at the highest price with 12 decimals: 41 digits, beyond Decimal's default 28."""
+    from usagebill.money import cost
+
+    price = Decimal("999999999999.999999999999")  # (10^24 - 1) / 10^12
+    q, r = divmod(MAX_AMOUNT * (10**24 - 1), 10**12)
+    assert cost(MAX_AMOUNT, price) == q + (1 if 2 * r >= 10**12 else 0)

@@ -19,12 +19,11 @@ from .context import Context
 from .errors import ValidationError
 from .idempotency import remember, replay
 from .ledger import balances as journal
-from .money import CURRENCIES
+from .money import CURRENCIES, PRECISION
 from .renewals import refresh
 from .rules import check_key, check_money
 from .timeparse import parse_time
 
-_PRECISION = 60  # digits: 2^53 units x a 10^12 price with 12 decimals, exactly
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ class Wallet:
         if price == 0:
             return 2**63
         with localcontext() as c:
-            c.prec = _PRECISION
+            c.prec = PRECISION
             return max(0, math.floor((balance + self._paid_ahead(user_id, feature)) / price))
 
     def pay_for_units(
@@ -146,7 +145,7 @@ class Wallet:
         fraction carried. Returns (minor units debited, balance after)."""
         ledger = self.ctx.ledger
         with localcontext() as c:
-            c.prec = _PRECISION
+            c.prec = PRECISION
             owed = units * price - self._paid_ahead(user_id, feature)
             debit = max(0, math.ceil(owed))
             journal.set_paid_ahead(ledger, user_id, feature, str(debit - owed))

@@ -98,11 +98,6 @@ def allocation_covering(ledger: Ledger, user_id: str, target: str, at: int, subs
     return int(row[1]) if row[0] else None
 
 
-def renewal_count(ledger: Ledger, user_id: str, target: str) -> int:
-    (n,) = ledger.one("SELECT COUNT(*) FROM renewals WHERE user_id = ? AND target = ?", (user_id, target))
-    return n
-
-
 # -- the parts of a balance: what is left of the allocation, and granted lots ---------------------
 
 def allocation_left(ledger: Ledger, user_id: str, target: str) -> int:
