@@ -52,3 +52,19 @@ def test_history_every_row_feature_column_key_column_iso_times(runner, on_clock)
     assert "older ones exist" not in r.stderr
     assert J(runner("credits", "history", "alice", "--since", "2026-01-02", "--json")) == []
     assert len(J(runner("wallet", "history", "alice", "--since", "2026-01-01", "--json"))) == 0
+
+
+def test_idle_periods_on_a_test_clock_each_get_their_allocation(runner):
+    assert runner("sync").exit_code == 0
+    clock = J(runner("testclock", "create", "--at", "2026-01-01T00:00:00Z", "--json"))
+    J(runner("customers", "add", "tess", "--test-clock", clock["id"], "--json"))
+    J(runner("subscribe", "tess", "Team", "--interval", "month", "--json"))  # wallet 500 and 10 exports, "add"
+    J(runner("testclock", "advance", clock["id"], "--to", "2026-03-01T00:00:00Z", "--json"))  # two periods, untouched
+    assert J(runner("wallet", "balance", "tess", "--json"))["balance"] == 3 * 500
+    assert J(runner("credits", "balance", "tess", "exports", "--json"))["balance"] == 3 * 10
+    invoices = J(runner("invoices", "list", "tess", "--json"))
+    assert sorted((i["billing_reason"], i["total"]) for i in invoices) == [
+        ("subscription_create", 5000), ("subscription_cycle", 5000), ("subscription_cycle", 5000)]
+    debits = [J(runner("charge", "tess", "ai_tokens", "1", "--json"))["wallet_debit"] for _ in range(3)]
+    assert debits == [1, 0, 1]  # 0.5c a token: 1.5c rounded up, none free
+    assert J(runner("wallet", "balance", "tess", "--json"))["balance"] == 1500 - 2
