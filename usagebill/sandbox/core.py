@@ -163,7 +163,7 @@ class Sandbox:
                     hook(req)
                 result = route.handler(req, **{k: unquote(v) for k, v in path_args.items()})
                 status, obj = result if isinstance(result, tuple) else (200, result)
-                if expand_paths and isinstance(obj, dict):
+                if isinstance(obj, dict):  # also drops includable fields nobody asked for
                     obj = expand.apply(store, obj, expand_paths)
                 raw = json.dumps(obj).encode()
                 if idem_key:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..errors import StripeError, invalid
+from ..expand import register_includable
 from ..resources import meters
 from ..routing import Request, list_response, router
 from ..store import Store
@@ -230,7 +231,6 @@ def build_invoice(
         "automatically_finalizes_at": None if preview else created + DRAFT_GRACE,
         "billing_reason": billing_reason,
         "collection_method": sub["collection_method"],
-        "confirmation_secret": None,
         "created": created,
         "currency": currency,
         "custom_fields": None,
@@ -271,7 +271,6 @@ def build_invoice(
             "type": "subscription_details",
         },
         "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
-        "payments": None,  # Stripe only includes invoice payments when expanded; none are emulated
         "period_end": period_end,
         "period_start": period_start,
         "post_payment_credit_notes_amount": 0,
@@ -289,7 +288,6 @@ def build_invoice(
         "subtotal": subtotal,
         "subtotal_excluding_tax": subtotal,
         "test_clock": sub.get("test_clock"),
-        "threshold_reason": None,
         "total": subtotal,
         "total_discount_amounts": [],
         "total_excluding_tax": subtotal,
@@ -423,6 +421,13 @@ def delete_invoice(store: Store, invoice_id: str) -> None:
         store.delete(LINE, line["id"])
     store.delete(INVOICE, invoice_id)
     store.kv_delete(LIVE_NS, invoice_id)
+
+
+# -- fields Stripe returns only when asked for with expand[] --------------------------------
+register_includable(INVOICE, "payments", lambda store, inv: {
+    "object": "list", "data": [], "has_more": False, "url": f"/v1/invoice_payments?invoice={inv['id']}"})  # none emulated
+register_includable(INVOICE, "threshold_reason", lambda store, inv: None)  # no billing thresholds
+register_includable(INVOICE, "confirmation_secret", lambda store, inv: None)  # no PaymentIntents
 
 
 # -- endpoints ------------------------------------------------------------------------------
