@@ -130,7 +130,7 @@ def item_line(item: dict, invoice_id: str, line_id: str, subscription_id: str | 
         "parent": {
             "invoice_item_details": {
                 "invoice_item": item["id"],
-                "proration": False,
+                "proration": item["proration"],
                 "proration_details": {"credited_items": None},
                 "subscription": subscription_id,
             },
@@ -366,8 +366,7 @@ def finalize(store: Store, invoice: dict, sub: dict, customer: dict | None, t: i
     invoice["status_transitions"]["finalized_at"] = t
     invoice["effective_at"] = t
     invoice["automatically_finalizes_at"] = None
-    invoice["starting_balance"] = 0
-    invoice["ending_balance"] = 0
+    _apply_customer_balance(store, invoice, customer)
     if invoice["collection_method"] == "send_invoice":
         invoice["due_date"] = t + 86400 * int(sub.get("days_until_due") or 0)
     if invoice["amount_due"] == 0:
@@ -381,6 +380,19 @@ def finalize(store: Store, invoice: dict, sub: dict, customer: dict | None, t: i
             invoice["auto_advance"] = False  # no smart retries in the sandbox
     store.put(invoice)
     return invoice
+
+
+def _apply_customer_balance(store: Store, invoice: dict, customer: dict | None) -> None:
+    """Stripe's customer credit balance at finalization: a credit (negative balance) lowers
+    the amount due, and a negative total is not charged but credited to the balance."""
+    balance = int((customer or {}).get("balance") or 0)
+    due = invoice["total"] + balance
+    invoice["starting_balance"] = balance
+    invoice["ending_balance"] = min(due, 0)
+    invoice["amount_due"] = invoice["amount_remaining"] = max(due, 0)
+    if customer is not None and customer.get("balance", 0) != invoice["ending_balance"]:
+        customer["balance"] = invoice["ending_balance"]
+        store.put(customer)
 
 
 def _mark_paid(invoice: dict, t: int) -> None:
