@@ -38,6 +38,9 @@ MAX_DEPTH = 4
 
 # object type -> field -> builder(store, obj) of the value Stripe returns when it is requested
 INCLUDABLE: dict[str, dict[str, Callable[[Store, dict], Any]]] = {}
+# object type -> current(store, obj, now): an expanded object as a retrieve would return it
+# (a draft invoice's metered lines are computed live)
+CURRENT: dict[str, Callable[[Store, dict, int], dict]] = {}
 
 
 def register_prefix(prefix: str, object_type: str) -> None:
@@ -46,6 +49,10 @@ def register_prefix(prefix: str, object_type: str) -> None:
 
 def register_includable(object_type: str, field: str, build: Callable[[Store, dict], Any]) -> None:
     INCLUDABLE.setdefault(object_type, {})[field] = build
+
+
+def register_current(object_type: str, current: Callable[[Store, dict, int], dict]) -> None:
+    CURRENT[object_type] = current
 
 
 def lookup(store: Store, id: str) -> dict | None:
@@ -58,7 +65,7 @@ def lookup(store: Store, id: str) -> dict | None:
     return None if row is None else json.loads(row[0])
 
 
-def apply(store: Store, obj: dict, paths: list[str]) -> dict:
+def apply(store: Store, obj: dict, paths: list[str], now: int = 0) -> dict:
     """Expand and include what ``paths`` ask for, then drop every includable field not asked for."""
     kept: set[tuple[int, str]] = set()
     for path in paths:
@@ -68,7 +75,7 @@ def apply(store: Store, obj: dict, paths: list[str]) -> dict:
                 f"You cannot expand more than {MAX_DEPTH} levels of a property. Property: {path}",
                 param="expand",
             )
-        _expand(store, obj, parts, path, None, kept)
+        _expand(store, obj, parts, path, None, kept, now)
     _strip(obj, kept)
     return obj
 
@@ -77,10 +84,10 @@ def _refuse(path: str):
     return invalid(f"This property cannot be expanded ({path}).", param="expand")
 
 
-def _expand(store: Store, node, parts: list[str], path: str, cls: type | None, kept: set) -> None:
+def _expand(store: Store, node, parts: list[str], path: str, cls: type | None, kept: set, now: int) -> None:
     if isinstance(node, list):
         for item in node:
-            _expand(store, item, parts, path, cls, kept)
+            _expand(store, item, parts, path, cls, kept, now)
         return
     if not isinstance(node, dict):
         return  # a null on the way: nothing to expand, as on Stripe
@@ -89,7 +96,7 @@ def _expand(store: Store, node, parts: list[str], path: str, cls: type | None, k
     if node.get("object") == "list" and field == "data":
         if not rest:
             raise _refuse(path)
-        _expand(store, node["data"], rest, path, None, kept)
+        _expand(store, node["data"], rest, path, None, kept, now)
         return
     build = INCLUDABLE.get(node.get("object") or "", {}).get(field)
     if build is not None:
@@ -97,22 +104,23 @@ def _expand(store: Store, node, parts: list[str], path: str, cls: type | None, k
             node[field] = build(store, node)
             kept.add((id(node), field))
     elif field in node and expandable(cls, field, node[field]):
-        node[field] = _resolve(store, node[field], path)
+        node[field] = _resolve(store, node[field], path, now)
     elif not (field in node and rest and isinstance(node[field], (dict, list))):
         raise _refuse(path)
     if rest:
-        _expand(store, node[field], rest, path, _inner_class(cls, field), kept)
+        _expand(store, node[field], rest, path, _inner_class(cls, field), kept, now)
 
 
-def _resolve(store: Store, value, path: str):
+def _resolve(store: Store, value, path: str, now: int):
     if isinstance(value, list):
-        return [_resolve(store, v, path) for v in value]
+        return [_resolve(store, v, path, now) for v in value]
     if not isinstance(value, str):
         return value  # already an object, or null
     found = lookup(store, value)
     if found is None:
         raise _refuse(path)
-    return found
+    current = CURRENT.get(found.get("object") or "")
+    return current(store, found, now) if current else found
 
 
 def _strip(node, kept: set) -> None:

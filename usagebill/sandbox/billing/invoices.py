@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..errors import StripeError, invalid
-from ..expand import register_includable
+from ..expand import register_current, register_includable
 from ..resources import meters
 from ..routing import Request, list_response, router
 from ..store import Store
@@ -440,6 +440,7 @@ register_includable(INVOICE, "payments", lambda store, inv: {
     "object": "list", "data": [], "has_more": False, "url": f"/v1/invoice_payments?invoice={inv['id']}"})  # none emulated
 register_includable(INVOICE, "threshold_reason", lambda store, inv: None)  # no billing thresholds
 register_includable(INVOICE, "confirmation_secret", lambda store, inv: None)  # no PaymentIntents
+register_current(INVOICE, refresh_live)  # an expanded draft shows its usage live too
 
 
 # -- endpoints ------------------------------------------------------------------------------
