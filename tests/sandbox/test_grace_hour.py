@@ -5,6 +5,7 @@ ends, and usage for the ended period reported in that hour is billed when it fin
 from datetime import datetime, timezone
 
 import pytest
+from plans import pro_with_api_calls, subscribe
 
 T0 = int(datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp())
 FEB_1 = int(datetime(2024, 2, 1, tzinfo=timezone.utc).timestamp())
@@ -19,22 +20,7 @@ def c(both_transports):
 
 @pytest.fixture
 def plan(c):
-    meter = c.v1.billing.meters.create({"display_name": "API Calls", "event_name": "api_calls",
-                                        "default_aggregation": {"formula": "sum"}})
-    pro, calls = c.v1.products.create({"name": "Pro"}), c.v1.products.create({"name": "API Calls"})
-    base = c.v1.prices.create({"product": pro.id, "currency": "usd", "unit_amount": 2000,
-                               "recurring": {"interval": "month"}})
-    metered = c.v1.prices.create({"product": calls.id, "currency": "usd", "unit_amount": 10,
-                                  "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id}})
-    clock = c.v1.test_helpers.test_clocks.create({"frozen_time": T0})
-    customer = c.v1.customers.create({"name": "Ada", "test_clock": clock.id})
-    return {"clock": clock, "customer": customer, "base": base, "metered": metered}
-
-
-def subscribe(c, plan, **extra):
-    return c.v1.subscriptions.create({"customer": plan["customer"].id, "collection_method": "send_invoice",
-                                      "days_until_due": 30, "items": [{"price": plan["base"].id},
-                                                                      {"price": plan["metered"].id}], **extra})
+    return pro_with_api_calls(c, T0)
 
 
 def advance(c, plan, to):

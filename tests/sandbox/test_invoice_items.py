@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 import stripe
+from plans import pro_with_api_calls, subscribe
 from sdk_contract import assert_sdk_shape
 
 T0 = int(datetime(2024, 5, 1, tzinfo=timezone.utc).timestamp())
@@ -21,18 +22,8 @@ def c(both_transports):
 
 @pytest.fixture
 def plan(c):
-    meter = c.v1.billing.meters.create({"display_name": "API Calls", "event_name": "api_calls",
-                                        "default_aggregation": {"formula": "sum"}})
-    pro, calls = c.v1.products.create({"name": "Pro"}), c.v1.products.create({"name": "API Calls"})
-    base = c.v1.prices.create({"product": pro.id, "currency": "usd", "unit_amount": 2000,
-                               "recurring": {"interval": "month"}})
-    metered = c.v1.prices.create({"product": calls.id, "currency": "usd", "unit_amount": 10,
-                                  "recurring": {"interval": "month", "usage_type": "metered", "meter": meter.id}})
-    clock = c.v1.test_helpers.test_clocks.create({"frozen_time": T0})
-    customer = c.v1.customers.create({"name": "Ada", "test_clock": clock.id})
-    sub = c.v1.subscriptions.create({"customer": customer.id, "items": [{"price": base.id}, {"price": metered.id}],
-                                     "collection_method": "send_invoice", "days_until_due": 30})
-    return {"clock": clock, "customer": customer, "sub": sub, "base": base, "product": calls}
+    plan = pro_with_api_calls(c, T0)
+    return {**plan, "sub": subscribe(c, plan)}
 
 
 def renewal(c, sub, n=0):
