@@ -128,3 +128,21 @@ def test_a_duplicate_is_recognised_by_stripes_code_then_by_its_message():
     assert _verdict(by_code) == ("duplicate", None)
     assert _verdict(by_message) == ("duplicate", None)
     assert _verdict(other)[0] == "failed"
+
+
+def test_cli_push_exits_4_and_status_shows_stripes_reason(runner, billing):
+    assert runner("sync").exit_code == 0
+    assert runner("customers", "add", "bob").exit_code == 0
+    assert runner("subscribe", "bob", "Pro").exit_code == 0
+    # Stripe has lost the customer since: its events will be dropped
+    billing.ledger.conn.execute("UPDATE customers SET stripe_customer_id = 'cus_nobody' WHERE user_id = 'bob'")
+    for _ in range(2):  # two, so that push streams them (a lone event goes through v1)
+        assert runner("record", "bob", "api_calls", "1", "--no-push").exit_code == 0
+    pushed = runner("push")
+    assert pushed.exit_code == 4, pushed.output
+    assert "Stripe dropped it after accepting it (meter_event_customer_not_found)" in pushed.output
+    import json
+
+    status = json.loads(runner("status", "--json").stdout)
+    assert status["failed"] == 2
+    assert {f["reason"] for f in status["failed_events"]} == {NOT_FOUND}
