@@ -99,7 +99,6 @@ def test_sync_endpoints_still_refuse_at_once(c, meter):
 
 
 def test_event_list_filters_pages_and_shape(c, meter):
-    cus = c.v1.customers.create({}).id
     for i in range(3):
         stream(c, [event(f"bad-{i}", "cus_nobody")])
     first = c.v2.core.events.list({"limit": 2})
