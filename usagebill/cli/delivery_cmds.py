@@ -43,6 +43,14 @@ def say_waiting(waiting: dict[str, int]) -> None:
         say(f"Note: {n:,} event(s) stay pending: {reason}")
 
 
+def say_drops(named: int, unnamed: int) -> None:
+    """Events the stream accepted and Stripe dropped later (its error reports)."""
+    if named:
+        say(f"Note: Stripe dropped {named:,} event(s) after accepting them: they are failed now (usagebill status)")
+    if unnamed:
+        say(f"Note: Stripe dropped {unnamed:,} more event(s) without naming them: usagebill reconcile shows where")
+
+
 @cli.command("push")
 @click.argument("user_id", required=False)
 @click.option("--coalesce", is_flag=True,
@@ -75,6 +83,7 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
             f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
         for identifier, reason in r.failures:
             say(f"Refused {identifier}: {reason}")
+    say_drops(0, r.unattributed_drops)
     say_waiting(r.waiting)
     if r.error:
         left = f"; {r.still_pending:,} event(s) stay pending for the next usagebill push" if r.still_pending else ""
@@ -143,6 +152,7 @@ def reconcile_cmd(state, user_id, periods, as_json) -> None:
               [[x.user_id, x.feature, f"{iso(x.period_start)} .. {iso(x.period_end)}", f"{x.ledger:,}", f"{x.stripe:,}",
                 f"{x.difference:+,}" if x.difference else ""] for x in r.lines],
               right=["ledger", "stripe", "difference"])
+    say_drops(r.dropped, r.unattributed_drops)
     if r.ok:
         say("Stripe matches the ledger")
         return

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from ..billing import Billing
 from ..errors import NotFoundError, ValidationError
 from ..usage import MAX_AHEAD
-from . import mapping
+from . import mapping, meter_errors
 from .client import Connection, stripe_errors
 from .delivery import default_rate
 from .meter_sender import RateLimiter
@@ -43,6 +43,8 @@ class Line:
 @dataclass
 class ReconcileResult:
     lines: list[Line] = field(default_factory=list)
+    dropped: int = 0  # usage events Stripe dropped after accepting them, found now (status lists them)
+    unattributed_drops: int = 0  # drops Stripe reported without naming the event
 
     @property
     def differences(self) -> list[Line]:
@@ -109,6 +111,9 @@ def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None,
             "WHERE c.stripe_customer_id IS NOT NULL ORDER BY c.user_id"
         )]
     result = ReconcileResult()
+    # events the stream accepted and Stripe dropped later are failed, not delivered
+    absorbed = meter_errors.absorb(billing.ledger, conn)
+    result.dropped, result.unattributed_drops = absorbed.events, absorbed.unattributed
     summaries = conn.client.v1.billing.meters.event_summaries
     limiter = RateLimiter(default_rate(conn))
     for uid in users:

@@ -76,7 +76,9 @@ class SandboxServer(ThreadingHTTPServer):
     def start(self) -> "SandboxServer":
         """Serve from a daemon thread; returns at once."""
         if self._thread is None:
-            self._thread = threading.Thread(target=super().serve_forever, name="usagebill-sandbox", daemon=True)
+            # a short poll: shutdown() waits for it (tests start and stop many servers)
+            self._thread = threading.Thread(target=super().serve_forever, args=(0.05,), name="usagebill-sandbox",
+                                            daemon=True)
             self._thread.start()
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .. import clock
+from ..currencies import check_currency
 from ..errors import StripeError, invalid
 from ..routing import Request, list_response, router
 from ..store import Store
@@ -168,7 +169,7 @@ def create_subscription(req: Request) -> dict:
     if collection == "charge_automatically" and days_until_due is not None:
         raise invalid("Invalid days_until_due: days_until_due can only be set when collection_method is "
                       "send_invoice.", param="days_until_due")
-    if p.get("currency") and p["currency"] != items[0]["price"]["currency"]:
+    if p.get("currency") and check_currency(p["currency"]) != items[0]["price"]["currency"]:
         raise invalid("The currency must match the currency of the subscription's prices.", param="currency")
 
     now = clock.customer_now(store, customer["id"], req.now)
@@ -385,11 +386,9 @@ def cancel_subscription(req: Request, id: str) -> dict:
     sub = get(store, id)
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise invalid(f"This subscription ({id}) is already canceled and cannot be canceled again.")
-    if p.get("prorate"):
-        raise invalid("The usagebill sandbox does not emulate `prorate` on cancellation.", param="prorate")
     now = clock.customer_now(store, sub["customer"], req.now)
     engine.cancel_now(store, sub, now, req.now, invoice_now=bool(p.get("invoice_now")),
-                      details=p.get("cancellation_details") or {})
+                      prorate=bool(p.get("prorate")), details=p.get("cancellation_details") or {})
     return store.get(SUBSCRIPTION, id)
 
 
