@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .context import Context, check_user_id
 from .errors import ValidationError
+from .timeparse import iso
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class Customer:
     test_clock: str | None
     created_at: int
     created: bool = False  # False when add() found it already there
+    removed_at: int | None = None
 
 
 def _customer(row, created=False) -> Customer:
@@ -26,7 +28,21 @@ def _customer(row, created=False) -> Customer:
         test_clock=row["test_clock"],
         created_at=row["created_at"],
         created=created,
+        removed_at=row["removed_at"],
     )
+
+
+def check_email(email: str | None) -> str | None:
+    if email is not None and ("@" not in email or len(email) > 512 or email != email.strip()):
+        raise ValidationError(f"not an e-mail address: {email!r}")
+    return email
+
+
+@dataclass(frozen=True)
+class Removal:
+    user_id: str
+    deleted: bool  # True: no history, the row is gone; False: retired, its history kept
+    history: dict  # what the ledger keeps: subscriptions, usage events, credit and wallet rows
 
 
 class Customers:
@@ -39,11 +55,15 @@ class Customers:
         """Add a customer; adding one that exists with the same details returns it unchanged
         (safe to repeat), with other details is an error."""
         check_user_id(user_id)
-        if email is not None and ("@" not in email or len(email) > 512 or email != email.strip()):
-            raise ValidationError(f"not an e-mail address: {email!r}")
+        check_email(email)
         ledger = self.ctx.ledger
         with ledger.transaction():
             row = ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,))
+            if row is not None and row["removed_at"] is not None:
+                raise ValidationError(
+                    f"customer {user_id!r} was removed on {iso(row['removed_at'])} and its history stays under "
+                    "that id: add the customer under another user id"
+                )
             if row is not None:
                 for field, value in (("email", email), ("test_clock", test_clock), ("stripe_customer_id", stripe_customer_id)):
                     if value is not None and row[field] != value:
@@ -60,8 +80,65 @@ class Customers:
     def get(self, user_id: str) -> Customer:
         return _customer(self.ctx.customer(user_id))
 
+    def find(self, user_id: str) -> Customer | None:
+        row = self.ctx.ledger.one("SELECT * FROM customers WHERE user_id = ?", (check_user_id(user_id),))
+        return None if row is None else _customer(row)
+
     def list(self) -> list[Customer]:
-        return [_customer(r) for r in self.ctx.ledger.all("SELECT * FROM customers ORDER BY user_id")]
+        """The customers, without the removed ones."""
+        rows = self.ctx.ledger.all("SELECT * FROM customers WHERE removed_at IS NULL ORDER BY user_id")
+        return [_customer(r) for r in rows]
+
+    def update(self, user_id: str, *, email: str | None = None, stripe_customer_id: str | None = None) -> Customer:
+        """Change a customer's e-mail or Stripe id in the ledger (``gateway.accounts.update_customer``
+        changes Stripe first, then calls this)."""
+        check_email(email)
+        with self.ctx.ledger.transaction():
+            self.ctx.customer(user_id)
+            for column, value in (("email", email), ("stripe_customer_id", stripe_customer_id)):
+                if value is not None:
+                    self.ctx.ledger.conn.execute(f"UPDATE customers SET {column} = ? WHERE user_id = ?", (value, user_id))
+        return self.get(user_id)
+
+    def remove(self, user_id: str, *, pending_usage: int) -> Removal:
+        """Remove a customer: refused while it has an active subscription or usage not yet
+        delivered (``pending_usage``, counted by the caller from the outbox). A customer with no
+        history at all is deleted (its user id is free again); one with history is retired: its
+        subscriptions, usage events, credit and wallet rows stay in the ledger (usage events are
+        immutable, and reconcile checks closed periods against them), it leaves ``list``, and
+        its user id cannot be added again."""
+        ctx = self.ctx
+        with ctx.ledger.transaction():
+            ctx.customer(user_id)
+            sub = ctx.subscription(user_id)
+            if sub is not None:
+                raise ValidationError(
+                    f"customer {user_id!r} has an active {sub.plan.name!r} subscription: cancel it first "
+                    f"(usagebill cancel {user_id})"
+                )
+            if pending_usage:
+                raise ValidationError(
+                    f"customer {user_id!r} has {pending_usage} usage event(s) not delivered to Stripe yet: "
+                    f"deliver them first (usagebill push {user_id})"
+                )
+            history = {
+                table: ctx.ledger.one(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", (user_id,))[0]
+                for table in ("subscriptions", "usage_events", "credit_ledger", "wallet_ledger")
+            }
+            if not any(history.values()):
+                ctx.ledger.conn.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
+                ctx.ledger.conn.execute("DELETE FROM customers WHERE user_id = ?", (user_id,))
+                return Removal(user_id, True, history)
+            ctx.ledger.conn.execute(
+                "UPDATE customers SET removed_at = ? WHERE user_id = ? AND removed_at IS NULL", (ctx.clock(), user_id)
+            )
+            return Removal(user_id, False, history)
+
+    def forget_new(self, user_id: str) -> None:
+        """Take out a customer added a moment ago whose Stripe side could not be made."""
+        with self.ctx.ledger.transaction():
+            if self.ctx.subscription(user_id) is None:
+                self.remove(user_id, pending_usage=0)
 
     def link_stripe(self, user_id: str, stripe_customer_id: str) -> None:
         with self.ctx.ledger.transaction():

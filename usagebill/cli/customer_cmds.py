@@ -12,7 +12,7 @@ from .output import emit_json, say, table
 
 @cli.group("customers")
 def customers_group() -> None:
-    """Add, list and show customers (in the ledger and in Stripe).
+    """Add, update, remove, list and show customers (in the ledger and in Stripe).
 
     \b
     Example:
@@ -66,6 +66,60 @@ def customers_add(state, user_id, email, test_clock, stripe_id, as_json) -> None
         emit_json(_customer_json(c, b.subscriptions.get(user_id)))
     else:
         say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe" + (f", on test clock {c.test_clock}" if c.test_clock else ""))
+
+
+@customers_group.command("update")
+@click.argument("user_id")
+@click.option("--email", help="The customer's new e-mail address (in Stripe too).")
+@click.option("--stripe-id", "stripe_id", metavar="CUS",
+              help="Link another existing Stripe customer (not while a subscription or undelivered usage is on the old one).")
+@json_option
+@pass_state
+def customers_update(state, user_id, email, stripe_id, as_json) -> None:
+    """Change a customer's e-mail or the Stripe customer it is linked to; Stripe is changed
+    first, so a failed call changes nothing.
+
+    \b
+    Example:
+      usagebill customers update alice --email alice@example.org
+      usagebill customers update ghost --stripe-id cus_1Nx...
+    """
+    from ..gateway.accounts import update_customer
+
+    if email is None and stripe_id is None:
+        raise click.UsageError("nothing to update: give --email or --stripe-id")
+    b = state.billing
+    c = update_customer(b, state.connection, user_id, email=email, stripe_id=stripe_id)
+    if as_json:
+        emit_json(_customer_json(c, b.subscriptions.get(user_id)))
+    else:
+        say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe" + (f", e-mail {c.email}" if c.email else ""))
+
+
+@customers_group.command("remove")
+@click.argument("user_id")
+@json_option
+@pass_state
+def customers_remove(state, user_id, as_json) -> None:
+    """Remove a customer (refused while it has an active subscription or undelivered usage).
+    A customer without history is deleted; one with history is retired: its usage, credits,
+    wallet and subscriptions stay in the ledger, its user id cannot be added again, and the
+    Stripe customer and its invoices are left as they are.
+
+    \b
+    Example:
+      usagebill customers remove ghost
+    """
+    from ..gateway.accounts import remove_customer
+
+    r = remove_customer(state.billing, user_id)
+    if as_json:
+        emit_json({"user_id": r.user_id, "removed": "deleted" if r.deleted else "retired", "history": r.history})
+    elif r.deleted:
+        say(f"Removed customer {user_id} (it had no history)")
+    else:
+        kept = ", ".join(f"{n} {table.replace('_', ' ')} row(s)" for table, n in r.history.items() if n)
+        say(f"Retired customer {user_id}: the ledger keeps its history ({kept}); Stripe is left as it is")
 
 
 @customers_group.command("list")

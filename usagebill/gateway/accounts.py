@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ..billing import Billing
 from ..context import Subscription
-from ..customers import Customer
+from ..customers import Customer, Removal, check_email
 from ..errors import NotFoundError, UsagebillError
 from . import mapping
 from .client import Connection, stripe_errors
@@ -31,32 +31,101 @@ def add_customer(
     test_clock: str | None = None,
     stripe_id: str | None = None,
 ) -> Customer:
-    """Add the customer to the ledger, then create it in Stripe (or link an existing Stripe
-    customer with ``stripe_id``). Safe to repeat: a second run finds what the first made."""
-    with stripe_errors(f"customer {user_id}"):
-        if test_clock:
-            if conn.is_live:
-                raise UsagebillError("test clocks exist only in test mode and the sandbox, not live mode")
-            clock = conn.client.v1.test_helpers.test_clocks.retrieve(test_clock)
-            billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
-        local = billing.customers.add(user_id, email=email, test_clock=test_clock, stripe_customer_id=stripe_id)
+    """Add the customer to the ledger and create it in Stripe, or link an existing Stripe
+    customer with ``stripe_id``. Safe to repeat: a second run finds what the first made.
+    A failed Stripe call leaves the ledger as it was: what Stripe must confirm (the test
+    clock, the customer to link) is read before the ledger is written, and a customer this
+    call added is taken out again when Stripe refuses to create it."""
+    if test_clock and conn.is_live:
+        raise UsagebillError("test clocks exist only in test mode and the sandbox, not live mode")
+    existing = billing.customers.find(user_id)
+    if existing is not None and existing.stripe_customer_id:
+        # done before: same details returned, others refused, before any Stripe call
+        return billing.customers.add(user_id, email=email, test_clock=test_clock, stripe_customer_id=stripe_id)
+    with stripe_errors(f"customer {user_id}", typed_ids=(test_clock, stripe_id)):
+        clock = conn.client.v1.test_helpers.test_clocks.retrieve(test_clock) if test_clock else None
         if stripe_id:
-            remote = conn.client.v1.customers.retrieve(stripe_id)
-            if test_clock and remote.test_clock != test_clock:
-                raise UsagebillError(f"Stripe customer {stripe_id} is not on test clock {test_clock}")
-            return billing.customers.get(user_id)
-        if local.stripe_customer_id:
-            return local
-        params: dict = {"metadata": {"usagebill_user_id": user_id}, "name": user_id}
-        if email:
-            params["email"] = email
-        if test_clock:
-            params["test_clock"] = test_clock
-        # the key ties a retry (after a crash before the link below) to the same customer
-        key = f"usagebill-customer-{user_id}-{local.created_at}"
-        remote = conn.client.v1.customers.create(params=params, options={"idempotency_key": key})
-        billing.customers.link_stripe(user_id, remote.id)
+            _check_linkable(conn, stripe_id, test_clock)
+    if clock is not None:
+        billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
+    if existing is not None and stripe_id:  # in the ledger, not in Stripe yet: link it
+        billing.customers.add(user_id, email=email, test_clock=test_clock)
+        billing.customers.link_stripe(user_id, stripe_id)
+        return billing.customers.get(user_id)
+    local = billing.customers.add(user_id, email=email, test_clock=test_clock, stripe_customer_id=stripe_id)
+    if local.stripe_customer_id:
+        return local
+    params: dict = {"metadata": {"usagebill_user_id": user_id}, "name": user_id}
+    if email:
+        params["email"] = email
+    if test_clock:
+        params["test_clock"] = test_clock
+    # the key ties a retry (after a crash before the link below) to the same customer
+    key = f"usagebill-customer-{user_id}-{local.created_at}"
+    try:
+        with stripe_errors(f"customer {user_id}"):
+            remote = conn.client.v1.customers.create(params=params, options={"idempotency_key": key})
+    except UsagebillError:
+        if local.created:
+            billing.customers.forget_new(user_id)
+        raise
+    billing.customers.link_stripe(user_id, remote.id)
     return billing.customers.get(user_id)
+
+
+def _check_linkable(conn: Connection, stripe_id: str, test_clock: str | None):
+    """The Stripe customer a ``--stripe-id`` names: it must exist, not be deleted, and be on
+    the test clock the ledger says (or on none)."""
+    remote = conn.client.v1.customers.retrieve(stripe_id)
+    if getattr(remote, "deleted", False):
+        raise NotFoundError(f"Stripe customer {stripe_id} is deleted: it cannot be linked")
+    have = remote.test_clock if isinstance(remote.test_clock, str) or remote.test_clock is None else remote.test_clock.id
+    if have != test_clock:
+        where = f"on test clock {have}" if have else "on no test clock"
+        raise UsagebillError(
+            f"Stripe customer {stripe_id} is {where}, not {f'on {test_clock}' if test_clock else 'on none'}"
+        )
+    return remote
+
+
+def update_customer(
+    billing: Billing, conn: Connection, user_id: str, *, email: str | None = None, stripe_id: str | None = None
+) -> Customer:
+    """Change a customer's e-mail (in Stripe, then the ledger) or the Stripe customer it is
+    linked to (checked in Stripe first: it must exist and be on the customer's test clock).
+    Relinking is refused while the customer has an active subscription or undelivered usage:
+    both belong to the Stripe customer it has now. A failed Stripe call changes nothing."""
+    check_email(email)
+    customer = billing.customers.get(user_id)
+    relink = stripe_id is not None and stripe_id != customer.stripe_customer_id
+    if relink:
+        sub = billing.subscriptions.get(user_id)
+        pending = _pending_usage(billing, user_id)
+        if sub is not None or pending:
+            what = f"an active {sub.plan.name!r} subscription" if sub is not None else f"{pending} undelivered usage event(s)"
+            raise UsagebillError(
+                f"customer {user_id!r} has {what} on Stripe customer {customer.stripe_customer_id}: "
+                "cancel or deliver first, then change its Stripe id"
+            )
+    target = stripe_id or customer.stripe_customer_id
+    with stripe_errors(f"customer {user_id}", typed_ids=(stripe_id,)):
+        if relink:
+            _check_linkable(conn, stripe_id, customer.test_clock)
+        if email is not None and target:
+            conn.client.v1.customers.update(target, params={"email": email})
+    return billing.customers.update(user_id, email=email, stripe_customer_id=stripe_id if relink else None)
+
+
+def remove_customer(billing: Billing, user_id: str) -> Removal:
+    """``Customers.remove`` with the customer's undelivered usage counted from the outbox.
+    The Stripe customer and its invoices are left as they are."""
+    return billing.customers.remove(user_id, pending_usage=_pending_usage(billing, user_id))
+
+
+def _pending_usage(billing: Billing, user_id: str) -> int:
+    from .outbox import Scope, count_pending
+
+    return count_pending(billing.ledger, Scope(user_id=user_id))
 
 
 def subscribe(
@@ -76,6 +145,8 @@ def subscribe(
     plan = billing.config.plan(plan_name)
     price = plan.price_for(interval, currency)
     customer = billing.customers.get(user_id)
+    if customer.removed_at is not None:
+        raise UsagebillError(f"customer {user_id!r} was removed: it cannot be subscribed again")
     current = billing.subscriptions.get(user_id)
     if current is not None and current.stripe_subscription_id:
         # same plan: nothing to do; another plan: the ledger explains

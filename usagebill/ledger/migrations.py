@@ -169,3 +169,9 @@ def m002_stripe(db) -> None:
         )"""
     )
     db.execute("CREATE INDEX event_delivery_by_batch ON event_delivery (batch_id)")
+
+
+@migration
+def m005_customer_removed(db) -> None:
+    # customers remove: a customer with history is retired (its rows stay), not deleted
+    db.execute("ALTER TABLE customers ADD COLUMN removed_at INTEGER")
