@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .context import Context, check_user_id
+from .context import Context
 from .errors import ValidationError
+from .ledger import accounts
+from .rules import check_email, check_user_id
 from .timeparse import iso
 
 
@@ -32,12 +34,6 @@ def _customer(row, created=False) -> Customer:
     )
 
 
-def check_email(email: str | None) -> str | None:
-    if email is not None and ("@" not in email or len(email) > 512 or email != email.strip()):
-        raise ValidationError(f"not an e-mail address: {email!r}")
-    return email
-
-
 @dataclass(frozen=True)
 class Removal:
     user_id: str
@@ -58,7 +54,7 @@ class Customers:
         check_email(email)
         ledger = self.ctx.ledger
         with ledger.transaction():
-            row = ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,))
+            row = accounts.get_customer(ledger, user_id)
             if row is not None and row["removed_at"] is not None:
                 raise ValidationError(
                     f"customer {user_id!r} was removed on {iso(row['removed_at'])} and its history stays under "
@@ -71,23 +67,19 @@ class Customers:
                             f"customer {user_id!r} exists with {field} {row[field]!r}, not {value!r}"
                         )
                 return _customer(row)
-            ledger.conn.execute(
-                "INSERT INTO customers (user_id, email, stripe_customer_id, test_clock, created_at) VALUES (?, ?, ?, ?, ?)",
-                (user_id, email, stripe_customer_id, test_clock, self.ctx.clock()),
-            )
-            return _customer(ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,)), created=True)
+            accounts.insert_customer(ledger, user_id, email, stripe_customer_id, test_clock, self.ctx.clock())
+            return _customer(accounts.get_customer(ledger, user_id), created=True)
 
     def get(self, user_id: str) -> Customer:
         return _customer(self.ctx.customer(user_id))
 
     def find(self, user_id: str) -> Customer | None:
-        row = self.ctx.ledger.one("SELECT * FROM customers WHERE user_id = ?", (check_user_id(user_id),))
+        row = accounts.get_customer(self.ctx.ledger, check_user_id(user_id))
         return None if row is None else _customer(row)
 
     def list(self) -> list[Customer]:
         """The customers, without the removed ones."""
-        rows = self.ctx.ledger.all("SELECT * FROM customers WHERE removed_at IS NULL ORDER BY user_id")
-        return [_customer(r) for r in rows]
+        return [_customer(r) for r in accounts.list_customers(self.ctx.ledger) if r["removed_at"] is None]
 
     def update(self, user_id: str, *, email: str | None = None, stripe_customer_id: str | None = None) -> Customer:
         """Change a customer's e-mail or Stripe id in the ledger (``gateway.accounts.update_customer``
@@ -95,9 +87,10 @@ class Customers:
         check_email(email)
         with self.ctx.ledger.transaction():
             self.ctx.customer(user_id)
-            for column, value in (("email", email), ("stripe_customer_id", stripe_customer_id)):
-                if value is not None:
-                    self.ctx.ledger.conn.execute(f"UPDATE customers SET {column} = ? WHERE user_id = ?", (value, user_id))
+            if email is not None:
+                accounts.set_email(self.ctx.ledger, user_id, email)
+            if stripe_customer_id is not None:
+                accounts.set_stripe_customer(self.ctx.ledger, user_id, stripe_customer_id)
         return self.get(user_id)
 
     def remove(self, user_id: str, *, pending_usage: int) -> Removal:
@@ -121,17 +114,11 @@ class Customers:
                     f"customer {user_id!r} has {pending_usage} usage event(s) not delivered to Stripe yet: "
                     f"deliver them first (usagebill push {user_id})"
                 )
-            history = {
-                table: ctx.ledger.one(f"SELECT COUNT(*) FROM {table} WHERE user_id = ?", (user_id,))[0]
-                for table in ("subscriptions", "usage_events", "credit_ledger", "wallet_ledger")
-            }
+            history = accounts.customer_history(ctx.ledger, user_id)
             if not any(history.values()):
-                ctx.ledger.conn.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
-                ctx.ledger.conn.execute("DELETE FROM customers WHERE user_id = ?", (user_id,))
+                accounts.delete_customer(ctx.ledger, user_id)
                 return Removal(user_id, True, history)
-            ctx.ledger.conn.execute(
-                "UPDATE customers SET removed_at = ? WHERE user_id = ? AND removed_at IS NULL", (ctx.clock(), user_id)
-            )
+            accounts.retire_customer(ctx.ledger, user_id, ctx.clock())
             return Removal(user_id, False, history)
 
     def forget_new(self, user_id: str) -> None:
@@ -143,16 +130,9 @@ class Customers:
     def link_stripe(self, user_id: str, stripe_customer_id: str) -> None:
         with self.ctx.ledger.transaction():
             self.ctx.customer(user_id)
-            self.ctx.ledger.conn.execute(
-                "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", (stripe_customer_id, user_id)
-            )
+            accounts.set_stripe_customer(self.ctx.ledger, user_id, stripe_customer_id)
 
     def set_clock_time(self, clock_id: str, frozen_time: int, name: str | None = None) -> None:
         """Record a test clock's current time (after creating, reading or advancing it)."""
         with self.ctx.ledger.transaction():
-            self.ctx.ledger.conn.execute(
-                "INSERT INTO test_clocks (id, frozen_time, name, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET frozen_time = excluded.frozen_time, "
-                "name = COALESCE(excluded.name, test_clocks.name), updated_at = excluded.updated_at",
-                (clock_id, int(frozen_time), name, self.ctx.clock()),
-            )
+            accounts.upsert_clock(self.ctx.ledger, clock_id, frozen_time, name, self.ctx.clock())

@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from . import balances
+from .balances import WALLET as TABLE
 from .balances import Entry
 from .context import Context
-from .credits import check_units
 from .errors import ValidationError
-from .idempotency import check_key, remember, replay
+from .idempotency import remember, replay
 from .money import CURRENCIES
 from .renewals import refresh
-
-TABLE = "wallet_ledger"
+from .rules import check_key, check_units
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from ..billing import Billing
 from ..context import Subscription
-from ..customers import Customer, Removal, check_email
+from ..customers import Customer, Removal
+from ..rules import check_email
 from ..errors import NotFoundError, UsagebillError
 from . import mapping
 from .client import Connection, stripe_errors
