@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
+from .billed_prices import estimate
 from .context import Context, Subscription
 from .errors import IdempotencyError, ValidationError
 from .ledger import events
 from .ledger import idempotency as keys
-from .money import cost
 from .rules import MAX_AGE, MAX_AHEAD  # noqa: F401  (their old home: gateway.reconcile imports them from here)
 from .rules import check_amount, check_event_time, check_key, key_reused, same_event
 from .timeparse import parse_time
@@ -120,14 +120,15 @@ class Usage:
         feature = self.usage_feature(sub, key)
         start, end = sub.period(self.ctx.now_for(user_id))
         total, n = events.usage_total(self.ctx.ledger, user_id, key, start, end)
+        estimated, unit_price = estimate(self.ctx, sub, key, start, end, feature.price_per_credit)
         return UsageSummary(
             user_id=user_id,
             key=key,
             display_name=feature.display_name,
             total_amount=total,
-            estimated_cost=cost(total, feature.price_per_credit),
+            estimated_cost=estimated,
             currency=sub.currency,
-            unit_price=feature.price_per_credit,
+            unit_price=unit_price,
             period_start=start,
             period_end=end,
             events=n,

@@ -4,12 +4,15 @@ mirrors what Stripe made (ids, billing cycle anchor, current period)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
+from .. import billed_prices
 from ..billing import Billing
 from ..context import Subscription
 from ..customers import Customer, Removal
 from ..rules import check_email
 from ..errors import NotFoundError, UsagebillError
+from ..ledger import accounts
 from . import mapping
 from .client import Connection, stripe_errors
 
@@ -206,11 +209,23 @@ def subscribe(
         if sub.stripe_subscription_id != remote.id:  # subscribed in the ledger alone before
             billing.subscriptions.set_period(user_id, *period, stripe_subscription_id=remote.id)
             sub = billing.subscriptions.get(user_id)
+        billed_prices.record(billing.ctx, sub, usage_prices(remote), remote.start_date)
         return sub
 
 
+def usage_prices(remote) -> dict[str, Decimal]:
+    """feature -> unit price of the metered items of a Stripe subscription (by the usagebill
+    key its prices carry in their metadata)."""
+    out = {}
+    for item in remote["items"].data:
+        key = (item.price.metadata.to_dict() if item.price.metadata else {}).get("usagebill_key", "")
+        if key.startswith("price:usage:"):
+            out[key.split(":")[3]] = Decimal(item.price.unit_amount_decimal)
+    return out
+
+
 def _attempt(billing: Billing, user_id: str) -> int:
-    return billing.ledger.one("SELECT COUNT(*) FROM subscriptions WHERE user_id = ?", (user_id,))[0]
+    return accounts.count_subscriptions(billing.ledger, user_id)
 
 
 def refresh_periods(billing: Billing, conn: Connection, user_ids: list[str]) -> None:

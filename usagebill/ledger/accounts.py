@@ -105,6 +105,11 @@ def insert_subscription(
     return cur.lastrowid
 
 
+def count_subscriptions(ledger: Ledger, user_id: str) -> int:
+    """Every subscription the customer has had, active or not."""
+    return ledger.one("SELECT COUNT(*) FROM subscriptions WHERE user_id = ?", (user_id,))[0]
+
+
 def cancel_subscription(ledger: Ledger, subscription_id: int, now: int) -> None:
     ledger.conn.execute(
         "UPDATE subscriptions SET status = ?, canceled_at = ? WHERE id = ?", (CANCELED, now, subscription_id)

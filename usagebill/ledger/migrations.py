@@ -175,3 +175,18 @@ def m002_stripe(db) -> None:
 def m005_customer_removed(db) -> None:
     # customers remove: a customer with history is retired (its rows stay), not deleted
     db.execute("ALTER TABLE customers ADD COLUMN removed_at INTEGER")
+
+
+@migration
+def m005_subscription_prices(db) -> None:
+    # the unit price Stripe bills for each usage feature of a subscription, from a moment on
+    # (subscribe, then each price change that sync makes), so summary estimates what Stripe bills
+    db.execute(
+        """CREATE TABLE subscription_prices (
+            subscription_id INTEGER NOT NULL REFERENCES subscriptions(id),
+            feature TEXT NOT NULL,
+            unit_price TEXT NOT NULL,       -- Decimal, minor units per unit
+            effective_from INTEGER NOT NULL,
+            PRIMARY KEY (subscription_id, feature, effective_from)
+        )"""
+    )
