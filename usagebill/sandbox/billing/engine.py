@@ -15,16 +15,28 @@ from ..store import Store
 from . import invoices, periods, subscriptions
 
 DUE_NS = "billing.due"  # kv: subscription id -> real time of its next event (no test clock)
+USAGE_FROM_NS = "billing.item_usage_from"  # kv: item id -> time its current price began (added mid-period)
 
 
 def usage(store: Store, item: dict, customer_id: str, start: int, end: int, real_now: int) -> int:
-    """A metered item's quantity over [start, end): its meter's aggregate for the customer.
+    """A metered item's quantity over [start, end): its meter's aggregate for the customer,
+    from the moment the item got its current price when that was later than ``start``.
     ``real_now`` is the sandbox's real time, which decides which events are visible yet."""
     meter_id = item["price"]["recurring"].get("meter")
     meter = store.get("billing.meter", meter_id) if meter_id else None
     if meter is None:
         return 0
-    return meters.aggregate(store, meter, customer_id, start, end, real_now)
+    start = max(start, store.kv_get(USAGE_FROM_NS, item["id"]) or start)
+    return meters.aggregate(store, meter, customer_id, start, end, real_now) if start < end else 0
+
+
+def bill_usage_so_far(store: Store, sub: dict, item: dict, now: int, real_now: int) -> None:
+    """A metered item's price changes at ``now``: its usage so far this period, at the old
+    price, becomes a pending invoice item, billed on the subscription's next invoice."""
+    start = max(item["current_period_start"], store.kv_get(USAGE_FROM_NS, item["id"]) or 0)
+    quantity = usage(store, item, sub["customer"], start, now, real_now)
+    if quantity:
+        invoices.pending_usage_item(store, sub, item, quantity, start, now)
 
 
 def _events(store: Store, sub: dict) -> list[tuple[int, int, str, str | None]]:
