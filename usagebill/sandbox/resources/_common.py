@@ -71,12 +71,12 @@ def exclusive(params: dict, *names: str) -> None:
         )
 
 
-def created_filter(objects: list[dict], created) -> list[dict]:
-    """``created=<ts>`` or ``created[gt|gte|lt|lte]=<ts>``."""
+def created_filter(objects: list[dict], created, field: str = "created") -> list[dict]:
+    """``created=<ts>`` or ``created[gt|gte|lt|lte]=<ts>`` (on ``field``: invoice items say ``date``)."""
     if created is None:
         return objects
     if isinstance(created, int):
-        return [o for o in objects if o["created"] == created]
+        return [o for o in objects if o[field] == created]
     ops = {
         "gt": lambda a, b: a > b,
         "gte": lambda a, b: a >= b,
@@ -84,5 +84,5 @@ def created_filter(objects: list[dict], created) -> list[dict]:
         "lte": lambda a, b: a <= b,
     }
     for op, bound in created.items():
-        objects = [o for o in objects if ops[op](o["created"], bound)]
+        objects = [o for o in objects if ops[op](o[field], bound)]
     return objects
