@@ -56,7 +56,6 @@ class Billing:
         on_usage_recorded: Callable[[UsageEvent], None] | None = None,
         clock: Callable[[], int] | None = None,
     ):
-        self.config = config
         self.ledger = ledger
         self.ctx = Context(config, ledger, clock)
         self.customers = Customers(self.ctx)
@@ -64,6 +63,16 @@ class Billing:
         self.usage = Usage(self.ctx, on_usage_recorded)
         self.credits = Credits(self.ctx)
         self.wallet = Wallet(self.ctx)
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        """A changed config (then ``gateway.sync.sync`` to make Stripe follow): one config for
+        the facade and every primitive."""
+        self.ctx.config = config
 
     @classmethod
     def open(

@@ -224,6 +224,19 @@ def usage_prices(remote) -> dict[str, Decimal]:
     return out
 
 
+def deliver_first(billing: Billing, conn: Connection, user_id: str, otherwise: str) -> None:
+    """Deliver the customer's pending usage before a change that Stripe bills from what its
+    meter holds at that moment (a cancel, a price change); refuse the change when it cannot."""
+    from .delivery import push
+
+    pushed = push(billing, conn, user_id=user_id)
+    if pushed.error or pushed.still_pending:
+        raise UsagebillError(
+            f"{pushed.still_pending} usage event(s) of {user_id!r} could not be delivered "
+            f"({pushed.error or 'see usagebill status'}); {otherwise}: deliver them first"
+        )
+
+
 def _attempt(billing: Billing, user_id: str) -> int:
     return accounts.count_subscriptions(billing.ledger, user_id)
 
@@ -255,16 +268,9 @@ def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: boo
     """Cancel the customer's subscription now: first deliver its pending usage, then cancel
     in Stripe (``invoice_now``: a last invoice bills the usage of the unfinished period),
     then in the ledger. Credits and the wallet are kept; recording usage is refused after."""
-    from .delivery import push
-
     sub = billing.ctx.require_subscription(user_id)
     if sub.stripe_subscription_id:
-        pushed = push(billing, conn, user_id=user_id)
-        if pushed.error or pushed.still_pending:
-            raise UsagebillError(
-                f"{pushed.still_pending} usage event(s) of {user_id!r} could not be delivered "
-                f"({pushed.error or 'see usagebill status'}); nothing was cancelled: deliver them first"
-            )
+        deliver_first(billing, conn, user_id, "nothing was cancelled")
         with stripe_errors(f"cancel {user_id}"):
             remote = conn.client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
             if remote.status not in ("canceled", "incomplete_expired"):

@@ -83,6 +83,11 @@ def active_subscription(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
     return ledger.one("SELECT * FROM subscriptions WHERE user_id = ? AND status = ?", (user_id, ACTIVE))
 
 
+def active_subscriptions(ledger: Ledger) -> list[sqlite3.Row]:
+    """Every active subscription, by customer."""
+    return ledger.all("SELECT * FROM subscriptions WHERE status = ? ORDER BY user_id", (ACTIVE,))
+
+
 def insert_subscription(
     ledger: Ledger,
     user_id: str,

@@ -415,6 +415,24 @@ def _live(store: Store, sub_id: str, param: str = "subscription") -> dict:
     return sub
 
 
+def _parse_item(store: Store, sub: dict, entry: dict, replacing: str | None = None) -> dict:
+    """One new item's price, checked against the subscription's other items (which may have
+    archived prices: those keep billing) for one currency, one interval, no repeated price."""
+    parsed = _parse_items(store, [entry])[0]
+    price = parsed["price"]
+    for other in sub["items"]["data"]:
+        if other["id"] == replacing:
+            continue
+        if other["price"]["id"] == price["id"]:
+            raise invalid(f"Cannot add multiple subscription items with the same price: {price['id']}", param="price")
+        a, b = other["price"]["recurring"], price["recurring"]
+        if other["price"]["currency"] != price["currency"] or (a["interval"], a.get("interval_count") or 1) != (
+                b["interval"], b.get("interval_count") or 1):
+            raise invalid("Currency and billing interval of all prices on a subscription must match (the "
+                          "usagebill sandbox emulates subscriptions whose prices share them).", param="price")
+    return parsed
+
+
 def _item_prorations(p: dict, item_price: dict, param: str) -> str:
     behavior = p.get("proration_behavior") or "create_prorations"
     if behavior == "always_invoice":
@@ -435,8 +453,7 @@ def create_subscription_item(req: Request) -> dict:
     entry = {"price": required(p, "price"), "metadata": p.get("metadata")}
     if p.get("quantity") is not None:
         entry["quantity"] = p["quantity"]
-    current = [{"price": i["price"]["id"]} for i in sub["items"]["data"]]
-    parsed = _parse_items(store, current + [entry])[-1]
+    parsed = _parse_item(store, sub, entry)
     _item_prorations(p, parsed["price"], "price")
     now = clock.customer_now(store, sub["customer"], req.now)
     first = sub["items"]["data"][0]
@@ -460,11 +477,10 @@ def update_subscription_item(req: Request, id: str) -> dict:
     new_price = p.get("price")
     if new_price and new_price != item["price"]["id"]:
         behavior = _item_prorations(p, item["price"], "price")
-        others = [{"price": x["price"]["id"]} for x in sub["items"]["data"] if x["id"] != id]
         entry = {"price": new_price}
         if p.get("quantity") is not None:
             entry["quantity"] = p["quantity"]
-        parsed = _parse_items(store, others + [entry])[-1]
+        parsed = _parse_item(store, sub, entry, replacing=id)
         now = clock.customer_now(store, sub["customer"], req.now)
         if is_metered(item):
             if behavior == "create_prorations":

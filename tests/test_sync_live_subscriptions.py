@@ -1,0 +1,125 @@
+"""sync keeps live subscriptions in line with billing.toml, across billing periods on a test
+clock: what Stripe (the sandbox) invoices, and summary agreeing with it to the cent."""
+
+import json
+
+import pytest
+
+
+def J(result):
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+STORAGE = '''
+[plans.features.storage]
+display_name = "Storage GB"
+price_per_credit = 3
+track_usage = true
+'''
+
+
+@pytest.fixture
+def alice(runner):
+    assert runner("sync").exit_code == 0
+    clock = J(runner("testclock", "create", "--at", "2026-01-01T00:00:00Z", "--json"))["id"]
+    J(runner("customers", "add", "alice", "--test-clock", clock, "--json"))
+    J(runner("subscribe", "alice", "Pro", "--json"))
+    return clock
+
+
+def _with_pro(config_path, extra="", **replace):
+    """The example config with Pro's section changed."""
+    text = config_path.read_text()
+    pro_end = text.index('[[plans]]\nname = "Pay As You Go"')
+    pro = text[:pro_end]
+    for old, new in replace.items():
+        assert old in pro
+        pro = pro.replace(old, new, 1)
+    config_path.write_text(pro + extra + "\n" + text[pro_end:])
+
+
+def _cycle_invoice(runner, period_start):
+    invoices = J(runner("invoices", "list", "alice", "--json"))
+    found = [i for i in invoices if i["billing_reason"] == "subscription_cycle"
+             and any(x["period_start"] == period_start for x in i["lines"] if x["description"] != "Pro")]
+    assert len(found) == 1, invoices
+    return found[0]
+
+
+def _usage_lines(inv):
+    return sorted((x["description"], x["quantity"], x["unit_amount"], x["amount"]) for x in inv["lines"])
+
+
+def test_a_feature_added_to_a_plan_is_billed_on_the_next_invoice_of_its_subscribers(runner, config_path, alice):
+    _with_pro(config_path, STORAGE)
+    plan = J(runner("sync", "--dry-run", "--json"))
+    subs = [a for a in plan["actions"] if a["kind"] == "subscription"]
+    assert [(a["verb"], a["key"]) for a in subs] == [("add", "alice")]
+    assert "Storage GB" in subs[0]["detail"] and "from now on" in subs[0]["detail"]
+    assert [a for a in J(runner("sync", "--dry-run", "--json"))["actions"] if a["kind"] == "subscription"] == subs
+    done = J(runner("sync", "--json"))
+    assert [(a["verb"], a["kind"], a["key"]) for a in done["actions"] if a["kind"] == "subscription"] == [
+        ("add", "subscription", "alice")]
+    assert [a for a in J(runner("sync", "--json"))["actions"]] == []  # in line now: nothing to do
+    J(runner("record", "alice", "storage", "20", "--json"))
+    J(runner("record", "alice", "api_calls", "150", "--json"))
+    summary = {s["key"]: s["estimated_cost"] for s in J(runner("summary", "alice", "--json"))}
+    assert summary == {"api_calls": 1500, "storage": 60}
+    J(runner("testclock", "advance", alice, "--to", "+1month2h", "--json"))
+    inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
+    assert inv["status"] != "draft"
+    assert _usage_lines(inv) == [("API Calls", 150, "10", 1500), ("Pro", 1, "2000", 2000), ("Storage GB", 20, "3", 60)]
+    assert inv["total"] == 3560 == 2000 + sum(summary.values())
+
+
+def test_a_price_change_bills_old_usage_at_the_old_price_and_the_rest_at_the_new(runner, config_path, alice):
+    J(runner("record", "alice", "api_calls", "100", "--json"))  # Jan 01, at $0.10
+    J(runner("testclock", "advance", alice, "--to", "+15d", "--json"))  # Jan 16
+    J(runner("record", "alice", "api_calls", "40", "--at", "2026-01-15T12:00:00Z", "--no-push", "--json"))
+    _with_pro(config_path, **{"price_per_credit = 10 ": "price_per_credit = 12 ",
+                              "amount = 2000": "amount = 2500"})
+    r = runner("sync", "--dry-run")
+    assert r.exit_code == 0 and "alice" in r.stderr + r.stdout
+    done = J(runner("sync", "--json"))
+    moves = {a["detail"].split(":")[0]: a["detail"] for a in done["actions"] if a["kind"] == "subscription"}
+    assert set(moves) == {"API Calls", "Pro"}
+    assert "$0.10 -> $0.12 per unit from now" in moves["API Calls"] and "old price" in moves["API Calls"]
+    assert "$20.00 -> $25.00 per month from the next period" in moves["Pro"]
+    assert J(runner("status", "alice", "--json"))["pending"] == 0  # sync delivered the 40 before the change
+    J(runner("record", "alice", "api_calls", "60", "--json"))  # Jan 16, at $0.12
+    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))
+    assert (s["total_amount"], s["estimated_cost"], s["unit_price"]) == (200, 140 * 10 + 60 * 12, "12")
+    J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))
+    inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
+    # the base price is paid in advance: February at the new price; January's usage split at the change
+    assert _usage_lines(inv) == [("API Calls", 60, "12", 720), ("API Calls", 140, "10", 1400), ("Pro", 1, "2500", 2500)]
+    assert inv["total"] == 2500 + s["estimated_cost"]
+    # the next period is all at the new price, and summary still agrees
+    J(runner("record", "alice", "api_calls", "10", "--json"))
+    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))
+    assert (s["total_amount"], s["estimated_cost"]) == (10, 120)
+    J(runner("testclock", "advance", alice, "--to", "2026-03-01T02:00:00Z", "--json"))
+    inv = _cycle_invoice(runner, "2026-02-01T00:00:00Z")
+    assert _usage_lines(inv) == [("API Calls", 10, "12", 120), ("Pro", 1, "2500", 2500)]
+    assert J(runner("sync", "--json"))["actions"] == []
+
+
+def test_a_price_changed_twice_in_one_period(runner, config_path, alice):
+    J(runner("record", "alice", "api_calls", "7", "--json"))
+    J(runner("testclock", "advance", alice, "--to", "+1d", "--json"))
+    _with_pro(config_path, **{"price_per_credit = 10 ": "price_per_credit = 12 "})
+    J(runner("sync", "--json"))
+    J(runner("testclock", "advance", alice, "--to", "+10d", "--json"))
+    J(runner("record", "alice", "api_calls", "5", "--json"))
+    J(runner("testclock", "advance", alice, "--to", "+1d", "--json"))
+    _with_pro(config_path, **{"price_per_credit = 12 ": "price_per_credit = 0.5 "})
+    J(runner("sync", "--json"))
+    J(runner("record", "alice", "api_calls", "3", "--json"))
+    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))
+    assert s["estimated_cost"] == 7 * 10 + 5 * 12 + 2  # 3 x 0.5 = 1.5 rounds half-up to 2, as Stripe rounds a line
+    J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))
+    inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
+    usage = [x for x in inv["lines"] if x["description"] == "API Calls"]
+    assert sorted((x["quantity"], x["amount"]) for x in usage) == [(3, 2), (5, 60), (7, 70)]
+    assert sum(x["amount"] for x in usage) == s["estimated_cost"]
