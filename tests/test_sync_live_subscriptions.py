@@ -123,3 +123,66 @@ def test_a_price_changed_twice_in_one_period(runner, config_path, alice):
     usage = [x for x in inv["lines"] if x["description"] == "API Calls"]
     assert sorted((x["quantity"], x["amount"]) for x in usage) == [(3, 2), (5, 60), (7, 70)]
     assert sum(x["amount"] for x in usage) == s["estimated_cost"]
+
+
+def _without_team(config_path):
+    text = config_path.read_text()
+    config_path.write_text(text[:text.index('[[plans]]\nname = "Team"')])
+
+
+@pytest.fixture
+def bob_on_team(runner, alice):
+    J(runner("customers", "add", "bob", "--json"))
+    J(runner("subscribe", "bob", "Team", "--interval", "month", "--json"))
+
+
+def test_removing_a_plan_with_active_subscriptions_is_refused(runner, config_path, bob_on_team):
+    before = config_path.read_text()
+    _without_team(config_path)
+    for args in (("config", "check"), ("sync", "--dry-run"), ("sync",)):
+        r = runner(*args)
+        assert r.exit_code == 1, (args, r.output)
+        assert "plan 'team' (1 active subscription(s): bob)" in r.stderr, r.stderr
+        assert "cancel those subscriptions" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
+    # nothing was archived: with the plan back, Stripe already matches
+    config_path.write_text(before)
+    assert J(runner("sync", "--json"))["actions"] == []
+    # once bob is cancelled, the plan may go
+    assert runner("cancel", "bob").exit_code == 0
+    _without_team(config_path)
+    assert runner("config", "check").exit_code == 0
+    archived = {(a["kind"], a["key"]) for a in J(runner("sync", "--json"))["actions"] if a["verb"] == "archive"}
+    assert ("product", "product:plan:team") in archived
+
+
+def test_removing_or_renaming_a_feature_in_use_is_refused(runner, config_path, alice):
+    text = config_path.read_text()
+    config_path.write_text(text.replace("[plans.features.api_calls]", "[plans.features.api_requests]", 1))
+    r = runner("sync")
+    assert r.exit_code == 1 and "usage feature 'api_calls' of plan 'Pro' (1 active subscription(s): alice)" in r.stderr
+    assert "a rename is a removal plus an addition" in r.stderr
+    assert runner("config", "check").exit_code == 1
+    # turning usage billing off is a removal too
+    config_path.write_text(text.replace("track_usage = true\ncredits", "track_usage = false\ncredits", 1))
+    r = runner("config", "check")
+    assert r.exit_code == 1 and "usage feature 'api_calls' of plan 'Pro'" in r.stderr
+    config_path.write_text(text)
+    assert runner("config", "check").exit_code == 0
+
+
+def test_config_check_without_a_ledger_checks_the_file_alone(runner, config_path, tmp_path):
+    assert runner("config", "check").exit_code == 0
+    assert not (tmp_path / ".usagebill" / "ledger.db").exists()  # config check made no ledger
+
+
+def test_commands_for_customers_on_other_plans_work_whatever_the_config_says_of_one(runner, config_path, bob_on_team):
+    J(runner("record", "bob", "ai_tokens", "10", "--no-push", "--json"))
+    _without_team(config_path)  # an edit not synced (sync would refuse it)
+    J(runner("record", "alice", "api_calls", "5", "--json"))
+    assert J(runner("summary", "alice", "--key", "api_calls", "--json"))["total_amount"] == 5
+    listed = {c["user_id"]: c["subscription"]["plan"] for c in J(runner("customers", "list", "--json"))}
+    assert listed == {"alice": "Pro", "bob": "team"}
+    assert J(runner("push", "--json"))["delivered"] == 1  # bob's: his Stripe subscription still bills it
+    r = runner("summary", "bob")
+    assert r.exit_code == 1 and "plan 'team', which billing.toml no longer has" in r.stderr
+    assert runner("cancel", "bob").exit_code == 0  # and bob can still be cancelled

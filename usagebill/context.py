@@ -3,11 +3,11 @@ customer's active subscription and current billing period."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .config import Config, Feature, Plan
-from .errors import NotFoundError
+from .errors import ConfigError, NotFoundError
 from .ledger import Ledger, accounts
 from .periods import now as real_now
 from .periods import period_at
@@ -18,7 +18,7 @@ from .rules import check_user_id
 class Subscription:
     id: int
     user_id: str
-    plan: Plan
+    plan_key: str
     interval: str
     currency: str
     anchor: int
@@ -27,6 +27,26 @@ class Subscription:
     stripe_subscription_id: str | None = None
     period_start: int | None = None  # mirrored from Stripe
     period_end: int | None = None
+    config: Config | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def plan(self) -> Plan:
+        """The subscription's plan in the config. A plan the config no longer has is an error
+        for this customer only, when its plan is needed: other customers, and this one's
+        periods, delivery and cancellation, keep working."""
+        try:
+            return self.config.plan(self.plan_key)
+        except NotFoundError:
+            raise ConfigError(
+                f"customer {self.user_id!r} is subscribed to plan {self.plan_key!r}, which {self.config.path.name} "
+                f"no longer has: put the plan back, or cancel the subscription (usagebill cancel {self.user_id})"
+            ) from None
+
+    @property
+    def plan_name(self) -> str:
+        """The plan's name, or its key when the config no longer has it."""
+        found = [p for p in self.config.plans if p.key == self.plan_key]
+        return found[0].name if found else self.plan_key
 
     def period(self, at: int) -> tuple[int, int]:
         """The billing period containing ``at``: Stripe's mirrored one when it covers ``at``,
@@ -65,7 +85,7 @@ class Context:
         return Subscription(
             id=row["id"],
             user_id=row["user_id"],
-            plan=self.config.plan(row["plan"]),
+            plan_key=row["plan"],
             interval=row["interval"],
             currency=row["currency"],
             anchor=row["anchor"],
@@ -74,6 +94,7 @@ class Context:
             stripe_subscription_id=row["stripe_subscription_id"],
             period_start=row["period_start"],
             period_end=row["period_end"],
+            config=self.config,
         )
 
     def require_subscription(self, user_id: str) -> Subscription:

@@ -58,3 +58,21 @@ def check(config: Config, ledger) -> None:
         f"{config.path.name}: removes what active subscriptions still use: {'; '.join(parts)}. "
         "Put it back, or cancel those subscriptions first (a rename is a removal plus an addition)"
     )
+
+
+def check_config_file(config: Config, db_path=None) -> None:
+    """``config check``: the same refusal, against the ledger when there is one (``db_path``,
+    else the config's default); no ledger yet means no subscription to protect."""
+    from pathlib import Path
+
+    from .billing import default_db_path
+    from .ledger import open_ledger
+
+    path = db_path if db_path is not None else default_db_path(config)
+    if str(path) != ":memory:" and not Path(path).exists():
+        return
+    ledger = open_ledger(path)
+    try:
+        check(config, ledger)
+    finally:
+        ledger.close()

@@ -31,7 +31,7 @@ def _customer_json(c, sub, remote=None):
         "subscription": None
         if sub is None
         else {
-            "plan": sub.plan.name,
+            "plan": sub.plan_name,
             "interval": sub.interval,
             "currency": sub.currency,
             "anchor": iso(sub.anchor),
@@ -138,7 +138,7 @@ def customers_list(state, as_json: bool) -> None:
         emit_json([_customer_json(c, s) for c, s in items])
         return
     table(None, ["customer", "email", "plan", "stripe customer", "stripe subscription"], [
-        [c.user_id, c.email, s.plan.name if s else "-", c.stripe_customer_id, s.stripe_subscription_id if s else None]
+        [c.user_id, c.email, s.plan_name if s else "-", c.stripe_customer_id, s.stripe_subscription_id if s else None]
         for c, s in items
     ])
 
@@ -166,7 +166,7 @@ def customers_show(state, user_id: str, as_json: bool) -> None:
     sub = view.subscription
     if sub is not None:
         start, end = sub.period(b.ctx.now_for(user_id))
-        rows += [["plan", f"{sub.plan.name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"],
+        rows += [["plan", f"{sub.plan_name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"],
                  ["stripe subscription", sub.stripe_subscription_id]]
     rows.append(["in Stripe", "yes" if view.stripe else "no"])
     if view.stripe and view.stripe.get("email") != view.customer.email:
@@ -223,7 +223,7 @@ def cancel(state, user_id, no_invoice, as_json) -> None:
 
     sub = do_cancel(state.billing, state.connection, user_id, invoice_now=not no_invoice)
     if as_json:
-        emit_json({"user_id": user_id, "plan": sub.plan.name, "status": "canceled",
+        emit_json({"user_id": user_id, "plan": sub.plan_name, "status": "canceled",
                    "stripe_subscription_id": sub.stripe_subscription_id})
     else:
-        say(f"Cancelled {user_id}'s {sub.plan.name} subscription ({sub.stripe_subscription_id})")
+        say(f"Cancelled {user_id}'s {sub.plan_name} subscription ({sub.stripe_subscription_id})")
