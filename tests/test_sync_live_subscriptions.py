@@ -53,6 +53,8 @@ def _usage_lines(inv):
 
 def test_a_feature_added_to_a_plan_is_billed_on_the_next_invoice_of_its_subscribers(runner, config_path, alice):
     _with_pro(config_path, STORAGE)
+    r = runner("record", "alice", "storage", "1")  # not on alice's subscription before sync: never billed
+    assert r.exit_code == 1 and "run usagebill sync" in r.stderr
     plan = J(runner("sync", "--dry-run", "--json"))
     subs = [a for a in plan["actions"] if a["kind"] == "subscription"]
     assert [(a["verb"], a["key"]) for a in subs] == [("add", "alice")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .context import Context, Subscription
+from .errors import ValidationError
 from .ledger import events, subscription_prices
 from .money import cost
 
@@ -49,3 +50,14 @@ def record(ctx: Context, sub: Subscription, prices: dict[str, Decimal], since: i
     with ctx.ledger.transaction():
         for key, price in prices.items():
             subscription_prices.add(ctx.ledger, sub.id, key, price, since)
+
+
+def check_billed(ctx: Context, sub: Subscription, key: str) -> None:
+    """Usage of a feature that the customer's Stripe subscription does not bill yet (added to
+    billing.toml, not synced) would be delivered and never invoiced: refuse it."""
+    history = subscription_prices.history(ctx.ledger, sub.id)
+    if history and key not in history:
+        raise ValidationError(
+            f"usage feature {key!r} is not on {sub.user_id!r}'s Stripe subscription yet, so Stripe would not bill it: "
+            "run usagebill sync (it adds new features to live subscriptions)"
+        )

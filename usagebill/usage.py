@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
 
-from .billed_prices import estimate
+from .billed_prices import check_billed, estimate
 from .context import Context, Subscription
 from .errors import IdempotencyError, ValidationError
 from .ledger import events
@@ -64,6 +64,7 @@ class Usage:
                 f"feature {key!r} of plan {sub.plan.name!r} does not track usage (track_usage is not set); "
                 "use credits or charge for it"
             )
+        check_billed(self.ctx, sub, key)
         return feature
 
     def record(
