@@ -101,3 +101,20 @@ def test_without_prorations_the_usage_so_far_is_not_billed_and_licensed_proratio
     _advance(shop, APR_10 + 2 * HOUR)
     assert _renewal(shop, sub.id) == [(0, "12", 0, "subscription_item_details"),
                                       (1, "2000", 2000, "subscription_item_details")]
+
+
+def test_a_price_change_in_the_grace_hour_leaves_the_ended_period_at_its_price(shop):
+    c = shop["c"]
+    sub = c.v1.subscriptions.create({"customer": shop["customer"].id,
+                                     "items": [{"price": shop["base"].id}, {"price": shop["metered"]("10").id}]})
+    _use(shop, T0 + DAY, 4)
+    _advance(shop, APR_10 + 10 * 60)  # the renewal is a draft for an hour
+    c.v1.subscription_items.update(sub["items"].data[1].id, {"price": shop["metered"]("12").id})
+    _use(shop, APR_10 - 60, 1)  # late usage of the ended period, in the grace hour
+    _use(shop, APR_10 + 20 * 60, 2)  # the new period, at the new price
+    _advance(shop, APR_10 + 2 * HOUR)
+    assert _renewal(shop, sub.id) == [(1, "2000", 2000, "subscription_item_details"),
+                                      (5, "10", 50, "subscription_item_details")]
+    upcoming = c.v1.invoices.create_preview({"subscription": sub.id})
+    assert sorted((l.quantity, str(l.pricing.unit_amount_decimal), l.amount) for l in upcoming.lines.data) == [
+        (1, "2000", 2000), (2, "12", 24)]

@@ -332,6 +332,9 @@ def refresh_live(store: Store, invoice: dict, real_now: int) -> dict:
         line, item = store.get(LINE, line_id), sub_items.get(item_id)
         if line is None or item is None:
             continue
+        billed = line["pricing"]["price_details"]["price"]
+        if billed != item["price"]["id"]:  # repriced since (during the grace hour): the period keeps its price
+            item = {**item, "price": store.get("price", billed)}
         quantity = metered_quantity(store, item, invoice["customer"], start, end, real_now)
         if quantity != line["quantity"]:
             store.put(build_line(store, sub, LineSpec(item, quantity, start, end), invoice["id"], line_id))
