@@ -38,6 +38,11 @@ def _use(shop, at, value):
                                               "payload": {"stripe_customer_id": shop["customer"].id, "value": str(value)}})
 
 
+def _base_and_calls(shop):
+    return shop["c"].v1.subscriptions.create({"customer": shop["customer"].id,
+                                              "items": [{"price": shop["base"].id}, {"price": shop["metered"]("10").id}]})
+
+
 def _advance(shop, to):
     shop["c"].v1.test_helpers.test_clocks.advance(shop["clock"].id, {"frozen_time": to})
 
@@ -87,8 +92,7 @@ def test_a_metered_price_change_bills_the_usage_so_far_at_the_old_price(shop):
 
 def test_without_prorations_the_usage_so_far_is_not_billed_and_licensed_prorations_are_refused(shop):
     c = shop["c"]
-    sub = c.v1.subscriptions.create({"customer": shop["customer"].id,
-                                     "items": [{"price": shop["base"].id}, {"price": shop["metered"]("10").id}]})
+    sub = _base_and_calls(shop)
     _use(shop, T0 + DAY, 40)
     _advance(shop, T0 + 5 * DAY)
     c.v1.subscription_items.update(sub["items"].data[1].id, {"price": shop["metered"]("12").id,
@@ -105,8 +109,7 @@ def test_without_prorations_the_usage_so_far_is_not_billed_and_licensed_proratio
 
 def test_a_price_change_in_the_grace_hour_leaves_the_ended_period_at_its_price(shop):
     c = shop["c"]
-    sub = c.v1.subscriptions.create({"customer": shop["customer"].id,
-                                     "items": [{"price": shop["base"].id}, {"price": shop["metered"]("10").id}]})
+    sub = _base_and_calls(shop)
     _use(shop, T0 + DAY, 4)
     _advance(shop, APR_10 + 10 * 60)  # the renewal is a draft for an hour
     c.v1.subscription_items.update(sub["items"].data[1].id, {"price": shop["metered"]("12").id})

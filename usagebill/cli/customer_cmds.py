@@ -61,11 +61,16 @@ def customers_add(state, user_id, email, test_clock, stripe_id, as_json) -> None
     from ..gateway.accounts import add_customer
 
     b = state.billing
-    c = add_customer(b, state.connection, user_id, email=email, test_clock=test_clock, stripe_id=stripe_id)
+    _say_customer(b, add_customer(b, state.connection, user_id, email=email, test_clock=test_clock, stripe_id=stripe_id),
+                  as_json)
+
+
+def _say_customer(b, c, as_json: bool) -> None:
     if as_json:
-        emit_json(_customer_json(c, b.subscriptions.get(user_id)))
-    else:
-        say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe" + (f", on test clock {c.test_clock}" if c.test_clock else ""))
+        emit_json(_customer_json(c, b.subscriptions.get(c.user_id)))
+        return
+    extra = "".join(f", {what} {value}" for what, value in (("e-mail", c.email), ("on test clock", c.test_clock)) if value)
+    say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe{extra}")
 
 
 @customers_group.command("update")
@@ -89,11 +94,7 @@ def customers_update(state, user_id, email, stripe_id, as_json) -> None:
     if email is None and stripe_id is None:
         raise click.UsageError("nothing to update: give --email or --stripe-id")
     b = state.billing
-    c = update_customer(b, state.connection, user_id, email=email, stripe_id=stripe_id)
-    if as_json:
-        emit_json(_customer_json(c, b.subscriptions.get(user_id)))
-    else:
-        say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe" + (f", e-mail {c.email}" if c.email else ""))
+    _say_customer(b, update_customer(b, state.connection, user_id, email=email, stripe_id=stripe_id), as_json)
 
 
 @customers_group.command("remove")
