@@ -10,9 +10,9 @@ from .. import billed_prices
 from ..billing import Billing
 from ..context import Subscription
 from ..customers import Customer, Removal
-from ..rules import check_email
 from ..errors import NotFoundError, UsagebillError
 from ..ledger import accounts
+from ..rules import check_email
 from . import mapping
 from .client import Connection, stripe_errors
 
@@ -49,7 +49,7 @@ def add_customer(
     with stripe_errors(f"customer {user_id}", typed_ids=(test_clock, stripe_id)):
         clock = conn.client.v1.test_helpers.test_clocks.retrieve(test_clock) if test_clock else None
         if stripe_id:
-            _check_linkable(conn, stripe_id, test_clock)
+            _check_linkable(conn, stripe_id, test_clock or (existing.test_clock if existing else None))
     if clock is not None:
         billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
     if existing is not None and stripe_id:  # in the ledger, not in Stripe yet: link it
@@ -106,7 +106,7 @@ def update_customer(
         sub = billing.subscriptions.get(user_id)
         pending = _pending_usage(billing, user_id)
         if sub is not None or pending:
-            what = f"an active {sub.plan.name!r} subscription" if sub is not None else f"{pending} undelivered usage event(s)"
+            what = f"an active {sub.plan_name!r} subscription" if sub is not None else f"{pending} undelivered usage event(s)"
             raise UsagebillError(
                 f"customer {user_id!r} has {what} on Stripe customer {customer.stripe_customer_id}: "
                 "cancel or deliver first, then change its Stripe id"
@@ -209,16 +209,16 @@ def subscribe(
         if sub.stripe_subscription_id != remote.id:  # subscribed in the ledger alone before
             billing.subscriptions.set_period(user_id, *period, stripe_subscription_id=remote.id)
             sub = billing.subscriptions.get(user_id)
-        billed_prices.record(billing.ctx, sub, usage_prices(remote), remote.start_date)
+        billed_prices.record(billing.ctx, sub, usage_prices(remote["items"].data), remote.start_date)
         return sub
 
 
-def usage_prices(remote) -> dict[str, Decimal]:
-    """feature -> unit price of the metered items of a Stripe subscription (by the usagebill
-    key its prices carry in their metadata)."""
+def usage_prices(items) -> dict[str, Decimal]:
+    """feature -> unit price of a Stripe subscription's metered items (by the usagebill key
+    their prices carry in their metadata)."""
     out = {}
-    for item in remote["items"].data:
-        key = (item.price.metadata.to_dict() if item.price.metadata else {}).get("usagebill_key", "")
+    for item in items:
+        key = mapping.key_of(item.price) or ""
         if key.startswith("price:usage:"):
             out[key.split(":")[3]] = Decimal(item.price.unit_amount_decimal)
     return out

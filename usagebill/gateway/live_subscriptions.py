@@ -57,29 +57,35 @@ def plan(billing: Billing, conn: Connection, ids: dict[str, str], *, dry_run: bo
     from before they were recorded; a sync cut short between Stripe and the ledger)."""
     changes: list[Change] = []
     config_plans = {p.key: p for p in billing.config.plans}
+    rows = [r for r in ledger_accounts.active_subscriptions(billing.ledger)
+            # ledger-only ones have nothing in Stripe; a plan gone was refused before (live_plans)
+            if r["stripe_subscription_id"] and r["plan"] in config_plans]
+    if not rows:
+        return changes
     with stripe_errors("sync subscriptions"):
-        for row in ledger_accounts.active_subscriptions(billing.ledger):
-            if not row["stripe_subscription_id"] or row["plan"] not in config_plans:
-                continue  # ledger-only, or refused before (live_plans.check)
-            sub = billing.ctx.subscription(row["user_id"])
-            remote = conn.client.v1.subscriptions.retrieve(row["stripe_subscription_id"])
-            if remote.status not in ("active", "past_due", "trialing"):
-                continue
-            changes += _changes(billing, sub, remote, config_plans[row["plan"]], ids, dry_run)
+        # one list (100 a page, items included) rather than a retrieve per subscription
+        live = {s.id: s for s in conn.client.v1.subscriptions.list(params={"limit": 100}).auto_paging_iter()
+                if s.status in ("active", "past_due", "trialing")}
+        for row in rows:
+            remote = live.get(row["stripe_subscription_id"])
+            if remote is not None:
+                items = remote["items"].data
+                if remote["items"].has_more:  # a list embeds the first 10
+                    items = list(conn.client.v1.subscription_items.list(
+                        params={"subscription": remote.id, "limit": 100}).auto_paging_iter())
+                sub = billing.ctx.subscription(row["user_id"])
+                changes += _changes(billing, sub, remote, items, config_plans[row["plan"]], ids, dry_run)
     return changes
 
 
-def _changes(billing: Billing, sub: Subscription, remote, plan, ids: dict[str, str], dry_run: bool) -> list[Change]:
+def _changes(billing: Billing, sub: Subscription, remote, remote_items: list, plan, ids: dict[str, str],
+             dry_run: bool) -> list[Change]:
     from .accounts import usage_prices
 
-    items = {}
-    for item in remote["items"].data:
-        key = (item.price.metadata.to_dict() if item.price.metadata else {}).get("usagebill_key")
-        if key:
-            items[key] = item
+    items = {mapping.key_of(item.price): item for item in remote_items if mapping.key_of(item.price)}
     recorded = subscription_prices.history(billing.ledger, sub.id)
     if not recorded and not dry_run:  # subscribed before the ledger recorded prices
-        billed_prices.record(billing.ctx, sub, usage_prices(remote), remote.start_date)
+        billed_prices.record(billing.ctx, sub, usage_prices(remote_items), remote.start_date)
         recorded = subscription_prices.history(billing.ledger, sub.id)
     out = []
     wanted = [(mapping.plan_price_key(plan.key, sub.currency, sub.interval), None)] + [

@@ -7,9 +7,15 @@ from __future__ import annotations
 from ..ledger.mapping import all_keys, bind, fingerprint, forget, get, put
 
 __all__ = [
-    "all_keys", "bind", "fingerprint", "forget", "get", "put",
+    "all_keys", "bind", "fingerprint", "forget", "get", "put", "key_of",
     "meter_key", "feature_product_key", "plan_product_key", "plan_price_key", "usage_price_key", "event_name",
 ]
+
+
+def key_of(obj) -> str | None:
+    """Our mapping key of a Stripe object (product, price), kept in its metadata."""
+    meta = obj.metadata.to_dict() if obj.metadata is not None else {}
+    return meta.get("usagebill_key")
 
 
 def meter_key(feature: str) -> str:

@@ -114,23 +114,17 @@ class _Stripe:
 
     def __init__(self, conn: Connection):
         c = conn.client.v1
-        self.products = {_key(p): p for p in _every(c.products.list, {"limit": 100}) if _key(p)}
+        self.products = {mapping.key_of(p): p for p in _every(c.products.list, {"limit": 100}) if mapping.key_of(p)}
         self.prices: dict[str, Any] = {}
         self.our_prices: list[Any] = []
         for p in _every(c.prices.list, {"limit": 100}):
-            key = _key(p)
+            key = mapping.key_of(p)
             if key:
                 self.our_prices.append(p)
             if p.lookup_key and p.lookup_key.startswith(LOOKUP_PREFIX) and key:
                 self.prices[key] = p
         self.meters = {m.event_name: m for m in _every(c.billing.meters.list, {"limit": 100})}
         self.ids: dict[str, str] = {}
-
-
-def _key(obj) -> str | None:
-    """Our mapping key, kept in the object's metadata."""
-    meta = obj.metadata.to_dict() if obj.metadata is not None else {}
-    return meta.get("usagebill_key")
 
 
 def _every(list_fn, params) -> list:
@@ -272,7 +266,7 @@ def _archive(c, billing: Billing, have: _Stripe, wanted_keys: set[str], act, dry
     """Deactivate what the config no longer has (our prices, products and meters), and
     leftovers: an active price of ours that is not the one holding its lookup key."""
     for p in have.our_prices:
-        key = _key(p)
+        key = mapping.key_of(p)
         if p.active and (key not in wanted_keys or have.prices.get(key) is not p):
             act("archive", "price", key, p.id, lambda p=p: c.prices.update(p.id, params={"active": False}).id)
     for key, p in have.products.items():
