@@ -173,3 +173,30 @@ def test_library_sync_after_changing_the_config_object_moves_live_subscriptions(
         (3, Decimal("7.5"), 23), (30, Decimal("5"), 150)]
     assert cycle[0].total == summary.estimated_cost  # the base price is $0
     assert sync(billing, conn).actions == []
+
+
+def test_a_sync_cut_short_after_stripe_moved_the_price_is_completed_by_the_next(billing, conn, monkeypatch):
+    from usagebill.gateway import live_subscriptions
+    from usagebill.gateway.accounts import add_customer, subscribe
+    from usagebill.gateway.clocks import create_clock
+
+    sync(billing, conn)
+    clock = create_clock(billing, conn, at=1767225600)  # 2026-01-01
+    add_customer(billing, conn, "dan", test_clock=clock.id)
+    subscribe(billing, conn, "dan", "Pro")
+    billing.config = _repriced(billing.config, "Pro", "api_calls", "11")
+    with monkeypatch.context() as m:
+        m.setattr(live_subscriptions, "apply", lambda *a, **k: None)  # cut short: Stripe's side done by hand below
+        sync(billing, conn)
+    sub = billing.subscriptions.get("dan")
+    remote = conn.client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+    item = next(i for i in remote["items"].data if i.price.recurring.usage_type == "metered")
+    new_price = mapping.get(billing.ledger, "price:usage:pro:api_calls:usd:month")
+    conn.client.v1.subscription_items.update(item.id, params={
+        "price": new_price, "metadata": {live_subscriptions.SINCE: "1767230000"}})
+    assert billing.usage.get_summary("dan", "api_calls").unit_price == 10  # the ledger does not know yet
+    assert sync(billing, conn).actions == []  # Stripe is in line: nothing to change there...
+    assert billing.usage.get_summary("dan", "api_calls").unit_price == 11  # ...and the ledger learnt the price
+    from usagebill.ledger import subscription_prices
+
+    assert subscription_prices.history(billing.ledger, sub.id)["api_calls"][-1] == (1767230000, Decimal("11"))

@@ -15,7 +15,12 @@ the config asks for (found by the ``usagebill_key`` each price carries):
 The ledger records each metered price with the moment it took effect
 (``billed_prices``), so ``summary`` estimates what the invoice will say. The moment also
 goes into the Stripe item's metadata (``usagebill_price_since``): a sync interrupted between
-Stripe and the ledger is completed by the next one."""
+Stripe and the ledger is completed by the next one.
+
+On the invoice, the usage before a price change is an invoice item (``proration`` true,
+``parent.subscription_details.subscription_item`` set, its line's ``pricing.price_details``
+naming the old price and the feature's product): whoever counts billed units per feature
+(reconcile) counts those lines by product, like the metered lines."""
 
 from __future__ import annotations
 
@@ -146,14 +151,15 @@ def apply(billing: Billing, conn: Connection, changes: list[Change]) -> None:
                 items.create(
                     params={"subscription": ch.stripe_subscription_id, "price": ch.price_id,
                             "metadata": {SINCE: str(since)}},
-                    options={"idempotency_key": f"usagebill-add-{ch.stripe_subscription_id}-{ch.price_id}"},
+                    options={"idempotency_key": f"usagebill-add-{ch.stripe_subscription_id}-{ch.price_id}-{since}"},
                 )
             else:
                 items.update(
                     ch.item_id,
                     params={"price": ch.price_id, "metadata": {SINCE: str(since)},
                             "proration_behavior": "create_prorations" if ch.metered else "none"},
-                    options={"idempotency_key": f"usagebill-move-{ch.item_id}-{ch.price_id}"},
+                    # with the moment: a price may come back within Stripe's 24-hour key window
+                    options={"idempotency_key": f"usagebill-move-{ch.item_id}-{ch.price_id}-{since}"},
                 )
         if ch.metered:
             billed_prices.record(billing.ctx, sub, {ch.feature: ch.unit_price}, since)
