@@ -3,19 +3,14 @@ delivery that ``record``, ``charge`` and ``import`` do right after writing the l
 
 from __future__ import annotations
 
-import sqlite3
 import sys
-from dataclasses import dataclass, field
 
 import click
 
-from ..errors import ExitCode, UsagebillError
+from ..errors import ExitCode
 from ..timeparse import iso
 from .app import AppError, cli, json_option, pass_state
 from .output import emit_json, say, table
-
-RECORD_ROUNDS = 3  # a cron job's record must not hang through a long Stripe outage
-
 
 def push_json(r) -> dict:
     return {
@@ -39,8 +34,10 @@ def _progress():
 
 
 def say_waiting(waiting: dict[str, int]) -> None:
-    for reason, n in waiting.items():
-        say(f"Note: {n:,} event(s) stay pending: {reason}")
+    from ..delivery import waiting_notes
+
+    for note in waiting_notes(waiting):
+        say(note)
 
 
 @cli.command("push")
@@ -154,57 +151,12 @@ def reconcile_cmd(state, user_id, periods, as_json) -> None:
     raise AppError(f"{len(r.differences)} difference(s) between the ledger and Stripe", int(ExitCode.ERROR))
 
 
-# -- delivery right after a ledger write (record, charge) ----------------------------------
+# -- after a ledger write (record, charge, import) -----------------------------------------
 
-@dataclass
-class Delivery:
-    """What became of an event pushed right after it was recorded."""
-
-    status: str  # pending | delivered | failed
-    reason: str | None = None
-    exit_code: int = 0
-    messages: list[str] = field(default_factory=list)  # warnings and notes, for stderr
-
-    def json(self) -> dict:
-        return {"status": self.status, "reason": self.reason} if self.reason else {"status": self.status}
-
-    def finish(self) -> None:
-        """Say the warnings (after the command's own output), then exit with the code."""
-        for m in self.messages:
-            say(m)
-        if self.exit_code:
-            click.get_current_context().exit(self.exit_code)
-
-
-def deliver_now(state, event_id: str) -> Delivery:
-    """Push an event just written to the ledger. It is safe there whatever happens here: a
-    failure is a warning saying ``usagebill push`` will retry, and exit code 4, so a cron job
-    can tell "recorded, delivery pending" (4) from "not recorded" (1) and need not record
-    it again."""
-    from ..gateway import outbox
-    from ..gateway.delivery import push
-
-    try:
-        r = push(state.billing, state.connection, event_ids=[event_id], max_rounds=RECORD_ROUNDS)
-        error, waiting = r.error, r.waiting
-    except (UsagebillError, sqlite3.Error) as e:  # a bad key, a ledger bound to another Stripe...
-        error, waiting = str(e), {}
-    status, reason = outbox.event_state(state.billing.ledger, event_id)
-    if status == "failed":
-        return Delivery(status, reason, int(ExitCode.STRIPE_ERROR),
-                        [f"Warning: {event_id} is recorded, but Stripe refused it: {reason} (see usagebill status)"])
-    if status == "pending" and error:
-        return Delivery(status, error, int(ExitCode.STRIPE_ERROR),
-                        [f"Warning: {event_id} is recorded, but not delivered to Stripe yet ({error}); "
-                         "usagebill push will retry"])
-    if status == "pending" and waiting:
-        reason = next(iter(waiting))
-        return Delivery(status, reason, 0, [f"Note: {event_id} stays pending: {reason}"])
-    return Delivery(status)
-
-
-def not_pushed(state, event_id: str) -> Delivery:
-    """The delivery state of an event that this command did not push (``--no-push``)."""
-    from ..gateway import outbox
-
-    return Delivery(*outbox.event_state(state.billing.ledger, event_id))
+def finish(delivery) -> None:
+    """Say the library's delivery warnings (after the command's own output), then exit with
+    its code (4: written, but not delivered)."""
+    for m in delivery.messages:
+        say(m)
+    if delivery.exit_code:
+        click.get_current_context().exit(delivery.exit_code)

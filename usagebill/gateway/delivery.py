@@ -16,7 +16,8 @@ from typing import Callable, Hashable, Iterable
 
 from ..billing import Billing
 from ..errors import StripeAPIError, ValidationError
-from . import mapping, outbox
+from ..ledger import outbox
+from . import mapping
 from .client import Connection
 from .meter_sender import STREAM_MAX_EVENTS, MeterEvent, MeterEventSender, Refused, RetryPolicy, Unavailable
 
@@ -63,8 +64,7 @@ class _Targets:
 
     def customer(self, user_id: str) -> str | None:
         if user_id not in self._customers:
-            row = self.billing.ledger.one("SELECT stripe_customer_id FROM customers WHERE user_id = ?", (user_id,))
-            self._customers[user_id] = row["stripe_customer_id"] if row else None
+            self._customers[user_id] = outbox.stripe_customer_id(self.billing.ledger, user_id)
         return self._customers[user_id]
 
     def why_not(self, user_id: str, feature: str) -> str | None:

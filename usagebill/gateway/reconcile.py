@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from ..billing import Billing
 from ..errors import NotFoundError, ValidationError
 from ..usage import MAX_AHEAD
+from ..ledger import outbox
 from . import mapping
 from .client import Connection, stripe_errors
 from .delivery import default_rate
@@ -59,21 +60,7 @@ def minute_window(start: int, end: int) -> tuple[int, int]:
 
 def ledger_delivered(billing: Billing, user_id: str, feature: str, start: int, end: int) -> tuple[int, int, bool]:
     """(delivered total, pending events, delivered recently) of one customer's feature in a window."""
-    db, recent_since = billing.ledger, int(time.time()) - RECENT
-    single = db.one(
-        "SELECT COALESCE(SUM(CASE WHEN d.status = 'delivered' AND d.batch_id IS NULL THEN e.amount END), 0), "
-        "COUNT(CASE WHEN d.event_id IS NULL OR d.status IN ('sending', 'batched') THEN 1 END), "
-        "COUNT(CASE WHEN d.status = 'delivered' AND d.updated_at >= ? THEN 1 END) "
-        "FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
-        "WHERE e.user_id = ? AND e.feature = ? AND e.timestamp >= ? AND e.timestamp < ?",
-        (recent_since, user_id, feature, start, end),
-    )
-    batched = db.one(
-        "SELECT COALESCE(SUM(amount), 0), COUNT(CASE WHEN updated_at >= ? THEN 1 END) FROM delivery_batches "
-        "WHERE status = 'delivered' AND user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
-        (recent_since, user_id, feature, start, end),
-    )
-    return int(single[0]) + int(batched[0]), int(single[1]), bool(single[2] or batched[1])
+    return outbox.delivered_in_window(billing.ledger, user_id, feature, start, end, int(time.time()) - RECENT)
 
 
 def _features(billing: Billing, sub, user_id: str) -> list[str]:

@@ -21,9 +21,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Hashable, Iterator
 
-from ..ledger import Ledger
+from .db import Ledger
 
-PENDING = "(d.event_id IS NULL OR d.status IN ('sending', 'batched'))"
+# delivery states (event_delivery.status; delivery_batches.status uses BATCH_PENDING, DELIVERED, FAILED)
+SENDING = "sending"
+BATCHED = "batched"
+DELIVERED = "delivered"
+FAILED = "failed"
+BATCH_PENDING = "pending"
+LATE = "late"  # its period's invoice was final: claimed for a late-usage invoice item, not confirmed
+INVOICED = "invoiced"  # billed as a late-usage invoice item (on the customer's next invoice)
+# what callers see of one event: still to deliver, or its final state
+PENDING = "pending"
+
+PENDING_SQL = f"(d.event_id IS NULL OR d.status IN ('{SENDING}', '{BATCHED}', '{LATE}'))"
 _PAGE = 500
 
 
@@ -211,7 +222,7 @@ def mark_batches(ledger: Ledger, delivered: list[str], failed: dict[str, str]) -
 def count_pending(ledger: Ledger, scope: Scope) -> int:
     where, args = scope.where()
     row = ledger.one(
-        f"SELECT COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE {PENDING}{where}",
+        f"SELECT COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE {PENDING_SQL}{where}",
         args,
     )
     return int(row[0])
@@ -247,7 +258,7 @@ def status(ledger: Ledger, scope: Scope, *, failed_limit: int = 100) -> Delivery
         counts[row[0]] = int(row[1])
     waiting = ledger.all(
         "SELECT e.user_id, COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
-        f"JOIN customers c ON c.user_id = e.user_id WHERE {PENDING} AND c.stripe_customer_id IS NULL{where} "
+        f"JOIN customers c ON c.user_id = e.user_id WHERE {PENDING_SQL} AND c.stripe_customer_id IS NULL{where} "
         "GROUP BY e.user_id ORDER BY e.user_id",
         args,
     )
@@ -266,8 +277,47 @@ def status(ledger: Ledger, scope: Scope, *, failed_limit: int = 100) -> Delivery
 
 
 def event_state(ledger: Ledger, event_id: str) -> tuple[str, str | None]:
-    """(pending | delivered | failed, Stripe's reason when failed) of one event."""
+    """(pending | delivered | failed | invoiced, why) of one event: Stripe's reason when it
+    failed, the invoice item's description when it was billed late."""
     row = ledger.one("SELECT status, last_error FROM event_delivery WHERE event_id = ?", (event_id,))
-    if row is None or row["status"] not in ("delivered", "failed"):
-        return "pending", None
+    if row is None or row["status"] not in (DELIVERED, FAILED, INVOICED):
+        return PENDING, None
     return row["status"], row["last_error"]
+
+
+def event_user(ledger: Ledger, event_id: str) -> str:
+    return ledger.one("SELECT user_id FROM usage_events WHERE id = ?", (event_id,))[0]
+
+
+def has_pending_in_stripe(ledger: Ledger) -> bool:
+    """Whether some pending event belongs to a customer in Stripe (else a push has nothing to send)."""
+    return ledger.one(
+        "SELECT 1 FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        f"JOIN customers c ON c.user_id = e.user_id WHERE {PENDING_SQL} AND c.stripe_customer_id IS NOT NULL LIMIT 1"
+    ) is not None
+
+
+def stripe_customer_id(ledger: Ledger, user_id: str) -> str | None:
+    row = ledger.one("SELECT stripe_customer_id FROM customers WHERE user_id = ?", (user_id,))
+    return row["stripe_customer_id"] if row else None
+
+
+def delivered_in_window(ledger: Ledger, user_id: str, feature: str, start: int, end: int,
+                        recent_since: int) -> tuple[int, int, bool]:
+    """(units sent as meter events and confirmed, events still pending, something confirmed
+    since ``recent_since``) of one customer's feature with times in [start, end). Events go
+    by their own time, coalesced batches by the batch's time (as Stripe sees them)."""
+    single = ledger.one(
+        "SELECT COALESCE(SUM(CASE WHEN d.status = 'delivered' AND d.batch_id IS NULL THEN e.amount END), 0), "
+        f"COUNT(CASE WHEN {PENDING_SQL} THEN 1 END), "
+        "COUNT(CASE WHEN d.status = 'delivered' AND d.updated_at >= ? THEN 1 END) "
+        "FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        "WHERE e.user_id = ? AND e.feature = ? AND e.timestamp >= ? AND e.timestamp < ?",
+        (recent_since, user_id, feature, start, end),
+    )
+    batched = ledger.one(
+        "SELECT COALESCE(SUM(amount), 0), COUNT(CASE WHEN updated_at >= ? THEN 1 END) FROM delivery_batches "
+        "WHERE status = 'delivered' AND user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
+        (recent_since, user_id, feature, start, end),
+    )
+    return int(single[0]) + int(batched[0]), int(single[1]), bool(single[2] or batched[1])
