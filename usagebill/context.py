@@ -29,6 +29,8 @@ class Subscription:
     stripe_subscription_id: str | None = None
     period_start: int | None = None  # mirrored from Stripe
     period_end: int | None = None
+    closed_until: int | None = None  # periods before this are invoiced for good (usagebill.closing)
+    closed_invoice: str | None = None  # the last finalized invoice
 
     def period(self, at: int) -> tuple[int, int]:
         """The billing period containing ``at``: Stripe's mirrored one when it covers ``at``,
@@ -78,6 +80,9 @@ class Context:
         return None if row is None else self._subscription(row)
 
     def _subscription(self, row) -> Subscription:
+        from .ledger.closing import last_closed
+
+        closed = last_closed(self.ledger, row["id"])
         return Subscription(
             id=row["id"],
             user_id=row["user_id"],
@@ -90,6 +95,8 @@ class Context:
             stripe_subscription_id=row["stripe_subscription_id"],
             period_start=row["period_start"],
             period_end=row["period_end"],
+            closed_until=closed.period_end if closed else None,
+            closed_invoice=closed.invoice_id if closed else None,
         )
 
     def require_subscription(self, user_id: str) -> Subscription:

@@ -393,7 +393,7 @@ class _Customer:
         self.sub = sub
         self.now = now
         if sub is not None:
-            self.lo = max(now - MAX_AGE, sub.anchor)
+            self.lo = max(now - MAX_AGE, sub.anchor, sub.closed_until or 0)
             self.hi = now + MAX_AHEAD
         self.features: dict[str, str | None] = {}  # feature -> None when it can be recorded, else why not
 

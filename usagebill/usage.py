@@ -10,6 +10,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
+from .closing import check_open
 from .context import Context, Subscription
 from .errors import IdempotencyError, ValidationError
 from .idempotency import check_key
@@ -103,9 +104,11 @@ def check_started(ts: int, sub: Subscription) -> None:
 
 def check_time(ts: int, now: int, sub: Subscription) -> None:
     """The rules for an event's time: within Stripe's window around the customer's ``now``
-    (its test clock's time when it has one), and not before the subscription started."""
+    (its test clock's time when it has one), not before the subscription started, and not in
+    a period Stripe has already invoiced for good (``usagebill.closing``)."""
     check_window(ts, now)
     check_started(ts, sub)
+    check_open(ts, sub)
 
 
 def same_event(feature: str, amount: int, timestamp: int, key: str, new_amount: int, new_ts: int | None) -> bool:

@@ -184,4 +184,7 @@ def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: boo
                 conn.client.v1.subscriptions.cancel(
                     sub.stripe_subscription_id, params={"invoice_now": invoice_now, "prorate": False}
                 )
+        from .invoices import mirror_period_invoices
+
+        mirror_period_invoices(billing, conn, sub)  # the final invoice closes the last period
     return billing.subscriptions.cancel(user_id)
