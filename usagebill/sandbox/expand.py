@@ -21,6 +21,7 @@ PREFIXES: dict[str, str] = {
     "si_": "subscription_item",
     "in_": "invoice",
     "il_": "line_item",
+    "ii_": "invoiceitem",
     "clock_": "test_helpers.test_clock",
 }
 

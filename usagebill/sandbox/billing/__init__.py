@@ -1,3 +1,3 @@
 """Billing engine: test clocks, subscriptions, invoices. Importing this package registers their routes."""
 
-from . import engine, invoices, subscriptions, test_clocks  # noqa: F401  (route registration)
+from . import engine, invoice_items, invoices, subscriptions, test_clocks  # noqa: F401  (route registration)

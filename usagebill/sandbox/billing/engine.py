@@ -9,7 +9,6 @@ touches subscriptions whose next event is due, found through an index kept in kv
 from __future__ import annotations
 
 from ..errors import invalid
-from ..resources import meters
 from ..routing import Request, router
 from ..store import Store
 from . import invoices, periods, subscriptions
@@ -17,14 +16,7 @@ from . import invoices, periods, subscriptions
 DUE_NS = "billing.due"  # kv: subscription id -> real time of its next event (no test clock)
 
 
-def usage(store: Store, item: dict, customer_id: str, start: int, end: int, real_now: int) -> int:
-    """A metered item's quantity over [start, end): its meter's aggregate for the customer.
-    ``real_now`` is the sandbox's real time, which decides which events are visible yet."""
-    meter_id = item["price"]["recurring"].get("meter")
-    meter = store.get("billing.meter", meter_id) if meter_id else None
-    if meter is None:
-        return 0
-    return meters.aggregate(store, meter, customer_id, start, end, real_now)
+usage = invoices.metered_quantity
 
 
 def _events(store: Store, sub: dict) -> list[tuple[int, int, str, str | None]]:
@@ -64,7 +56,7 @@ def catch_up(store: Store, sub_id: str, until: int, real_now: int) -> None:
             break
         t, _, kind, invoice_id = events[0]
         if kind == "finalize":
-            _finalize(store, sub, invoice_id, t)
+            _finalize(store, sub, invoice_id, t, real_now)
         elif kind == "expire":
             _expire(store, sub, t)
         else:
@@ -85,8 +77,8 @@ def _refresh_status(store: Store, sub: dict) -> None:
     sub["status"] = "past_due" if unpaid else "active"
 
 
-def _finalize(store: Store, sub: dict, invoice_id: str, t: int) -> None:
-    invoice = store.get(invoices.INVOICE, invoice_id)
+def _finalize(store: Store, sub: dict, invoice_id: str, t: int, real_now: int) -> None:
+    invoice = invoices.refresh_live(store, store.get(invoices.INVOICE, invoice_id), real_now)
     invoices.finalize(store, invoice, sub, _customer(store, sub), t)
     _refresh_status(store, sub)
     store.put(sub)
@@ -114,7 +106,7 @@ def _period_end(store: Store, sub: dict, end: int, real_now: int) -> None:
         sub["ended_at"] = end
         # "Any metered usage is charged for in a final invoice when the subscription cancels at
         # the end of the billing period" (Stripe, cancel subscriptions guide).
-        specs = [invoices.LineSpec(i, usage(store, i, customer_id, start, end, real_now), start, end)
+        specs = [invoices.LineSpec(i, usage(store, i, customer_id, start, end, real_now), start, end, live=True)
                  for i in items if subscriptions.is_metered(i)]
         if specs:
             invoice = invoices.build_invoice(
@@ -129,7 +121,8 @@ def _period_end(store: Store, sub: dict, end: int, real_now: int) -> None:
     specs = []
     for item in items:
         if subscriptions.is_metered(item):
-            specs.append(invoices.LineSpec(item, usage(store, item, customer_id, start, end, real_now), start, end))
+            specs.append(invoices.LineSpec(item, usage(store, item, customer_id, start, end, real_now), start, end,
+                                           live=True))
         else:
             specs.append(invoices.LineSpec(item, item["quantity"], new_start, new_end))
         item["current_period_start"], item["current_period_end"] = new_start, new_end

@@ -12,12 +12,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..errors import StripeError, invalid
+from ..resources import meters
 from ..routing import Request, list_response, router
 from ..store import Store
 from . import amounts
 
 INVOICE = "invoice"
 LINE = "line_item"
+INVOICE_ITEM = "invoiceitem"
+# kv: draft invoice id -> its metered lines [line id, subscription item id, start, end], whose
+# quantity is read from the meter until the invoice finalizes (usage reported in the grace hour)
+LIVE_NS = "billing.live_lines"
 DRAFT_GRACE = 3600  # renewal invoices stay draft "for about an hour" before finalizing
 EMBEDDED_LINES = 10
 
@@ -38,6 +43,17 @@ class LineSpec:
     start: int
     end: int
     amount: int | None = None  # set for prorations; otherwise quantity x unit price
+    live: bool = False  # a metered line of an ended period: re-read from the meter until finalized
+
+
+def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end: int, real_now: int) -> int:
+    """A metered item's quantity over [start, end): its meter's aggregate for the customer.
+    ``real_now`` is the sandbox's real time, which decides which events are visible yet."""
+    meter_id = item["price"]["recurring"].get("meter")
+    meter = store.get("billing.meter", meter_id) if meter_id else None
+    if meter is None:
+        return 0
+    return meters.aggregate(store, meter, customer_id, start, end, real_now)
 
 
 def decimal_string(d: Decimal) -> str:
@@ -96,6 +112,64 @@ def build_line(store: Store, sub: dict, spec: LineSpec, invoice_id: str, line_id
     }
 
 
+def item_line(item: dict, invoice_id: str, line_id: str, subscription_id: str | None) -> dict:
+    """The line an invoice item becomes on an invoice (its own line, ``invoice_item_details``)."""
+    return {
+        "id": line_id,
+        "object": "line_item",
+        "amount": item["amount"],
+        "currency": item["currency"],
+        "description": item["description"],
+        "discount_amounts": [],
+        "discountable": item["discountable"],
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": dict(item.get("metadata") or {}),
+        "parent": {
+            "invoice_item_details": {
+                "invoice_item": item["id"],
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": subscription_id,
+            },
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        },
+        "period": dict(item["period"]),
+        "pretax_credit_amounts": [],
+        "pricing": item["pricing"],
+        "quantity": item["quantity"],
+        "quantity_decimal": item["quantity_decimal"],
+        "subscription": subscription_id,
+        "subtotal": item["amount"],
+        "taxes": [],
+    }
+
+
+def pending_items(store: Store, sub: dict) -> list[dict]:
+    """The customer's pending invoice items a subscription invoice picks up, oldest first:
+    those not on an invoice yet, of the invoice's currency, for this subscription or none."""
+    found = store.all(INVOICE_ITEM, customer=sub["customer"], invoice=None)
+    return [i for i in reversed(found)
+            if i["currency"] == sub["currency"] and _item_subscription(i) in (None, sub["id"])]
+
+
+def _item_subscription(item: dict) -> str | None:
+    return ((item.get("parent") or {}).get("subscription_details") or {}).get("subscription")
+
+
+def set_totals(invoice: dict, lines: list[dict]) -> dict:
+    """The amounts and the embedded first lines of a draft, from all its lines."""
+    subtotal = sum(line["amount"] for line in lines)
+    for name in ("amount_due", "amount_remaining", "subtotal", "subtotal_excluding_tax", "total",
+                 "total_excluding_tax"):
+        invoice[name] = subtotal
+    invoice["lines"].update(data=lines[:EMBEDDED_LINES], has_more=len(lines) > EMBEDDED_LINES,
+                            total_count=len(lines))
+    return invoice
+
+
 def _customer_fields(customer: dict | None) -> dict:
     customer = customer or {}
     return {
@@ -124,7 +198,15 @@ def build_invoice(
     an ``upcoming_in_`` id and ``il_tmp_`` lines, as Stripe's create_preview returns."""
     invoice_id = ("upcoming_" if preview else "") + Store.new_id("in")
     line_prefix = "il_tmp" if preview else "il"
-    lines = [build_line(store, sub, spec, invoice_id, Store.new_id(line_prefix)) for spec in specs]
+    # pending invoice items come first, then the subscription's own lines
+    items = pending_items(store, sub)
+    lines = [item_line(i, invoice_id, Store.new_id(line_prefix), sub["id"]) for i in items]
+    live = []
+    for spec in specs:
+        line = build_line(store, sub, spec, invoice_id, Store.new_id(line_prefix))
+        lines.append(line)
+        if spec.live:
+            live.append([line["id"], spec.item["id"], spec.start, spec.end])
     subtotal = sum(line["amount"] for line in lines)
     currency = sub["currency"]
     invoice = {
@@ -216,9 +298,39 @@ def build_invoice(
         "webhooks_delivered_at": None if preview else created,
     }
     if not preview:
+        for item in items:
+            item["invoice"] = invoice_id
+            store.put(item)
         for line in lines:
             store.insert(line)
         store.insert(invoice)
+        if live:
+            store.kv_set(LIVE_NS, invoice_id, live)
+    return invoice
+
+
+def refresh_live(store: Store, invoice: dict, real_now: int) -> dict:
+    """A draft's metered lines re-read from the meter: usage for the ended period reported
+    during the grace hour counts, as on Stripe, until the invoice finalizes."""
+    live = store.kv_get(LIVE_NS, invoice["id"]) if invoice["status"] == "draft" else None
+    if not live:
+        return invoice
+    sub = store.get("subscription", invoice["parent"]["subscription_details"]["subscription"])
+    if sub is None:
+        return invoice
+    sub_items = {i["id"]: i for i in sub["items"]["data"]}
+    changed = False
+    for line_id, item_id, start, end in live:
+        line, item = store.get(LINE, line_id), sub_items.get(item_id)
+        if line is None or item is None:
+            continue
+        quantity = metered_quantity(store, item, invoice["customer"], start, end, real_now)
+        if quantity != line["quantity"]:
+            store.put(build_line(store, sub, LineSpec(item, quantity, start, end), invoice["id"], line_id))
+            changed = True
+    if changed:
+        set_totals(invoice, invoice_lines(store, invoice["id"]))
+        store.put(invoice)
     return invoice
 
 
@@ -248,7 +360,9 @@ def finalize(store: Store, invoice: dict, sub: dict, customer: dict | None, t: i
     """draft -> open, then collect: a zero total is paid at once; charge_automatically charges
     the payment method (no method or a declining one leaves it open); send_invoice gets a due
     date ``days_until_due`` days out. ``charge=False`` leaves the invoice open (a
-    ``default_incomplete`` first invoice waits for its payment to be confirmed)."""
+    ``default_incomplete`` first invoice waits for its payment to be confirmed). Metered lines
+    must have been refreshed (``refresh_live``) by the caller; from here they are fixed."""
+    store.kv_delete(LIVE_NS, invoice["id"])
     invoice["number"] = _next_number(store, customer, invoice["customer"])
     invoice["status"] = "open"
     invoice["status_transitions"]["finalized_at"] = t
@@ -308,12 +422,13 @@ def delete_invoice(store: Store, invoice_id: str) -> None:
     for line in store.all(LINE, invoice=invoice_id):
         store.delete(LINE, line["id"])
     store.delete(INVOICE, invoice_id)
+    store.kv_delete(LIVE_NS, invoice_id)
 
 
 # -- endpoints ------------------------------------------------------------------------------
 @router.route("GET", "/v1/invoices/{id}", params="InvoiceRetrieveParams")
 def retrieve_invoice(req: Request, id: str) -> dict:
-    return req.store.find(INVOICE, id)
+    return refresh_live(req.store, req.store.find(INVOICE, id), req.now)
 
 
 @router.route("GET", "/v1/invoices", params="InvoiceListParams")
@@ -326,12 +441,14 @@ def list_invoices(req: Request) -> dict:
     for field in ("customer", "status", "collection_method"):
         if p.get(field):
             found = [inv for inv in found if inv.get(field) == p[field]]
-    return list_response(req, found, "/v1/invoices")
+    page = list_response(req, found, "/v1/invoices")
+    page["data"] = [refresh_live(req.store, inv, req.now) for inv in page["data"]]
+    return page
 
 
 @router.route("GET", "/v1/invoices/{id}/lines", params="InvoiceLineItemListParams")
 def list_invoice_lines(req: Request, id: str) -> dict:
-    req.store.find(INVOICE, id)
+    refresh_live(req.store, req.store.find(INVOICE, id), req.now)
     return list_response(req, invoice_lines(req.store, id), f"/v1/invoices/{id}/lines")
 
 

@@ -11,7 +11,7 @@ import copy
 from ..errors import invalid
 from ..routing import Request, list_response, router
 from ..store import Store
-from . import engine, invoices, periods, subscriptions
+from . import engine, invoice_items, invoices, periods, subscriptions
 from .params import required
 
 CLOCK = "test_helpers.test_clock"
@@ -98,6 +98,7 @@ def delete_clock(req: Request, id: str) -> dict:
                 store.delete(subscriptions.ITEM, item["id"])
             store.delete(subscriptions.SUBSCRIPTION, sub["id"])
             store.kv_delete(engine.DUE_NS, sub["id"])
+        invoice_items.delete_customer_items(store, customer["id"])
         store.put({"id": customer["id"], "object": "customer", "deleted": True})  # as a deleted customer reads
     store.delete(CLOCK, id)
     return {"id": id, "object": CLOCK, "deleted": True}

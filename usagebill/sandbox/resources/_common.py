@@ -53,13 +53,7 @@ def require(req: Request, object_type: str, id: str, kind: str | None = None) ->
 
 def reference(req: Request, object_type: str, id: str, param: str, kind: str | None = None) -> dict:
     """An object named in a parameter: unknown ids are a 400 naming the parameter."""
-    obj = req.store.get(object_type, id)
-    if obj is None or obj.get("deleted"):
-        raise StripeError(
-            400, f"No such {kind or object_type.split('.')[-1].replace('_', ' ')}: '{id}'",
-            code="resource_missing", param=param,
-        )
-    return obj
+    return req.store.find(object_type, id, kind=kind, param=param)
 
 
 def exclusive(params: dict, *names: str) -> None:
@@ -71,12 +65,12 @@ def exclusive(params: dict, *names: str) -> None:
         )
 
 
-def created_filter(objects: list[dict], created) -> list[dict]:
-    """``created=<ts>`` or ``created[gt|gte|lt|lte]=<ts>``."""
+def created_filter(objects: list[dict], created, field: str = "created") -> list[dict]:
+    """``created=<ts>`` or ``created[gt|gte|lt|lte]=<ts>`` (on ``field``: invoice items say ``date``)."""
     if created is None:
         return objects
     if isinstance(created, int):
-        return [o for o in objects if o["created"] == created]
+        return [o for o in objects if o[field] == created]
     ops = {
         "gt": lambda a, b: a > b,
         "gte": lambda a, b: a >= b,
@@ -84,5 +78,5 @@ def created_filter(objects: list[dict], created) -> list[dict]:
         "lte": lambda a, b: a <= b,
     }
     for op, bound in created.items():
-        objects = [o for o in objects if ops[op](o["created"], bound)]
+        objects = [o for o in objects if ops[op](o[field], bound)]
     return objects
