@@ -6,12 +6,8 @@ import logging
 import pytest
 
 from usagebill import Billing
-from usagebill.gateway.accounts import add_customer, subscribe
-from usagebill.gateway.clocks import advance_clock, create_clock
-from usagebill.gateway.invoices import list_invoices
-from usagebill.gateway.sync import sync
-
-JAN_1 = "2026-01-01T00:00:00Z"
+from usagebill.gateway.clocks import advance_clock
+from tests.lifecycle import invoices, on_clock
 
 
 @pytest.fixture
@@ -22,17 +18,8 @@ def app(config_path):
     b.close()
 
 
-def on_clock(b: Billing, user_id: str = "alice", plan: str = "Pro") -> str:
-    conn = b.connection
-    sync(b, conn)
-    clock = create_clock(b, conn, at=JAN_1)
-    add_customer(b, conn, user_id, test_clock=clock.id)
-    subscribe(b, conn, user_id, plan)
-    return clock.id
-
-
 def cycle_invoice(b: Billing, user_id: str = "alice"):
-    (inv,) = [i for i in list_invoices(b, b.connection, user_id) if i.billing_reason == "subscription_cycle"]
+    (inv,) = invoices(b, user_id)
     return inv
 
 

@@ -34,7 +34,7 @@ def check_open(ts: int, sub) -> None:
         return
     start, end = sub.period(ts)
     raise ValidationError(
-        f"timestamp {iso(ts)} is in {sub.user_id!r}'s billing period {iso(start)} .. {iso(end)}, already invoiced: "
+        f"timestamp {iso(ts)} is in {sub.user_id}'s billing period {iso(start)} .. {iso(end)}, already invoiced: "
         f"Stripe finalized invoice {sub.closed_invoice} (no period before {iso(sub.closed_until)} can be billed "
         "any more); record it without --at to bill it in the current period"
     )

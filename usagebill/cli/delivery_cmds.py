@@ -4,10 +4,12 @@ delivery that ``record``, ``charge`` and ``import`` do right after writing the l
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 
 import click
 
 from ..errors import ExitCode
+from ..money import cost, format_money
 from ..timeparse import iso
 from .app import AppError, cli, json_option, pass_state
 from .output import emit_json, say, table
@@ -16,6 +18,7 @@ def push_json(r) -> dict:
     return {
         "delivered": r.delivered, "already_delivered": r.already_delivered, "failed": r.failed,
         "still_pending": r.still_pending, "requests": r.requests, "batches": r.batches,
+        "invoiced_late": r.invoiced_late,
         "waiting": [{"reason": k, "events": v} for k, v in r.waiting.items()],
         "failures": [{"id": i, "reason": reason} for i, reason in r.failures],
         "error": r.error,
@@ -70,6 +73,9 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
         batches = f" as {r.batches:,} coalesced meter event(s)" if r.batches else ""
         say(f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
             f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
+        if r.invoiced_late:
+            say(f"{r.invoiced_late:,} event(s) came after their period's invoice was final: billed on the "
+                "customer's next invoice as late usage (see usagebill status)")
         for identifier, reason in r.failures:
             say(f"Refused {identifier}: {reason}")
     say_waiting(r.waiting)
@@ -98,11 +104,18 @@ def status_cmd(state, user_id, as_json) -> None:
     s = delivery_status(state.billing, user_id)
     failed = [{"id": f.id, "user_id": f.user_id, "key": f.feature, "amount": f.amount,
                "timestamp": iso(f.timestamp), "reason": f.reason} for f in s.failed_events]
+    late = [{"id": i.id, "user_id": i.user_id, "key": i.feature, "description": i.description,
+             "quantity": i.quantity, "unit_amount": i.unit_amount, "amount": cost(i.quantity, Decimal(i.unit_amount)),
+             "currency": i.currency, "period_start": iso(i.period_start), "period_end": iso(i.period_end),
+             "missed_invoice": i.missed_invoice, "status": i.status, "invoice_item": i.stripe_invoice_item_id}
+            for i in s.late_items]
     if as_json:
         emit_json({"pending": s.pending, "delivered": s.delivered, "failed": s.failed,
-                   "not_in_stripe": s.not_in_stripe, "failed_events": failed})
+                   "invoiced_late": s.invoiced_late, "not_in_stripe": s.not_in_stripe, "failed_events": failed,
+                   "late_items": late})
         return
-    say(f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed")
+    say(f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed"
+        + (f", {s.invoiced_late:,} billed late" if s.invoiced_late else ""))
     for uid, n in s.not_in_stripe.items():
         say(f"Note: {n:,} pending event(s) of {uid} wait until it is in Stripe (usagebill customers add {uid})")
     if failed:
@@ -110,6 +123,12 @@ def status_cmd(state, user_id, as_json) -> None:
         table(title, ["event", "customer", "feature", "amount", "time", "reason"],
               [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], f["reason"]] for f in failed],
               right=["amount"])
+    if late:
+        table("Late usage, billed on the next invoice (its period's invoice was final)",
+              ["customer", "item", "quantity", "amount", "missed invoice", "state"],
+              [[i["user_id"], i["description"], f"{i['quantity']:,}", format_money(i["amount"], i["currency"]),
+                i["missed_invoice"], i["status"]] for i in late],
+              right=["quantity", "amount"])
 
 
 @cli.command("reconcile")

@@ -80,7 +80,7 @@ class LateBilling:
         """The item's Stripe id if an earlier run made it (idempotency keys last 24 hours)."""
         listed = self.conn.client.v1.invoice_items.list(params={"customer": self.customer(item.user_id), "limit": 100})
         for ii in listed.auto_paging_iter():
-            if (ii.metadata or {}).get(LATE_KEY) == item.id:
+            if ii.metadata is not None and ii.metadata.to_dict().get(LATE_KEY) == item.id:
                 return ii.id
         return None
 
