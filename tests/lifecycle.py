@@ -19,7 +19,7 @@ def on_clock(b: Billing, user_id: str = "alice", plan: str = "Pro", *, clock: st
         sync(b, conn)
         clock = create_clock(b, conn, at=JAN_1).id
     add_customer(b, conn, user_id, test_clock=clock)
-    subscribe(b, conn, user_id, plan)
+    subscribe(b, conn, user_id, plan, "month")
     return clock
 
 

@@ -19,7 +19,11 @@ knows when it finalized, so:
   accepts the event; push then finds the invoice final and bills it late. Late, never lost.
 
 Periods are half-open, ``[start, end)``: an event at the very second a period ends belongs to
-the next one."""
+the next one. A cancellation at second T is the exception that proves the rule: the final
+invoice bills usage through T, so the cancelled subscription's last period is ``[start, T + 1)``
+and a subscription started in that same second (a test clock's frozen time) bills usage from
+T + 1 (``usage_window``; its events are stamped T + 1, which Stripe accepts: it takes times up to
+five minutes ahead). Each unit lands in exactly one period, so it is billed once."""
 
 from __future__ import annotations
 
@@ -49,3 +53,10 @@ def span(start: int, end: int) -> str:
 def late_description(display_name: str, start: int, end: int) -> str:
     """The invoice item line of usage that missed its period's invoice."""
     return f"{display_name} ({span(start, end)}, reported late)"
+
+
+def usage_window(sub, start: int, end: int) -> tuple[int, int]:
+    """The usage times, half-open, that the invoice of ``sub``'s period [start, end) bills."""
+    if sub.canceled_at is not None and end == sub.canceled_at:
+        end += 1  # the final invoice of a cancel bills the cancel's own second
+    return max(start, sub.usage_from), end

@@ -67,3 +67,22 @@ def last_closed(ledger: Ledger, subscription_id: int) -> PeriodInvoice | None:
 def stripe_subscription_id(ledger: Ledger, subscription_id: int) -> str | None:
     row = ledger.one("SELECT stripe_subscription_id FROM subscriptions WHERE id = ?", (subscription_id,))
     return None if row is None else row[0]
+
+
+def subscriptions_of(ledger: Ledger, user_id: str) -> list:
+    """Every subscription of the customer, active or ended, oldest first (rows)."""
+    return ledger.all("SELECT * FROM subscriptions WHERE user_id = ? ORDER BY id", (user_id,))
+
+
+def customers_in_stripe(ledger: Ledger) -> list[str]:
+    """Customers with a Stripe id and at least one subscription (what reconcile looks at)."""
+    return [r[0] for r in ledger.all(
+        "SELECT DISTINCT c.user_id FROM customers c JOIN subscriptions s ON s.user_id = c.user_id "
+        "WHERE c.stripe_customer_id IS NOT NULL ORDER BY c.user_id"
+    )]
+
+
+def previous_end(ledger: Ledger, user_id: str, subscription_id: int) -> int | None:
+    """When the customer's subscription before this one was cancelled (None: there was none)."""
+    r = ledger.one("SELECT MAX(canceled_at) FROM subscriptions WHERE user_id = ? AND id < ?", (user_id, subscription_id))
+    return None if r is None else r[0]

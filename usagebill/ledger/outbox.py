@@ -309,12 +309,12 @@ def stripe_customer_id(ledger: Ledger, user_id: str) -> str | None:
 
 def delivered_in_window(ledger: Ledger, user_id: str, feature: str, start: int, end: int,
                         recent_since: int) -> tuple[int, int, bool]:
-    """(units sent as meter events and confirmed, events still pending, something confirmed
+    """(units sent as meter events and confirmed, units still pending, something confirmed
     since ``recent_since``) of one customer's feature with times in [start, end). Events go
     by their own time, coalesced batches by the batch's time (as Stripe sees them)."""
     single = ledger.one(
         "SELECT COALESCE(SUM(CASE WHEN d.status = 'delivered' AND d.batch_id IS NULL THEN e.amount END), 0), "
-        f"COUNT(CASE WHEN {PENDING_SQL} THEN 1 END), "
+        f"COALESCE(SUM(CASE WHEN {PENDING_SQL} THEN e.amount END), 0), "
         "COUNT(CASE WHEN d.status = 'delivered' AND d.updated_at >= ? THEN 1 END) "
         "FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
         "WHERE e.user_id = ? AND e.feature = ? AND e.timestamp >= ? AND e.timestamp < ?",
@@ -445,3 +445,30 @@ def late_items(ledger: Ledger, scope: Scope, *, limit: int = 100) -> list[LateIt
         f"WHERE 1{where} ORDER BY l.created_at DESC, l.id DESC LIMIT ?",
         [*args, limit],
     )]
+
+
+@dataclass(frozen=True)
+class Units:
+    """A customer's units of a feature in a window, by what became of them."""
+
+    total: int
+    pending: int  # not in Stripe yet (never sent, sending, batched, late item unconfirmed)
+    failed: int  # refused by Stripe for good
+    late: int  # billed as late-usage invoice items
+
+
+def units_in_window(ledger: Ledger, user_id: str, feature: str, start: int, end: int) -> Units:
+    r = ledger.one(
+        f"SELECT COALESCE(SUM(e.amount), 0), COALESCE(SUM(CASE WHEN {PENDING_SQL} THEN e.amount END), 0), "
+        f"COALESCE(SUM(CASE WHEN d.status = '{FAILED}' THEN e.amount END), 0), "
+        f"COALESCE(SUM(CASE WHEN d.status = '{INVOICED}' THEN e.amount END), 0) "
+        "FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        "WHERE e.user_id = ? AND e.feature = ? AND e.timestamp >= ? AND e.timestamp < ?",
+        (user_id, feature, start, end),
+    )
+    return Units(int(r[0]), int(r[1]), int(r[2]), int(r[3]))
+
+
+def features_of(ledger: Ledger, user_id: str) -> list[str]:
+    return [r[0] for r in ledger.all("SELECT DISTINCT feature FROM usage_events WHERE user_id = ? ORDER BY feature",
+                                     (user_id,))]
