@@ -55,7 +55,7 @@ from .ledger import events
 from .ledger import idempotency as keys
 from .ledger.db import page_cache
 from .ledger.occurrences import Occurrences
-from .rules import MAX_AMOUNT, check_amount, check_event_time, check_key, event_time_bounds, key_reused, same_event
+from .rules import MAX_AMOUNT, check_amount, check_event_time, check_key, default_event_time, event_time_bounds, key_reused, same_event
 from .timeparse import parse_time
 
 COLUMNS = ("user_id", "key", "amount", "timestamp", "id")
@@ -387,7 +387,7 @@ def _jsonl_records(f: IO[bytes], layout: _Layout) -> Iterator[tuple[int, bytes, 
 class _Customer:
     """What validation needs to know about a customer, looked up once per run."""
 
-    __slots__ = ("error", "sub", "now", "lo", "hi", "features")
+    __slots__ = ("error", "sub", "now", "lo", "hi", "stamp", "features")
 
     def __init__(self, error: tuple[str, str] | None = None, sub: Subscription | None = None, now: int = 0):
         self.error = error  # (column, reason) when every row of this customer is rejected
@@ -395,6 +395,7 @@ class _Customer:
         self.now = now
         if sub is not None:
             self.lo, self.hi = event_time_bounds(now, sub)
+            self.stamp = default_event_time(now, sub)  # the time of rows without one
         self.features: dict[str, str | None] = {}  # feature -> None when it can be recorded, else why not
 
 
@@ -595,7 +596,7 @@ class _Importer:
                         continue
             if row_id is None or row_id == "":
                 if ts is None:
-                    t = c.now
+                    t = c.stamp
                     if not self.warned_no_key:
                         self.warn_no_key(line)
                 derived.append((f"{prefix}{line:012x}", user_id, key, amount, t, recorded_at,
@@ -614,7 +615,7 @@ class _Importer:
                             continue
                 event_id = f"{prefix}{line:012x}"
                 if ts is None:
-                    t = c.now
+                    t = c.stamp
                     untimed.add(event_id)
                 explicit.append((event_id, user_id, key, amount, t, recorded_at, row_id))
             raws[line] = raw

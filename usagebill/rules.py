@@ -146,6 +146,17 @@ def check_started(ts: int, sub) -> None:
         raise ValidationError(
             f"timestamp {iso(ts)} is before {sub.user_id!r}'s subscription started ({iso(sub.anchor)})"
         )
+    if ts < sub.usage_from:
+        raise ValidationError(
+            f"timestamp {iso(ts)} is the second {sub.user_id}'s previous subscription ended in, which its final "
+            f"invoice bills; this subscription bills usage from {iso(sub.usage_from)}"
+        )
+
+
+def default_event_time(now: int, sub) -> int:
+    """An event's time when none is given: now, or the subscription's first usage second when
+    it started in the second the previous one ended (``usagebill.closing``)."""
+    return max(now, sub.usage_from)
 
 
 def check_event_time(ts: int, now: int, sub) -> None:
@@ -164,7 +175,7 @@ def check_event_time(ts: int, now: int, sub) -> None:
 def event_time_bounds(now: int, sub) -> tuple[int, int]:
     """(lowest, highest) timestamp ``check_event_time`` accepts: the importer's fast path
     compares with these and calls ``check_event_time`` only outside them."""
-    return max(now - MAX_AGE, sub.anchor, sub.closed_until or 0), now + MAX_AHEAD
+    return max(now - MAX_AGE, sub.usage_from, sub.closed_until or 0), now + MAX_AHEAD
 
 
 # -- the same event again --------------------------------------------------------------------

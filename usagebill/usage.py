@@ -16,7 +16,7 @@ from .ledger import events
 from .ledger import idempotency as keys
 from .money import cost
 from .rules import MAX_AGE, MAX_AHEAD  # noqa: F401  (their old home: gateway.reconcile imports them from here)
-from .rules import check_amount, check_event_time, check_key, key_reused, same_event
+from .rules import check_amount, check_event_time, check_key, default_event_time, key_reused, same_event
 from .timeparse import parse_time
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Usage:
                 return earlier
         self.usage_feature(sub, key)
         now = ctx.now_for(user_id)
-        ts = now if ts is None else ts
+        ts = default_event_time(now, sub) if ts is None else ts
         check_event_time(ts, now, sub)
         event = UsageEvent(new_event_id(), user_id, key, amount, ts, ctx.clock(), idempotency_key)
         events.insert_event(ctx.ledger, event.id, user_id, key, amount, ts, event.recorded_at, idempotency_key, source)
@@ -149,7 +149,7 @@ class Usage:
         sub = self.ctx.require_subscription(user_id)
         feature = self.usage_feature(sub, key)
         start, end = sub.period(self.ctx.now_for(user_id))
-        total, n = events.usage_total(self.ctx.ledger, user_id, key, start, end)
+        total, n = events.usage_total(self.ctx.ledger, user_id, key, max(start, sub.usage_from), end)
         return UsageSummary(
             user_id=user_id,
             key=key,
