@@ -73,6 +73,7 @@ def test_a_feature_added_to_a_plan_is_billed_on_the_next_invoice_of_its_subscrib
     assert inv["status"] != "draft"
     assert _usage_lines(inv) == [("API Calls", 150, "10", 1500), ("Pro", 1, "2000", 2000), ("Storage GB", 20, "3", 60)]
     assert inv["total"] == 3560 == 2000 + sum(summary.values())
+    assert runner("reconcile", "--closed-only").exit_code == 0
 
 
 def test_a_price_change_bills_old_usage_at_the_old_price_and_the_rest_at_the_new(runner, config_path, alice):
@@ -105,6 +106,8 @@ def test_a_price_change_bills_old_usage_at_the_old_price_and_the_rest_at_the_new
     inv = _cycle_invoice(runner, "2026-02-01T00:00:00Z")
     assert _usage_lines(inv) == [("API Calls", 10, "12", 120), ("Pro", 1, "2500", 2500)]
     assert J(runner("sync", "--json"))["actions"] == []
+    r = runner("reconcile", "--closed-only")  # every unit of both periods on an invoice, once
+    assert r.exit_code == 0, r.output
 
 
 def test_a_price_changed_twice_in_one_period(runner, config_path, alice):
@@ -125,6 +128,7 @@ def test_a_price_changed_twice_in_one_period(runner, config_path, alice):
     usage = [x for x in inv["lines"] if x["description"] == "API Calls"]
     assert sorted((x["quantity"], x["amount"]) for x in usage) == [(3, 2), (5, 60), (7, 70)]
     assert sum(x["amount"] for x in usage) == s["estimated_cost"]
+    assert runner("reconcile", "--closed-only").exit_code == 0
 
 
 def _without_team(config_path):
@@ -188,3 +192,17 @@ def test_commands_for_customers_on_other_plans_work_whatever_the_config_says_of_
     r = runner("summary", "bob")
     assert r.exit_code == 1 and "plan 'team', which billing.toml no longer has" in r.stderr
     assert runner("cancel", "bob").exit_code == 0  # and bob can still be cancelled
+
+
+def test_late_usage_of_a_period_before_a_price_change_is_billed_at_that_periods_price(runner, config_path, alice):
+    J(runner("testclock", "advance", alice, "--to", "+19d", "--json"))
+    J(runner("record", "alice", "api_calls", "5", "--no-push", "--json"))  # Jan 20, pending
+    J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))  # January is invoiced
+    _with_pro(config_path, **{"price_per_credit = 10 ": "price_per_credit = 12 "})
+    J(runner("sync", "--json"))  # delivers alice's pending usage first: too late for January's invoice
+    J(runner("record", "alice", "api_calls", "2", "--json"))  # February, at $0.12
+    J(runner("testclock", "advance", alice, "--to", "2026-03-01T02:00:00Z", "--json"))
+    inv = _cycle_invoice(runner, "2026-02-01T00:00:00Z")
+    assert _usage_lines(inv) == [("API Calls", 2, "12", 24), ("API Calls (Jan 01-Feb 01, reported late)", 5, "10", 50),
+                                 ("Pro", 1, "2000", 2000)]
+    assert runner("reconcile", "--closed-only").exit_code == 0

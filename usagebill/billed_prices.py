@@ -34,6 +34,13 @@ def segments(ctx: Context, sub: Subscription, key: str, start: int, end: int,
     return out
 
 
+def price_at(ctx: Context, sub: Subscription, key: str, t: int, config_price: Decimal) -> Decimal:
+    """The unit price Stripe bills the feature's usage at second ``t`` (the config's when the
+    subscription has no recorded prices)."""
+    parts = segments(ctx, sub, key, t, t + 1, config_price)
+    return parts[0][2] if parts else config_price
+
+
 def estimate(ctx: Context, sub: Subscription, key: str, start: int, end: int,
              config_price: Decimal) -> tuple[int, Decimal]:
     """(estimated cost in minor units, the unit price billed now) of [start, end)."""

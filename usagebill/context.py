@@ -27,7 +27,15 @@ class Subscription:
     stripe_subscription_id: str | None = None
     period_start: int | None = None  # mirrored from Stripe
     period_end: int | None = None
+    closed_until: int | None = None  # periods before this are invoiced for good (usagebill.closing)
+    closed_invoice: str | None = None  # the last finalized invoice
+    canceled_at: int | None = None
+    usage_from: int = 0  # its first usage second: the anchor, or one past the previous one's end
     config: Config | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        if self.usage_from < self.anchor:
+            object.__setattr__(self, "usage_from", self.anchor)
 
     @property
     def plan(self) -> Plan:
@@ -82,6 +90,10 @@ class Context:
         return None if row is None else self._subscription(row)
 
     def _subscription(self, row) -> Subscription:
+        from .ledger.closing import last_closed, previous_end
+
+        closed = last_closed(self.ledger, row["id"])
+        before = previous_end(self.ledger, row["user_id"], row["id"])
         return Subscription(
             id=row["id"],
             user_id=row["user_id"],
@@ -94,6 +106,11 @@ class Context:
             stripe_subscription_id=row["stripe_subscription_id"],
             period_start=row["period_start"],
             period_end=row["period_end"],
+            closed_until=closed.period_end if closed else None,
+            closed_invoice=closed.invoice_id if closed else None,
+            canceled_at=row["canceled_at"],
+            # the second a subscription is cancelled in is its own (its final invoice bills it)
+            usage_from=before + 1 if before is not None else row["anchor"],
             config=self.config,
         )
 

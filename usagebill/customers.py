@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from .context import Context
 from .errors import ValidationError
-from .ledger import accounts
+from .ledger import accounts, outbox
 from .rules import check_email, check_user_id
 from .timeparse import iso
 
@@ -93,13 +93,14 @@ class Customers:
                 accounts.set_stripe_customer(self.ctx.ledger, user_id, stripe_customer_id)
         return self.get(user_id)
 
-    def remove(self, user_id: str, *, pending_usage: int) -> Removal:
+    def remove(self, user_id: str) -> Removal:
         """Remove a customer: refused while it has an active subscription or usage not yet
-        delivered (``pending_usage``, counted by the caller from the outbox). A customer with no
+        delivered to Stripe. A customer with no
         history at all is deleted (its user id is free again); one with history is retired: its
         subscriptions, usage events, credit and wallet rows stay in the ledger (usage events are
         immutable, and reconcile checks closed periods against them), it leaves ``list``, and
-        its user id cannot be added again."""
+        its user id cannot be added again. Stripe is not touched: the Stripe customer and its
+        invoices stay as they are."""
         ctx = self.ctx
         with ctx.ledger.transaction():
             ctx.customer(user_id)
@@ -109,9 +110,10 @@ class Customers:
                     f"customer {user_id!r} has an active {sub.plan.name!r} subscription: cancel it first "
                     f"(usagebill cancel {user_id})"
                 )
-            if pending_usage:
+            pending = self.pending_usage(user_id)
+            if pending:
                 raise ValidationError(
-                    f"customer {user_id!r} has {pending_usage} usage event(s) not delivered to Stripe yet: "
+                    f"customer {user_id!r} has {pending} usage event(s) not delivered to Stripe yet: "
                     f"deliver them first (usagebill push {user_id})"
                 )
             history = accounts.customer_history(ctx.ledger, user_id)
@@ -121,11 +123,15 @@ class Customers:
             accounts.retire_customer(ctx.ledger, user_id, ctx.clock())
             return Removal(user_id, False, history)
 
+    def pending_usage(self, user_id: str) -> int:
+        """The customer's usage events not delivered to Stripe yet."""
+        return outbox.count_pending(self.ctx.ledger, outbox.Scope(user_id=user_id))
+
     def forget_new(self, user_id: str) -> None:
         """Take out a customer added a moment ago whose Stripe side could not be made."""
         with self.ctx.ledger.transaction():
             if self.ctx.subscription(user_id) is None:
-                self.remove(user_id, pending_usage=0)
+                self.remove(user_id)
 
     def link_stripe(self, user_id: str, stripe_customer_id: str) -> None:
         with self.ctx.ledger.transaction():

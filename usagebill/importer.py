@@ -55,7 +55,7 @@ from .ledger import events
 from .ledger import idempotency as keys
 from .ledger.db import page_cache
 from .ledger.occurrences import Occurrences
-from .rules import MAX_AMOUNT, check_amount, check_event_time, check_key, event_time_bounds, key_reused, same_event
+from .rules import MAX_AMOUNT, check_amount, check_event_time, check_key, default_event_time, event_time_bounds, key_reused, same_event
 from .timeparse import parse_time
 
 COLUMNS = ("user_id", "key", "amount", "timestamp", "id")
@@ -103,6 +103,7 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)  # the first MAX_ERRORS_KEPT rejected rows
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    delivery: object | None = None  # usagebill.delivery.Delivery of the push after the import
 
     @property
     def ok(self) -> bool:
@@ -386,7 +387,7 @@ def _jsonl_records(f: IO[bytes], layout: _Layout) -> Iterator[tuple[int, bytes, 
 class _Customer:
     """What validation needs to know about a customer, looked up once per run."""
 
-    __slots__ = ("error", "sub", "now", "lo", "hi", "features")
+    __slots__ = ("error", "sub", "now", "lo", "hi", "stamp", "features")
 
     def __init__(self, error: tuple[str, str] | None = None, sub: Subscription | None = None, now: int = 0):
         self.error = error  # (column, reason) when every row of this customer is rejected
@@ -394,6 +395,7 @@ class _Customer:
         self.now = now
         if sub is not None:
             self.lo, self.hi = event_time_bounds(now, sub)
+            self.stamp = default_event_time(now, sub)  # the time of rows without one
         self.features: dict[str, str | None] = {}  # feature -> None when it can be recorded, else why not
 
 
@@ -570,7 +572,7 @@ class _Importer:
                 t = times.get(ts) if type(ts) is str else None
                 if t is None:
                     try:
-                        if type(ts) is str and ts.isdecimal() and len(ts) <= 12:
+                        if type(ts) is str and ts.isdecimal() and ts.isascii() and len(ts) <= 12:
                             t = int(ts)
                         elif type(ts) is str and len(ts) == 20 and ts[10] == "T" and ts[19] in "Zz":
                             try:  # 2026-01-15T10:00:00Z, the usual export format, fast
@@ -594,7 +596,7 @@ class _Importer:
                         continue
             if row_id is None or row_id == "":
                 if ts is None:
-                    t = c.now
+                    t = c.stamp
                     if not self.warned_no_key:
                         self.warn_no_key(line)
                 derived.append((f"{prefix}{line:012x}", user_id, key, amount, t, recorded_at,
@@ -613,7 +615,7 @@ class _Importer:
                             continue
                 event_id = f"{prefix}{line:012x}"
                 if ts is None:
-                    t = c.now
+                    t = c.stamp
                     untimed.add(event_id)
                 explicit.append((event_id, user_id, key, amount, t, recorded_at, row_id))
             raws[line] = raw

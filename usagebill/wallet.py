@@ -12,7 +12,7 @@ from .errors import ValidationError
 from .idempotency import remember, replay
 from .money import CURRENCIES
 from .renewals import refresh
-from .rules import check_key, check_units
+from .rules import check_key, check_money
 
 
 @dataclass(frozen=True)
@@ -58,11 +58,11 @@ class Wallet:
 
     def top_up(self, user_id: str, amount, currency: str | None = None, idempotency_key: str | None = None) -> WalletChange:
         """Add money (minor units)."""
-        return self._change(user_id, check_units(amount), currency, idempotency_key, "top_up")
+        return self._change(user_id, check_money(amount), currency, idempotency_key, "top_up")
 
     def consume(self, user_id: str, amount, idempotency_key: str | None = None) -> WalletChange:
         """Take money (minor units); the balance may go negative."""
-        return self._change(user_id, -check_units(amount), None, idempotency_key, "consume")
+        return self._change(user_id, -check_money(amount), None, idempotency_key, "consume")
 
     def _change(self, user_id: str, delta: int, currency: str | None, idempotency_key: str | None, reason: str) -> WalletChange:
         check_key(idempotency_key)

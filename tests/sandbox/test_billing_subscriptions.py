@@ -100,7 +100,12 @@ def test_create_requires_a_known_customer_and_items(stripe_client, catalog, cust
     c = stripe_client
     with pytest.raises(stripe.InvalidRequestError, match="No such customer") as err:
         c.v1.subscriptions.create({"customer": "cus_missing", "items": [{"price": catalog["base"].id}]})
-    assert err.value.http_status == 404
+    # an unknown id inside the body is a 400 naming the parameter (404 is for the URL's id)
+    assert (err.value.http_status, err.value.code, err.value.param) == (400, "resource_missing", "customer")
+    with pytest.raises(stripe.InvalidRequestError, match="No such price") as err:
+        c.v1.subscriptions.create({"customer": customer.id, "items": [{"price": catalog["base"].id},
+                                                                       {"price": "price_missing"}]})
+    assert (err.value.http_status, err.value.code, err.value.param) == (400, "resource_missing", "items[1][price]")
     with pytest.raises(stripe.InvalidRequestError, match="Missing required param: items"):
         c.v1.subscriptions.create({"customer": customer.id})
 

@@ -7,6 +7,8 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
+from .delivery_cmds import finish
+from .numbers import NUMBERS
 from .output import emit_json, jsonable, say, table
 
 
@@ -76,7 +78,7 @@ def no_push_option(fn):
     )(fn)
 
 
-@cli.command("record")
+@cli.command("record", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("amount", default="1")
@@ -97,22 +99,16 @@ def record(state, user_id, key, amount, at, idempotency_key, no_push, as_json) -
       usagebill record alice api_calls 150 --id import-2026-01-15-alice
       usagebill record alice api_calls 1 --no-push
     """
-    event = state.billing.usage.record(user_id, key, amount, at=at, idempotency_key=idempotency_key)
-    delivery = _deliver(state, event.id, no_push)
+    event = state.billing.usage.record(user_id, key, amount, at=at, idempotency_key=idempotency_key, push=not no_push)
+    delivery = event.delivery
     if as_json:
         emit_json({**_event_json(event), "delivery": delivery.json()})
     else:
         what = "Already recorded" if event.replayed else "Recorded"
-        sent = {"delivered": ", delivered to Stripe", "failed": ", refused by Stripe"}.get(delivery.status, "")
+        sent = {"delivered": ", delivered to Stripe", "failed": ", refused by Stripe",
+                "invoiced": ", billed late on the next invoice"}.get(delivery.status, "")
         say(f"{what} {event.amount} {event.key} for {event.user_id} at {iso(event.timestamp)} ({event.id}){sent}")
-    delivery.finish()
-
-
-def _deliver(state, event_id: str, no_push: bool):
-    """Deliver a new usage event at once unless --no-push (which must not import stripe)."""
-    from .delivery_cmds import deliver_now, not_pushed
-
-    return not_pushed(state, event_id) if no_push else deliver_now(state, event_id)
+    finish(delivery)
 
 
 def _event_json(e):
@@ -161,7 +157,7 @@ def summary(state, user_id, key, as_json) -> None:
     )
 
 
-@cli.command("charge")
+@cli.command("charge", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("units")
@@ -180,12 +176,12 @@ def charge(state, user_id, key, units, idempotency_key, no_push, as_json) -> Non
     Example:
       usagebill charge alice exports 3 --id export-8812
     """
-    r = state.billing.charge(user_id, key, units, idempotency_key=idempotency_key)
-    delivery = _deliver(state, r.usage_event_id, no_push) if r.usage_event_id else None
+    r = state.billing.charge(user_id, key, units, idempotency_key=idempotency_key, push=not no_push)
+    delivery = r.delivery
     if as_json:
         emit_json({**jsonable(r), "delivery": delivery and delivery.json()})
     else:
         say(f"{r.units} {key} for {user_id}: {r.from_credits} from credits, {r.from_wallet} from the wallet "
             f"({format_money(r.wallet_debit, r.currency)}), {r.as_usage} as usage")
     if delivery is not None:
-        delivery.finish()
+        finish(delivery)

@@ -111,9 +111,7 @@ def customers_remove(state, user_id, as_json) -> None:
     Example:
       usagebill customers remove ghost
     """
-    from ..gateway.accounts import remove_customer
-
-    r = remove_customer(state.billing, user_id)
+    r = state.billing.customers.remove(user_id)
     if as_json:
         emit_json({"user_id": r.user_id, "removed": "deleted" if r.deleted else "retired", "history": r.history})
     elif r.deleted:

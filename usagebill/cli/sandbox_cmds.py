@@ -35,7 +35,7 @@ def sandbox_serve(state, port: int, state_file: str | None) -> None:
       USAGEBILL_SANDBOX_URL=http://127.0.0.1:12111 usagebill sync
     """
     from ..gateway.client import sandbox_path_for
-    from ..sandbox import serve
+    from ..sandbox import UnsupportedSDK, serve
 
     if state_file is None:
         from ..billing import default_db_path
@@ -46,6 +46,8 @@ def sandbox_serve(state, port: int, state_file: str | None) -> None:
         server = serve(Path(state_file), port=port)
     except OSError as e:
         raise click.ClickException(f"cannot listen on 127.0.0.1:{port}: {e.strerror}") from None
+    except UnsupportedSDK as e:
+        raise click.ClickException(str(e)) from None
     click.echo(server.url)
     say(f"usagebill: sandbox serving at {server.url}, state in {state_file}; Ctrl-C stops it")
     try:

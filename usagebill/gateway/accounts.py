@@ -9,7 +9,7 @@ from decimal import Decimal
 from .. import billed_prices
 from ..billing import Billing
 from ..context import Subscription
-from ..customers import Customer, Removal
+from ..customers import Customer
 from ..errors import NotFoundError, UsagebillError
 from ..ledger import accounts
 from ..rules import check_email
@@ -104,7 +104,7 @@ def update_customer(
     relink = stripe_id is not None and stripe_id != customer.stripe_customer_id
     if relink:
         sub = billing.subscriptions.get(user_id)
-        pending = _pending_usage(billing, user_id)
+        pending = billing.customers.pending_usage(user_id)
         if sub is not None or pending:
             what = f"an active {sub.plan_name!r} subscription" if sub is not None else f"{pending} undelivered usage event(s)"
             raise UsagebillError(
@@ -118,18 +118,6 @@ def update_customer(
         if email is not None and target:
             conn.client.v1.customers.update(target, params={"email": email})
     return billing.customers.update(user_id, email=email, stripe_customer_id=stripe_id if relink else None)
-
-
-def remove_customer(billing: Billing, user_id: str) -> Removal:
-    """``Customers.remove`` with the customer's undelivered usage counted from the outbox.
-    The Stripe customer and its invoices are left as they are."""
-    return billing.customers.remove(user_id, pending_usage=_pending_usage(billing, user_id))
-
-
-def _pending_usage(billing: Billing, user_id: str) -> int:
-    from .outbox import Scope, count_pending
-
-    return count_pending(billing.ledger, Scope(user_id=user_id))
 
 
 def subscribe(
@@ -277,4 +265,7 @@ def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: boo
                 conn.client.v1.subscriptions.cancel(
                     sub.stripe_subscription_id, params={"invoice_now": invoice_now, "prorate": False}
                 )
+        from .invoices import mirror_period_invoices
+
+        mirror_period_invoices(billing, conn, sub)  # the final invoice closes the last period
     return billing.subscriptions.cancel(user_id)

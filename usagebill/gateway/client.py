@@ -65,11 +65,14 @@ def connect(
                 max_network_retries=max_network_retries,
             )
             return Connection(client, "sandbox", f"sandbox at {sandbox_url}")
-        from ..sandbox import Sandbox, SandboxHTTPClient
+        from ..sandbox import Sandbox, SandboxHTTPClient, UnsupportedSDK
 
         if sandbox is None:
             path = sandbox_path_for(ledger_path)
-            sandbox = Sandbox(None if str(ledger_path) == ":memory:" else path)
+            try:
+                sandbox = Sandbox(None if str(ledger_path) == ":memory:" else path)
+            except UnsupportedSDK as e:  # one clear line, not a traceback
+                raise UsagebillError(str(e)) from None
             where = f"state in {path}" if str(ledger_path) != ":memory:" else "in memory"
         else:
             where = "in memory" if getattr(sandbox, "path", None) is None else f"state in {sandbox.path}"

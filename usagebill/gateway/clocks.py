@@ -14,6 +14,7 @@ from ..periods import boundary
 from ..timeparse import parse_time
 from .accounts import refresh_periods
 from .client import Connection, stripe_errors
+from .invoices import mirror_period_invoices
 
 _UNITS = {
     "y": "year", "year": "year", "years": "year",
@@ -125,4 +126,8 @@ def advance_clock(
     billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
     users = _customers_on(billing, clock.id)
     refresh_periods(billing, conn, users)
+    for user_id in users:  # which periods Stripe has invoiced for good now (usagebill.closing)
+        sub = billing.subscriptions.get(user_id)
+        if sub is not None:
+            mirror_period_invoices(billing, conn, sub)
     return Clock(clock.id, clock.name, clock.frozen_time, clock.status, users)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Callable
 from urllib.parse import unquote
 
-from . import auth, expand, idempotency, validation
+from . import auth, compat, expand, idempotency, validation
 from .errors import StripeError
 from .faults import DroppedConnection, FaultConfig, FaultInjector
 from .formencode import decode
@@ -31,12 +31,8 @@ SESSION_AUTHENTICATED = {"/v2/billing/meter_event_stream"}
 
 
 def _load_routes() -> None:
-    from . import resources  # noqa: F401  (registers catalogue and metering routes)
-
-    try:
-        from . import billing  # noqa: F401  (test clocks, subscriptions, invoices)
-    except ImportError:  # pragma: no cover - the billing engine is optional
-        pass
+    compat.check_sdk()
+    from . import billing, resources  # noqa: F401  (register their routes; a broken import must fail loudly)
 
 
 class Sandbox:

@@ -41,5 +41,7 @@ def invalid(message: str, *, param: str | None = None, code: str | None = None) 
 
 
 def missing(kind: str, id: str, *, param: str = "id") -> StripeError:
-    """Stripe's 404 for an unknown object id: "No such customer: 'cus_123'"."""
-    return StripeError(404, f"No such {kind}: '{id}'", code="resource_missing", param=param)
+    """Stripe's answer to an unknown object id: "No such customer: 'cus_123'", 404 for the id
+    in the URL (``param="id"``), 400 naming the parameter for an id inside the request
+    (``items[0][price]``, ``customer``)."""
+    return StripeError(404 if param == "id" else 400, f"No such {kind}: '{id}'", code="resource_missing", param=param)

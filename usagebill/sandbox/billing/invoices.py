@@ -47,13 +47,15 @@ class LineSpec:
 
 
 USAGE_FROM_NS = "billing.item_usage_from"  # kv: item id -> when it got its price, if mid-period
+BILLED_THROUGH_NS = "billing.metered_through"  # kv: "customer meter" -> usage billed before this time
 
 
 def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end: int, real_now: int) -> int:
     """A metered item's quantity over [start, end): its meter's aggregate for the customer,
     counted from the moment the item got its current price when that falls inside the range
     (added or repriced mid-period). ``real_now`` is the sandbox's real time, which decides
-    which events are visible yet."""
+    which events are visible yet. Usage a cancellation's final invoice already billed (its own
+    second included) is not billed again by a subscription started in that same second."""
     meter_id = item["price"]["recurring"].get("meter")
     meter = store.get("billing.meter", meter_id) if meter_id else None
     if meter is None:
@@ -61,7 +63,14 @@ def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end
     since = store.kv_get(USAGE_FROM_NS, item["id"])
     if since is not None and start < since < end:
         start = since
-    return meters.aggregate(store, meter, customer_id, start, end, real_now)
+    start = max(start, store.kv_get(BILLED_THROUGH_NS, f"{customer_id} {meter_id}") or start)
+    return meters.aggregate(store, meter, customer_id, start, end, real_now) if start < end else 0
+
+
+def mark_billed_through(store: Store, item: dict, customer_id: str, end: int) -> None:
+    meter_id = item["price"]["recurring"].get("meter")
+    if meter_id:
+        store.kv_set(BILLED_THROUGH_NS, f"{customer_id} {meter_id}", end)
 
 
 def decimal_string(d: Decimal) -> str:

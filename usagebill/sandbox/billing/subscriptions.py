@@ -9,6 +9,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .. import clock
+from ..currencies import check_currency
 from ..errors import StripeError, invalid
 from ..routing import Request, list_response, router
 from ..store import Store
@@ -168,7 +169,7 @@ def create_subscription(req: Request) -> dict:
     if collection == "charge_automatically" and days_until_due is not None:
         raise invalid("Invalid days_until_due: days_until_due can only be set when collection_method is "
                       "send_invoice.", param="days_until_due")
-    if p.get("currency") and p["currency"] != items[0]["price"]["currency"]:
+    if p.get("currency") and check_currency(p["currency"]) != items[0]["price"]["currency"]:
         raise invalid("The currency must match the currency of the subscription's prices.", param="currency")
 
     now = clock.customer_now(store, customer["id"], req.now)

@@ -53,13 +53,7 @@ def require(req: Request, object_type: str, id: str, kind: str | None = None) ->
 
 def reference(req: Request, object_type: str, id: str, param: str, kind: str | None = None) -> dict:
     """An object named in a parameter: unknown ids are a 400 naming the parameter."""
-    obj = req.store.get(object_type, id)
-    if obj is None or obj.get("deleted"):
-        raise StripeError(
-            400, f"No such {kind or object_type.split('.')[-1].replace('_', ' ')}: '{id}'",
-            code="resource_missing", param=param,
-        )
-    return obj
+    return req.store.find(object_type, id, kind=kind, param=param)
 
 
 def exclusive(params: dict, *names: str) -> None:

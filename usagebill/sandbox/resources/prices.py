@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from ..currencies import check_currency
 from ..errors import StripeError, invalid
 from ..routing import Request, list_response, router
 from ..store import Store
@@ -91,9 +92,7 @@ def create_price(req: Request) -> dict:
             raise invalid(f"The usagebill sandbox does not support the parameter '{name}'.", param=name)
     if p.get("billing_scheme", "per_unit") != "per_unit":
         raise invalid("The usagebill sandbox only supports billing_scheme=per_unit.", param="billing_scheme")
-    currency = p["currency"].lower()
-    if len(currency) != 3 or not currency.isalpha():
-        raise invalid(f"Invalid currency: {p['currency']}.", param="currency")
+    currency = check_currency(p["currency"])
     unit_amount, unit_amount_decimal = _amounts(p)
     exclusive(p, "product", "product_data")
     if "product" in p:
