@@ -138,11 +138,11 @@ def _without_team(config_path):
 
 @pytest.fixture
 def bob_on_team(runner, alice):
-    J(runner("customers", "add", "bob", "--json"))
+    J(runner("customers", "add", "bob", "--test-clock", alice, "--json"))
     J(runner("subscribe", "bob", "Team", "--interval", "month", "--json"))
 
 
-def test_removing_a_plan_with_active_subscriptions_is_refused(runner, config_path, bob_on_team):
+def test_removing_a_plan_with_active_subscriptions_is_refused(runner, config_path, alice, bob_on_team):
     before = config_path.read_text()
     _without_team(config_path)
     for args in (("config", "check"), ("sync", "--dry-run"), ("sync",)):
@@ -150,9 +150,14 @@ def test_removing_a_plan_with_active_subscriptions_is_refused(runner, config_pat
         assert r.exit_code == 1, (args, r.output)
         assert "plan 'team' (1 active subscription(s): bob)" in r.stderr, r.stderr
         assert "cancel those subscriptions" in r.stderr and len(r.stderr.strip().splitlines()) <= 2
-    # nothing was archived: with the plan back, Stripe already matches
+    # nothing was archived: with the plan back, Stripe already matches, and bob is billed as before
     config_path.write_text(before)
     assert J(runner("sync", "--json"))["actions"] == []
+    J(runner("record", "bob", "ai_tokens", "10", "--json"))
+    J(runner("testclock", "advance", alice, "--to", "+1month2h", "--json"))
+    cycle = [i for i in J(runner("invoices", "list", "bob", "--json")) if i["billing_reason"] == "subscription_cycle"]
+    assert [sorted((x["description"], x["quantity"], x["amount"]) for x in i["lines"]) for i in cycle] == [
+        [("AI Tokens", 10, 5), ("API Calls", 0, 0), ("Team", 1, 5000)]]
     # once bob is cancelled, the plan may go
     assert runner("cancel", "bob").exit_code == 0
     _without_team(config_path)
