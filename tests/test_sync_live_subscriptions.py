@@ -211,3 +211,23 @@ def test_late_usage_of_a_period_before_a_price_change_is_billed_at_that_periods_
     assert _usage_lines(inv) == [("API Calls", 2, "12", 24), ("API Calls (Jan 01-Feb 01, reported late)", 5, "10", 50),
                                  ("Pro", 1, "2000", 2000)]
     assert runner("reconcile", "--closed-only").exit_code == 0
+
+
+def test_usage_stamped_before_a_price_change_is_refused_after_it(runner, config_path, tmp_path, alice):
+    J(runner("testclock", "advance", alice, "--to", "+15d", "--json"))  # Jan 16
+    _with_pro(config_path, **{"price_per_credit = 10 ": "price_per_credit = 12 "})
+    J(runner("sync", "--json"))
+    # Stripe billed January 1-16 at the old price when sync moved the price: a unit stamped
+    # before that moment would be on no invoice
+    r = runner("record", "alice", "api_calls", "3", "--at", "2026-01-10T00:00:00Z")
+    assert r.exit_code == 1 and "when sync put 'api_calls' on alice's subscription" in r.stderr
+    rows = tmp_path / "usage.csv"
+    rows.write_text("user_id,key,amount,timestamp\nalice,api_calls,3,2026-01-10T00:00:00Z\n"
+                    "alice,api_calls,4,2026-01-16T00:00:00Z\n")
+    r = runner("import", str(rows))
+    assert r.exit_code == 5 and "line 2" in r.stderr and "when sync put 'api_calls'" in r.stderr
+    assert J(runner("summary", "alice", "--key", "api_calls", "--json"))["estimated_cost"] == 4 * 12
+    J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))
+    inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
+    assert [(x["quantity"], x["amount"]) for x in inv["lines"] if x["description"] == "API Calls"] == [(4, 48)]
+    assert runner("reconcile", "--closed-only").exit_code == 0

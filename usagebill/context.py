@@ -8,7 +8,7 @@ from typing import Callable
 
 from .config import Config, Feature, Plan
 from .errors import ConfigError, NotFoundError
-from .ledger import Ledger, accounts
+from .ledger import Ledger, accounts, subscription_prices
 from .periods import now as real_now
 from .periods import period_at
 from .rules import check_user_id
@@ -32,6 +32,9 @@ class Subscription:
     canceled_at: int | None = None
     usage_from: int = 0  # its first usage second: the anchor, or one past the previous one's end
     config: Config | None = field(default=None, repr=False, compare=False)
+    # feature -> when Stripe began billing it at its current price (subscribe, or a sync that
+    # added it or changed its price); earlier usage of it is billed already, or never
+    priced_since: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.usage_from < self.anchor:
@@ -112,6 +115,7 @@ class Context:
             # the second a subscription is cancelled in is its own (its final invoice bills it)
             usage_from=before + 1 if before is not None else row["anchor"],
             config=self.config,
+            priced_since=subscription_prices.latest(self.ledger, row["id"]),
         )
 
     def require_subscription(self, user_id: str) -> Subscription:

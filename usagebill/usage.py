@@ -119,7 +119,7 @@ class Usage:
         self.usage_feature(sub, key)
         now = ctx.now_for(user_id)
         ts = default_event_time(now, sub) if ts is None else ts
-        check_event_time(ts, now, sub)
+        check_event_time(ts, now, sub, key)
         event = UsageEvent(new_event_id(), user_id, key, amount, ts, ctx.clock(), idempotency_key)
         events.insert_event(ctx.ledger, event.id, user_id, key, amount, ts, event.recorded_at, idempotency_key, source)
         return event

@@ -17,6 +17,15 @@ def add(ledger: Ledger, subscription_id: int, feature: str, unit_price: Decimal,
     )
 
 
+def latest(ledger: Ledger, subscription_id: int) -> dict[str, int]:
+    """feature -> when its current price took effect."""
+    rows = ledger.all(
+        "SELECT feature, MAX(effective_from) FROM subscription_prices WHERE subscription_id = ? GROUP BY feature",
+        (subscription_id,),
+    )
+    return {r[0]: r[1] for r in rows}
+
+
 def history(ledger: Ledger, subscription_id: int) -> dict[str, list[tuple[int, Decimal]]]:
     """feature -> [(effective_from, unit price)], oldest first."""
     out: dict[str, list[tuple[int, Decimal]]] = {}
