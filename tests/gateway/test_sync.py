@@ -200,3 +200,22 @@ def test_a_sync_cut_short_after_stripe_moved_the_price_is_completed_by_the_next(
     from usagebill.ledger import subscription_prices
 
     assert subscription_prices.history(billing.ledger, sub.id)["api_calls"][-1] == (1767230000, Decimal("11"))
+
+
+def test_a_classic_billing_mode_subscription_is_not_repriced(billing, conn):
+    """Stripe's classic billing mode drops the usage before a metered price change: sync says
+    so instead of losing it."""
+    from usagebill import UsagebillError
+    from usagebill.gateway.accounts import add_customer, subscribe
+
+    sync(billing, conn)
+    add_customer(billing, conn, "erin")
+    sub = subscribe(billing, conn, "erin", "Pro")
+    store = conn.sandbox.store
+    remote = store.get("subscription", sub.stripe_subscription_id)
+    remote["billing_mode"]["type"] = "classic"
+    store.put(remote)
+    billing.config = _repriced(billing.config, "Pro", "api_calls", "11")
+    with pytest.raises(UsagebillError, match="classic billing mode.*migrate it to flexible"):
+        sync(billing, conn)
+    assert billing.usage.get_summary("erin", "api_calls").unit_price == 10

@@ -30,6 +30,7 @@ from decimal import Decimal
 from .. import billed_prices
 from ..billing import Billing
 from ..context import Subscription
+from ..errors import UsagebillError
 from ..ledger import accounts as ledger_accounts
 from ..ledger import subscription_prices
 from ..money import format_money, format_unit_price
@@ -117,6 +118,12 @@ def _changes(billing: Billing, sub: Subscription, remote, remote_items: list, pl
                                   f"{format_unit_price(unit, sub.currency)} per unit, billed from now on", **common))
             continue
         old = Decimal(item.price.unit_amount_decimal if item.price.unit_amount_decimal is not None else item.price.unit_amount)
+        if metered and getattr(remote.billing_mode, "type", "flexible") == "classic":
+            raise UsagebillError(
+                f"{sub.user_id}'s subscription {remote.id} is in Stripe's classic billing mode, which drops the usage "
+                f"before a price change instead of billing it at the old price: migrate it to flexible billing mode "
+                f"(Stripe's subscription migrate call), then run sync again"
+            )
         if metered:
             detail = (f"{feature.display_name}: {format_unit_price(old, sub.currency)} -> "
                       f"{format_unit_price(unit, sub.currency)} per unit from now; the usage so far this period "
