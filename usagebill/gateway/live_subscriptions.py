@@ -35,6 +35,7 @@ from ..ledger import accounts as ledger_accounts
 from ..ledger import subscription_prices
 from ..money import format_money, format_unit_price
 from . import mapping
+from .accounts import deliver_first, usage_prices
 from .client import Connection, stripe_errors
 
 SINCE = "usagebill_price_since"
@@ -86,8 +87,6 @@ def plan(billing: Billing, conn: Connection, ids: dict[str, str], *, dry_run: bo
 
 def _changes(billing: Billing, sub: Subscription, remote, remote_items: list, plan, ids: dict[str, str],
              dry_run: bool) -> list[Change]:
-    from .accounts import usage_prices
-
     items = {mapping.key_of(item.price): item for item in remote_items if mapping.key_of(item.price)}
     recorded = subscription_prices.history(billing.ledger, sub.id)
     if not recorded and not dry_run:  # subscribed before the ledger recorded prices
@@ -143,8 +142,6 @@ def _last_price(recorded: dict, feature: str) -> Decimal | None:
 def apply(billing: Billing, conn: Connection, changes: list[Change]) -> None:
     """Make the changes in Stripe, then in the ledger, customer by customer. A customer whose
     metered price moves gets its pending usage delivered first."""
-    from .accounts import deliver_first
-
     delivered: set[str] = set()
     for ch in changes:
         if ch.metered and ch.user_id not in delivered:
