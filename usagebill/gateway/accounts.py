@@ -1,5 +1,7 @@
 """Customers and subscriptions on both sides: the ledger first, then Stripe, then the ledger
-mirrors what Stripe made (ids, billing cycle anchor, current period)."""
+mirrors what Stripe made (ids, billing cycle anchor, current period). What only Stripe can
+confirm (a Stripe customer or test clock the user names) is read before the ledger is
+written, so a failed Stripe call leaves the ledger as it was."""
 
 from __future__ import annotations
 
