@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from usagebill import Billing  # noqa: E402
-from usagebill.gateway import outbox  # noqa: E402
+from usagebill.ledger import outbox  # noqa: E402
 from usagebill.gateway.client import connect  # noqa: E402
 from usagebill.gateway.delivery import push  # noqa: E402
 from usagebill.gateway.sync import sync  # noqa: E402

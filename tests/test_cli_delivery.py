@@ -38,7 +38,8 @@ def test_record_delivers_at_once_and_no_push_leaves_it_for_push(runner, alice):
     later = J(runner("record", "alice", "api_calls", "5", "--no-push", "--json"))
     assert later["delivery"] == {"status": "pending"}
     assert J(runner("status", "--json")) == {
-        "pending": 1, "delivered": 1, "failed": 0, "not_in_stripe": {}, "failed_events": []}
+        "pending": 1, "delivered": 1, "failed": 0, "invoiced_late": 0, "not_in_stripe": {}, "failed_events": [],
+        "late_items": []}
     pushed = J(runner("push", "--json"))
     assert {k: pushed[k] for k in ("delivered", "already_delivered", "failed", "still_pending", "requests")} == {
         "delivered": 1, "already_delivered": 0, "failed": 0, "still_pending": 0, "requests": 1}

@@ -31,6 +31,7 @@ class ChargeResult:
     wallet_balance: int
     currency: str
     replayed: bool = False
+    delivery: object | None = None  # usagebill.delivery.Delivery of the usage part (None when there is none)
 
 
 def charge(
@@ -49,7 +50,7 @@ def charge(
         feature = ctx.plan_feature(sub, key)
         done = replay(ledger, user_id, idempotency_key, "charge", request)
         if done is not None:
-            return ChargeResult(**{**done, "replayed": True}), None
+            return ChargeResult(**{**done, "replayed": True, "delivery": None}), None
         refresh(ctx, user_id)
         now = ctx.now_for(user_id)
         credit_bal = balances.balance(ledger, balances.CREDITS, user_id, key)

@@ -3,19 +3,26 @@ and real-time summaries of the current period from the ledger."""
 
 from __future__ import annotations
 
+import logging
+import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
+from .billed_prices import check_billed, estimate
 from .context import Context, Subscription
 from .errors import IdempotencyError, ValidationError
 from .ledger import events
 from .ledger import idempotency as keys
-from .money import cost
 from .rules import MAX_AGE, MAX_AHEAD  # noqa: F401  (their old home: gateway.reconcile imports them from here)
-from .rules import check_amount, check_event_time, check_key, key_reused, same_event
+from .rules import check_amount, check_event_time, check_key, default_event_time, key_reused, same_event
 from .timeparse import parse_time
+
+if TYPE_CHECKING:
+    from .delivery import Delivery
+
+log = logging.getLogger("usagebill")
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,7 @@ class UsageEvent:
     recorded_at: int
     idempotency_key: str | None = None
     replayed: bool = False  # True when an idempotency key returned an earlier event
+    delivery: "Delivery | None" = None  # what became of it in Stripe (usagebill.delivery)
 
 
 @dataclass(frozen=True)
@@ -53,9 +61,23 @@ def new_event_id() -> str:
 
 
 class Usage:
-    def __init__(self, ctx: Context, on_usage_recorded: Callable[[UsageEvent], None] | None = None):
+    def __init__(self, ctx: Context, on_usage_recorded: Callable[[UsageEvent], None] | None = None,
+                 deliverer=None):
         self.ctx = ctx
         self.on_usage_recorded = on_usage_recorded
+        self.deliverer = deliverer  # the Billing (.deliver, .deliver_pending); None: ledger only
+
+    def notify(self, event: UsageEvent) -> None:
+        """Tell ``on_usage_recorded``. The event is committed: a callback that raises must
+        not make the write look failed (a caller that retries would count it twice), so its
+        error is logged on stderr and the write returns normally."""
+        if self.on_usage_recorded is None:
+            return
+        try:
+            self.on_usage_recorded(event)
+        except Exception as e:
+            log.error("usagebill: on_usage_recorded raised %s: %s (event %s is recorded and stays so)",
+                      type(e).__name__, e, event.id, exc_info=bool(os.environ.get("USAGEBILL_DEBUG")))
 
     def usage_feature(self, sub: Subscription, key: str):
         feature = self.ctx.plan_feature(sub, key)
@@ -64,20 +86,25 @@ class Usage:
                 f"feature {key!r} of plan {sub.plan.name!r} does not track usage (track_usage is not set); "
                 "use credits or charge for it"
             )
+        check_billed(self.ctx, sub, key)
         return feature
 
     def record(
-        self, user_id: str, key: str, amount=1, at=None, idempotency_key: str | None = None
+        self, user_id: str, key: str, amount=1, at=None, idempotency_key: str | None = None, *, push: bool = True
     ) -> UsageEvent:
-        """Write a usage event to the ledger, pending delivery to Stripe."""
+        """Write a usage event to the ledger, then deliver it to Stripe (``push``; with
+        ``push=False`` it stays pending for ``usagebill push``). ``event.delivery`` is the
+        verdict: a failed delivery leaves the event recorded and pending, never raises."""
         amount = check_amount(amount)
         check_key(idempotency_key)
         ts = None if at is None else parse_time(at, what="--at")
         ctx = self.ctx
         with ctx.ledger.transaction():
             event = self.insert(user_id, key, amount, ts, idempotency_key, events.RECORD)
-        if self.on_usage_recorded is not None and not event.replayed:
-            self.on_usage_recorded(event)
+        if self.deliverer is not None:
+            event = replace(event, delivery=self.deliverer.deliver(event.id, push))
+        if not event.replayed:
+            self.notify(event)
         return event
 
     def insert(self, user_id: str, key: str, amount: int, ts: int | None, idempotency_key: str | None, source: str) -> UsageEvent:
@@ -91,8 +118,8 @@ class Usage:
                 return earlier
         self.usage_feature(sub, key)
         now = ctx.now_for(user_id)
-        ts = now if ts is None else ts
-        check_event_time(ts, now, sub)
+        ts = default_event_time(now, sub) if ts is None else ts
+        check_event_time(ts, now, sub, key)
         event = UsageEvent(new_event_id(), user_id, key, amount, ts, ctx.clock(), idempotency_key)
         events.insert_event(ctx.ledger, event.id, user_id, key, amount, ts, event.recorded_at, idempotency_key, source)
         return event
@@ -107,27 +134,33 @@ class Usage:
             raise key_reused(idempotency_key, user_id, row["amount"], row["feature"], row["timestamp"])
         return _event(row, replayed=True)
 
-    def import_rows(self, source, format: str | None = None, **options):
+    def import_rows(self, source, format: str | None = None, *, push: bool = True, **options):
         """Import usage rows from a CSV or JSON Lines file (a path, or a binary file object):
-        idempotent, streaming, in bounded transactions. See ``usagebill.importer.import_rows``."""
+        idempotent, streaming, in bounded transactions (``usagebill.importer.import_rows``);
+        then deliver what is pending to Stripe (``push``): ``result.delivery`` is the verdict."""
         from .importer import import_rows
 
-        return import_rows(self, source, format, **options)
+        result = import_rows(self, source, format, **options)
+        if push and result.imported and not result.dry_run and self.deliverer is not None:
+            result.delivery = self.deliverer.deliver_pending()
+        return result
 
     def get_summary(self, user_id: str, key: str) -> UsageSummary:
         """Usage and estimated cost of a feature in the customer's current period."""
         sub = self.ctx.require_subscription(user_id)
         feature = self.usage_feature(sub, key)
         start, end = sub.period(self.ctx.now_for(user_id))
-        total, n = events.usage_total(self.ctx.ledger, user_id, key, start, end)
+        counted_from = max(start, sub.usage_from)
+        total, n = events.usage_total(self.ctx.ledger, user_id, key, counted_from, end)
+        estimated, unit_price = estimate(self.ctx, sub, key, counted_from, end, feature.price_per_credit)
         return UsageSummary(
             user_id=user_id,
             key=key,
             display_name=feature.display_name,
             total_amount=total,
-            estimated_cost=cost(total, feature.price_per_credit),
+            estimated_cost=estimated,
             currency=sub.currency,
-            unit_price=feature.price_per_credit,
+            unit_price=unit_price,
             period_start=start,
             period_end=end,
             events=n,

@@ -1,5 +1,5 @@
-"""Fixtures for the Stripe side: a Billing on the example config and a connection to an
-in-memory sandbox whose HTTP client counts the requests it sees."""
+"""Fixtures for the Stripe side: a Billing on the example config, delivering through a
+connection to an in-memory sandbox whose HTTP client counts the requests it sees."""
 
 import pytest
 
@@ -29,7 +29,9 @@ def conn(billing):
     from usagebill.gateway.client import connect
     from usagebill.sandbox import Sandbox
 
-    return connect(ledger_path=billing.db_path, sandbox=Sandbox())
+    conn = connect(ledger_path=billing.db_path, sandbox=Sandbox())
+    billing.use_connection(conn)  # what the library delivers through (record, charge, import)
+    return conn
 
 
 @pytest.fixture

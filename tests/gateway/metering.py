@@ -28,10 +28,11 @@ def customer(billing, conn, user_id: str, plan: str = "Pro", *, anchor: int | No
 
 
 def record_many(billing, user_id: str, n: int, feature: str = "api_calls", *, at: int | None = None,
-                amount=lambda i: 1) -> list[str]:
+                amount=lambda i: 1, push: bool = False) -> list[str]:
+    """``n`` events in the ledger, pending for ``push`` (unless ``push``: delivered one by one)."""
     ids = []
     for i in range(n):
-        ids.append(billing.usage.record(user_id, feature, amount(i), at=at).id)
+        ids.append(billing.usage.record(user_id, feature, amount(i), at=at, push=push).id)
     return ids
 
 

@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from usagebill.gateway import outbox
+from usagebill.ledger import outbox
 from usagebill.gateway.delivery import delivery_status, push
 from usagebill.gateway.meter_sender import RateLimiter, RetryPolicy
 from usagebill.sandbox import FaultConfig

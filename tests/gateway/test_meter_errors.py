@@ -7,7 +7,8 @@ import pytest
 import stripe
 from freezegun import freeze_time
 
-from usagebill.gateway import meter_errors, outbox
+from usagebill.gateway import meter_errors
+from usagebill.ledger import outbox
 from usagebill.gateway.delivery import delivery_status, push
 from usagebill.gateway.meter_sender import MeterEvent, MeterEventSender, RetryPolicy
 from usagebill.gateway.reconcile import reconcile

@@ -75,6 +75,12 @@ def scenario(c):
     c.v1.subscriptions.list({"customer": ada.id})
     items = c.v1.subscription_items.list({"subscription": sub.id})
     c.v1.subscription_items.retrieve(items.data[0].id)
+    spare_price = c.v1.prices.create({"product": calls.id, "currency": "usd", "unit_amount_decimal": "2",
+                                      "recurring": {"interval": "month", "usage_type": "metered", "meter": spare.id}})
+    added = c.v1.subscription_items.create({"subscription": other.id, "price": spare_price.id})
+    repriced = c.v1.prices.create({"product": calls.id, "currency": "usd", "unit_amount_decimal": "3",
+                                   "recurring": {"interval": "month", "usage_type": "metered", "meter": spare.id}})
+    c.v1.subscription_items.update(added.id, {"price": repriced.id})
     c.v1.billing.meter_events.create({"event_name": "api_calls", "identifier": "v1-a", "timestamp": T0,
                                       "payload": {"stripe_customer_id": ada.id, "value": "40"}})
     c.v1.billing.meter_event_adjustments.create({"event_name": "api_calls", "type": "cancel",

@@ -30,36 +30,22 @@ class State:
         self.live = live
         self.api_key = api_key
         self._billing = None
-        self._connection = None
 
     @property
     def connection(self):
-        """The Stripe backend (sandbox unless STRIPE_API_KEY is set), bound to the ledger;
-        says once on stderr which one it is."""
-        if self._connection is None:
-            import os
-
-            from ..gateway.client import connect
-            from ..gateway.mapping import bind
-
-            billing = self.billing
-            conn = connect(
-                ledger_path=billing.db_path,
-                api_key=self.api_key,
-                live=self.live,
-                sandbox_url=os.environ.get("USAGEBILL_SANDBOX_URL"),
-            )
-            bind(billing.ledger, conn.mode)
-            click.echo(f"usagebill: {conn.description}", err=True)
-            self._connection = conn
-        return self._connection
+        """The Stripe backend (sandbox unless STRIPE_API_KEY is set): the library's, opened
+        on first use (which says once on stderr which one it is)."""
+        return self.billing.connection
 
     @property
     def billing(self):
         if self._billing is None:
             from ..billing import Billing
 
-            self._billing = Billing.open(self.config_path, self.db_path)
+            self._billing = Billing.open(
+                self.config_path, self.db_path, api_key=self.api_key or "", live=self.live,
+                on_connect=lambda conn: click.echo(f"usagebill: {conn.description}", err=True),
+            )
         return self._billing
 
     @property

@@ -7,6 +7,7 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
+from .delivery_cmds import finish
 from .numbers import NUMBERS
 from .output import emit_json, jsonable, say, table
 
@@ -25,13 +26,17 @@ def config_group() -> None:
 @json_option
 @pass_state
 def config_check(state, as_json: bool) -> None:
-    """Validate billing.toml and show its plans and features.
+    """Validate billing.toml and show its plans and features. With a ledger, also refuse a
+    config that drops a plan, price or usage feature that active subscriptions still use.
 
     \b
     Example:
       usagebill --config billing.toml config check
     """
+    from ..live_plans import check_config_file
+
     config = state.config
+    check_config_file(config, state.db_path)
     if as_json:
         emit_json(
             {
@@ -94,22 +99,16 @@ def record(state, user_id, key, amount, at, idempotency_key, no_push, as_json) -
       usagebill record alice api_calls 150 --id import-2026-01-15-alice
       usagebill record alice api_calls 1 --no-push
     """
-    event = state.billing.usage.record(user_id, key, amount, at=at, idempotency_key=idempotency_key)
-    delivery = _deliver(state, event.id, no_push)
+    event = state.billing.usage.record(user_id, key, amount, at=at, idempotency_key=idempotency_key, push=not no_push)
+    delivery = event.delivery
     if as_json:
         emit_json({**_event_json(event), "delivery": delivery.json()})
     else:
         what = "Already recorded" if event.replayed else "Recorded"
-        sent = {"delivered": ", delivered to Stripe", "failed": ", refused by Stripe"}.get(delivery.status, "")
+        sent = {"delivered": ", delivered to Stripe", "failed": ", refused by Stripe",
+                "invoiced": ", billed late on the next invoice"}.get(delivery.status, "")
         say(f"{what} {event.amount} {event.key} for {event.user_id} at {iso(event.timestamp)} ({event.id}){sent}")
-    delivery.finish()
-
-
-def _deliver(state, event_id: str, no_push: bool):
-    """Deliver a new usage event at once unless --no-push (which must not import stripe)."""
-    from .delivery_cmds import deliver_now, not_pushed
-
-    return not_pushed(state, event_id) if no_push else deliver_now(state, event_id)
+    finish(delivery)
 
 
 def _event_json(e):
@@ -177,12 +176,12 @@ def charge(state, user_id, key, units, idempotency_key, no_push, as_json) -> Non
     Example:
       usagebill charge alice exports 3 --id export-8812
     """
-    r = state.billing.charge(user_id, key, units, idempotency_key=idempotency_key)
-    delivery = _deliver(state, r.usage_event_id, no_push) if r.usage_event_id else None
+    r = state.billing.charge(user_id, key, units, idempotency_key=idempotency_key, push=not no_push)
+    delivery = r.delivery
     if as_json:
         emit_json({**jsonable(r), "delivery": delivery and delivery.json()})
     else:
         say(f"{r.units} {key} for {user_id}: {r.from_credits} from credits, {r.from_wallet} from the wallet "
             f"({format_money(r.wallet_debit, r.currency)}), {r.as_usage} as usage")
     if delivery is not None:
-        delivery.finish()
+        finish(delivery)

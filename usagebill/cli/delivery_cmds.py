@@ -3,24 +3,22 @@ delivery that ``record``, ``charge`` and ``import`` do right after writing the l
 
 from __future__ import annotations
 
-import sqlite3
 import sys
-from dataclasses import dataclass, field
+from decimal import Decimal
 
 import click
 
-from ..errors import ExitCode, UsagebillError
+from ..errors import ExitCode
+from ..money import cost, format_money
 from ..timeparse import iso
 from .app import AppError, cli, json_option, pass_state
 from .output import emit_json, say, table
-
-RECORD_ROUNDS = 3  # a cron job's record must not hang through a long Stripe outage
-
 
 def push_json(r) -> dict:
     return {
         "delivered": r.delivered, "already_delivered": r.already_delivered, "failed": r.failed,
         "still_pending": r.still_pending, "requests": r.requests, "batches": r.batches,
+        "invoiced_late": r.invoiced_late,
         "waiting": [{"reason": k, "events": v} for k, v in r.waiting.items()],
         "failures": [{"id": i, "reason": reason} for i, reason in r.failures],
         "error": r.error,
@@ -39,8 +37,10 @@ def _progress():
 
 
 def say_waiting(waiting: dict[str, int]) -> None:
-    for reason, n in waiting.items():
-        say(f"Note: {n:,} event(s) stay pending: {reason}")
+    from ..delivery import waiting_notes
+
+    for note in waiting_notes(waiting):
+        say(note)
 
 
 def say_drops(named: int, unnamed: int) -> None:
@@ -81,6 +81,9 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
         batches = f" as {r.batches:,} coalesced meter event(s)" if r.batches else ""
         say(f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
             f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
+        if r.invoiced_late:
+            say(f"{r.invoiced_late:,} event(s) came after their period's invoice was final: billed on the "
+                "customer's next invoice as late usage (see usagebill status)")
         for identifier, reason in r.failures:
             say(f"Refused {identifier}: {reason}")
     say_drops(0, r.unattributed_drops)
@@ -110,11 +113,18 @@ def status_cmd(state, user_id, as_json) -> None:
     s = delivery_status(state.billing, user_id)
     failed = [{"id": f.id, "user_id": f.user_id, "key": f.feature, "amount": f.amount,
                "timestamp": iso(f.timestamp), "reason": f.reason} for f in s.failed_events]
+    late = [{"id": i.id, "user_id": i.user_id, "key": i.feature, "description": i.description,
+             "quantity": i.quantity, "unit_amount": i.unit_amount, "amount": cost(i.quantity, Decimal(i.unit_amount)),
+             "currency": i.currency, "period_start": iso(i.period_start), "period_end": iso(i.period_end),
+             "missed_invoice": i.missed_invoice, "status": i.status, "invoice_item": i.stripe_invoice_item_id}
+            for i in s.late_items]
     if as_json:
         emit_json({"pending": s.pending, "delivered": s.delivered, "failed": s.failed,
-                   "not_in_stripe": s.not_in_stripe, "failed_events": failed})
+                   "invoiced_late": s.invoiced_late, "not_in_stripe": s.not_in_stripe, "failed_events": failed,
+                   "late_items": late})
         return
-    say(f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed")
+    say(f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed"
+        + (f", {s.invoiced_late:,} billed late" if s.invoiced_late else ""))
     for uid, n in s.not_in_stripe.items():
         say(f"Note: {n:,} pending event(s) of {uid} wait until it is in Stripe (usagebill customers add {uid})")
     if failed:
@@ -122,99 +132,98 @@ def status_cmd(state, user_id, as_json) -> None:
         table(title, ["event", "customer", "feature", "amount", "time", "reason"],
               [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], f["reason"]] for f in failed],
               right=["amount"])
+    if late:
+        table("Late usage, billed on the next invoice (its period's invoice was final)",
+              ["customer", "item", "quantity", "amount", "missed invoice", "state"],
+              [[i["user_id"], i["description"], f"{i['quantity']:,}", format_money(i["amount"], i["currency"]),
+                i["missed_invoice"], i["status"]] for i in late],
+              right=["quantity", "amount"])
 
 
 @cli.command("reconcile")
 @click.argument("user_id", required=False)
-@click.option("--periods", default=3, show_default=True, type=click.IntRange(1, 12),
-              help="How many billing periods to compare, the current one and those before it.")
+@click.option("--periods", default=3, show_default=True, type=click.IntRange(1, 24),
+              help="How many billing periods to compare per customer, the newest ones.")
+@click.option("--closed-only", is_flag=True,
+              help="Only periods whose invoice Stripe has finalized: exits 1 exactly when money is at risk (cron).")
 @json_option
 @pass_state
-def reconcile_cmd(state, user_id, periods, as_json) -> None:
-    """Compare the usage the ledger delivered with Stripe's meter totals, per customer,
-    feature and billing period. Exits 1 when they differ.
+def reconcile_cmd(state, user_id, periods, closed_only, as_json) -> None:
+    """Check that Stripe bills what the ledger holds, per customer, feature and billing period.
+
+    A closed period (its invoice final) compares the ledger's units with the quantities on
+    Stripe's invoices (usage lines plus late-usage invoice items); a difference, or units of it
+    still pending or refused, is money at risk: exit 1. An open period (the current one, or a
+    renewal still a draft) compares the delivered units with Stripe's meter totals and shows
+    what is pending. Run it from cron with --closed-only as the billing check.
 
     \b
     Example:
       usagebill reconcile
       usagebill reconcile alice --json
+      usagebill reconcile --closed-only --periods 2     # cron: exit 1 = money at risk
     """
     from ..gateway.reconcile import reconcile
 
-    r = reconcile(state.billing, state.connection, user_id=user_id, periods=periods)
+    r = reconcile(state.billing, state.connection, user_id=user_id, periods=periods, closed_only=closed_only)
     if as_json:
-        emit_json([{"user_id": x.user_id, "key": x.feature, "period_start": iso(x.period_start),
-                    "period_end": iso(x.period_end), "start_time": iso(x.start_time), "end_time": iso(x.end_time),
-                    "ledger": x.ledger, "stripe": x.stripe, "difference": x.difference, "pending": x.pending}
+        emit_json([{"user_id": x.user_id, "key": x.feature, "state": x.state, "invoice": x.invoice_id,
+                    "period_start": iso(x.period_start), "period_end": iso(x.period_end),
+                    "start_time": iso(x.start_time), "end_time": iso(x.end_time),
+                    "ledger": x.ledger, "stripe": x.stripe, "difference": x.difference, "pending": x.pending,
+                    "failed": x.failed, "late": x.late, "at_risk": x.at_risk}
                    for x in r.lines])
     else:
-        table(f"{len(r.lines)} customer/feature/period(s) compared", ["customer", "feature", "period", "ledger", "stripe", "difference"],
-              [[x.user_id, x.feature, f"{iso(x.period_start)} .. {iso(x.period_end)}", f"{x.ledger:,}", f"{x.stripe:,}",
-                f"{x.difference:+,}" if x.difference else ""] for x in r.lines],
-              right=["ledger", "stripe", "difference"])
+        table(f"{len(r.lines)} customer/feature/period(s) compared",
+              ["customer", "feature", "period", "state", "ledger", "stripe", "difference", "pending"],
+              [[x.user_id, x.feature, f"{iso(x.period_start)} .. {iso(x.period_end)}",
+                f"billed ({x.invoice_id})" if x.state == "closed" else ("draft" if x.invoice_id else "open"),
+                f"{x.ledger:,}", f"{x.stripe:,}", f"{x.difference:+,}" if x.difference else "",
+                f"{x.pending:,}" if x.pending else ""] for x in r.lines],
+              right=["ledger", "stripe", "difference", "pending"])
+    for x in r.lines:
+        if x.state == "open" and x.pending:
+            say(f"Note: {x.user_id} {x.feature}: {x.pending:,} unit(s) of the open period are not in Stripe yet "
+                "(usagebill push delivers them)")
     say_drops(r.dropped, r.unattributed_drops)
     if r.ok:
-        say("Stripe matches the ledger")
+        say("Stripe matches the ledger" + (": every closed period is billed as the ledger says" if any(
+            x.state == "closed" for x in r.lines) else ""))
         return
     for x in r.differences:
-        if x.pending:
-            say(f"Note: {x.user_id} {x.feature} has {x.pending:,} event(s) not confirmed yet: run usagebill push first")
+        say(_in_words(x))
+    risk = len(r.at_risk)
+    raise AppError(f"{len(r.differences)} difference(s) between the ledger and Stripe"
+                   + (f"; money at risk in {risk} closed period(s)" if risk else ""), int(ExitCode.ERROR))
+
+
+def _in_words(x) -> str:
+    """One line a person can act on, for a line that differs."""
+    where = f"{x.user_id} {x.feature} {iso(x.period_start)} .. {iso(x.period_end)}"
+    if x.state != "closed":
+        why = f"Stripe's meter has {x.stripe:,} unit(s), the ledger delivered {x.ledger:,} ({x.difference:+,})"
         if x.recent:
-            say(f"Note: {x.user_id} {x.feature} had deliveries in the last minutes: Stripe's totals may lag; run it again")
-    raise AppError(f"{len(r.differences)} difference(s) between the ledger and Stripe", int(ExitCode.ERROR))
+            why += "; deliveries in the last minutes may not show yet: run it again"
+        return f"{where} (open): {why}"
+    parts = [f"the ledger has {x.ledger:,} unit(s), Stripe billed {x.stripe:,} (invoice {x.invoice_id}"
+             + (f" and {x.late:,} late" if x.late else "") + ")"]
+    if x.difference < 0:
+        parts.append(f"{-x.difference:,} unit(s) not billed")
+    elif x.difference > 0:
+        parts.append(f"{x.difference:,} unit(s) billed that the ledger does not have")
+    if x.pending:
+        parts.append(f"{x.pending:,} still pending: usagebill push bills them on the next invoice as late usage")
+    if x.failed:
+        parts.append(f"{x.failed:,} refused by Stripe: see usagebill status")
+    return f"Money at risk: {where}: " + "; ".join(parts)
 
 
-# -- delivery right after a ledger write (record, charge) ----------------------------------
+# -- after a ledger write (record, charge, import) -----------------------------------------
 
-@dataclass
-class Delivery:
-    """What became of an event pushed right after it was recorded."""
-
-    status: str  # pending | delivered | failed
-    reason: str | None = None
-    exit_code: int = 0
-    messages: list[str] = field(default_factory=list)  # warnings and notes, for stderr
-
-    def json(self) -> dict:
-        return {"status": self.status, "reason": self.reason} if self.reason else {"status": self.status}
-
-    def finish(self) -> None:
-        """Say the warnings (after the command's own output), then exit with the code."""
-        for m in self.messages:
-            say(m)
-        if self.exit_code:
-            click.get_current_context().exit(self.exit_code)
-
-
-def deliver_now(state, event_id: str) -> Delivery:
-    """Push an event just written to the ledger. It is safe there whatever happens here: a
-    failure is a warning saying ``usagebill push`` will retry, and exit code 4, so a cron job
-    can tell "recorded, delivery pending" (4) from "not recorded" (1) and need not record
-    it again."""
-    from ..gateway import outbox
-    from ..gateway.delivery import push
-
-    try:
-        r = push(state.billing, state.connection, event_ids=[event_id], max_rounds=RECORD_ROUNDS)
-        error, waiting = r.error, r.waiting
-    except (UsagebillError, sqlite3.Error) as e:  # a bad key, a ledger bound to another Stripe...
-        error, waiting = str(e), {}
-    status, reason = outbox.event_state(state.billing.ledger, event_id)
-    if status == "failed":
-        return Delivery(status, reason, int(ExitCode.STRIPE_ERROR),
-                        [f"Warning: {event_id} is recorded, but Stripe refused it: {reason} (see usagebill status)"])
-    if status == "pending" and error:
-        return Delivery(status, error, int(ExitCode.STRIPE_ERROR),
-                        [f"Warning: {event_id} is recorded, but not delivered to Stripe yet ({error}); "
-                         "usagebill push will retry"])
-    if status == "pending" and waiting:
-        reason = next(iter(waiting))
-        return Delivery(status, reason, 0, [f"Note: {event_id} stays pending: {reason}"])
-    return Delivery(status)
-
-
-def not_pushed(state, event_id: str) -> Delivery:
-    """The delivery state of an event that this command did not push (``--no-push``)."""
-    from ..gateway import outbox
-
-    return Delivery(*outbox.event_state(state.billing.ledger, event_id))
+def finish(delivery) -> None:
+    """Say the library's delivery warnings (after the command's own output), then exit with
+    its code (4: written, but not delivered)."""
+    for m in delivery.messages:
+        say(m)
+    if delivery.exit_code:
+        click.get_current_context().exit(delivery.exit_code)

@@ -8,7 +8,7 @@ import click
 
 from ..errors import ExitCode
 from .app import cli, json_option, pass_state
-from .delivery_cmds import push_json, say_waiting
+from .delivery_cmds import push_json
 from .output import emit_json, say
 
 
@@ -85,21 +85,20 @@ def import_cmd(state, file: str, fmt: str | None, dry_run: bool, reject_file: st
     billing = state.billing
     with _Progress() as progress:
         result = billing.usage.import_rows(
-            source, fmt, dry_run=dry_run, reject_file=reject_file,
+            source, fmt, push=not no_push, dry_run=dry_run, reject_file=reject_file,
             on_reject=lambda e: progress.print(f"{result_name(file)}: {e}"),
             on_warning=lambda m: progress.print(f"Warning: {m}"),
             on_progress=progress.update,
         )
-    pushed = None
-    if result.imported and not (no_push or dry_run):
-        from ..gateway.delivery import push
-
-        pushed = push(billing, state.connection)  # the ledger is written: delivery may fail safely
-    _report(result, as_json, pushed)
+    delivery = result.delivery
+    _report(result, as_json, delivery.push if delivery is not None else None)
+    if delivery is not None:
+        for m in delivery.messages:
+            say(m)
     if result.rejected:
         click.get_current_context().exit(int(ExitCode.PARTIAL_IMPORT))
-    if pushed is not None and not pushed.ok:
-        click.get_current_context().exit(int(ExitCode.STRIPE_ERROR))
+    if delivery is not None and delivery.exit_code:
+        click.get_current_context().exit(delivery.exit_code)
 
 
 def result_name(file: str) -> str:
@@ -115,7 +114,6 @@ def _report(result, as_json: bool, pushed=None) -> None:
     if pushed is not None:
         say(f"Delivered {pushed.delivered:,} event(s) to Stripe; {pushed.still_pending:,} pending, "
             f"{pushed.failed:,} refused" + (f"; {pushed.error}: run usagebill push again later" if pushed.error else ""))
-        say_waiting(pushed.waiting)
     if as_json:
         emit_json({
             "source": result.source, "format": result.format, "dry_run": result.dry_run, "rows": result.rows,

@@ -17,8 +17,10 @@ from typing import Callable, Hashable, Iterable
 from ..billing import Billing
 from ..errors import StripeAPIError, ValidationError
 from ..ledger import drops as ledger_drops
-from . import mapping, meter_errors, outbox
+from ..ledger import outbox
+from . import mapping, meter_errors
 from .client import Connection
+from .late_usage import LateBilling
 from .meter_sender import STREAM_MAX_EVENTS, MeterEvent, MeterEventSender, Refused, RetryPolicy, Unavailable
 
 COALESCE_CHUNK = 10_000  # events grouped per ledger transaction
@@ -34,6 +36,7 @@ class PushResult:
     still_pending: int = 0  # left for the next push (outage, or waiting for a customer / meter)
     requests: int = 0  # API requests made (the SDK's own retries not counted)
     batches: int = 0  # coalesced meter events confirmed in this run
+    invoiced_late: int = 0  # events billed as late-usage invoice items (their period's invoice was final)
     waiting: dict[str, int] = field(default_factory=dict)  # why events cannot go yet -> how many
     failures: list[tuple[str, str]] = field(default_factory=list)  # (identifier, reason), the first few
     unattributed_drops: int = 0  # events Stripe reported dropped without naming them (reconcile shows them)
@@ -65,8 +68,7 @@ class _Targets:
 
     def customer(self, user_id: str) -> str | None:
         if user_id not in self._customers:
-            row = self.billing.ledger.one("SELECT stripe_customer_id FROM customers WHERE user_id = ?", (user_id,))
-            self._customers[user_id] = row["stripe_customer_id"] if row else None
+            self._customers[user_id] = outbox.stripe_customer_id(self.billing.ledger, user_id)
         return self._customers[user_id]
 
     def why_not(self, user_id: str, feature: str) -> str | None:
@@ -151,6 +153,8 @@ class _Push:
         if verdict == "delivered":
             r.delivered += events
             self.delivered_now[identifier] = events
+        elif verdict == "invoiced":
+            r.invoiced_late += events
         elif verdict == "duplicate":
             r.already_delivered += events
         else:
@@ -228,6 +232,10 @@ def push(
     Stripe (or of features not synced) stay pending and are counted in ``waiting``.
     ``event_ids`` is for a few events (record, charge); ``user_id`` or nothing for many.
 
+    Usage of a period whose invoice Stripe has already finalized is not sent as meter events
+    (the meter would take it and no invoice bill it): it goes on the customer's next invoice
+    as a late-usage invoice item (``invoiced_late``; see ``usagebill.closing``).
+
     Stripe keeps meter event identifiers unique for 24 hours: an interrupted push should be
     run again within that time (cron), or ``reconcile`` may find usage counted twice."""
     if not 1 <= batch_size <= STREAM_MAX_EVENTS:
@@ -240,7 +248,9 @@ def push(
     sender = MeterEventSender(conn, rate=default_rate(conn) if rate is None else rate,
                               policy=policy or default_policy(conn, max_rounds))
     run = _Push(billing, sender, scope, batch_size, on_progress)
+    late = LateBilling(billing, conn, sender, scope, run.targets.customer, run._count)
     try:
+        late.run()
         run.send_batches()
         if coalesce:
             run.coalesce()

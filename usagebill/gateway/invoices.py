@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from ..billing import Billing
 from ..errors import NotFoundError
+from ..ledger import closing as period_invoices
+from ..ledger.closing import PeriodInvoice
 from . import mapping
 from .client import Connection, stripe_errors
 
@@ -123,7 +125,7 @@ def _all_lines(conn: Connection, inv) -> list:
 
 
 def get_invoice(billing: Billing, conn: Connection, invoice_id: str) -> Invoice:
-    with stripe_errors(f"invoice {invoice_id}"):
+    with stripe_errors(f"invoice {invoice_id}", typed_ids=(invoice_id,)):
         inv = conn.client.v1.invoices.retrieve(invoice_id)
         return _invoice(inv, _all_lines(conn, inv), _product_names(billing))
 
@@ -139,3 +141,24 @@ def preview_invoice(billing: Billing, conn: Connection, user_id: str) -> Invoice
         inv = conn.client.v1.invoices.create_preview(params=params)
         return _invoice(inv, list(inv.lines.auto_paging_iter()) if inv.lines.has_more else list(inv.lines.data),
                         _product_names(billing))
+
+
+def mirror_period_invoices(billing: Billing, conn: Connection, sub) -> list[PeriodInvoice]:
+    """Mirror into the ledger Stripe's invoices of a subscription's billing periods (which
+    invoice bills each period's usage, and whether it is final yet): the closing rule and
+    reconcile read them (``usagebill.closing``). The subscription's first invoice (a zero-length
+    period, nothing metered) is not a period's."""
+    if not sub.stripe_subscription_id:
+        return []
+    found = []
+    with stripe_errors(f"invoices of {sub.user_id}"):
+        listed = conn.client.v1.invoices.list(params={"subscription": sub.stripe_subscription_id, "limit": 100})
+        for inv in listed.auto_paging_iter():
+            if inv.period_end is None or inv.period_start is None or inv.period_end <= inv.period_start:
+                continue
+            finalized = inv.status_transitions.finalized_at if inv.status != "draft" else None
+            if inv.status != "draft" and finalized is None:
+                finalized = inv.created  # final without a recorded time: final all the same
+            found.append(PeriodInvoice(sub.id, inv.period_start, inv.period_end, inv.id, inv.status, finalized))
+    period_invoices.put(billing.ledger, found)
+    return found

@@ -1,10 +1,19 @@
-"""``reconcile``: what the ledger says it delivered, per customer, feature and billing period,
-against Stripe's meter event summaries over the same window.
+"""``reconcile``: does Stripe bill what the ledger holds? Per customer, feature and billing
+period:
 
-Stripe wants minute-aligned windows, so each period is widened to whole minutes on both
-sides and the ledger is summed over that same window. The ledger side counts what was sent
-as meter events: events delivered on their own at their own time, coalesced batches at the
-batch's time, so a batch never straddles the window on one side only."""
+- **closed** periods (Stripe finalized their invoice): the ledger's units against the
+  quantities Stripe *billed*, the usage lines of that invoice plus the late-usage invoice items
+  made for the period (``usagebill.closing``). Any difference, and any unit still pending or
+  refused, is money at risk.
+- **open** periods (the current one, a renewal still a draft in its grace hour, or an ended
+  period Stripe has no invoice for yet): nothing is billed yet, so the units the ledger
+  delivered are compared with Stripe's meter totals (the meter-summary check: it is the one
+  that catches a meter event Stripe dropped or one sent behind usagebill's back while there is
+  still time to fix it), and the pending units are shown.
+
+Stripe wants minute-aligned meter windows, so an open period is widened to whole minutes on
+both sides and the ledger summed over that same window (events by their own time, coalesced
+batches by the batch's time, as Stripe sees them)."""
 
 from __future__ import annotations
 
@@ -12,14 +21,20 @@ import time
 from dataclasses import dataclass, field
 
 from ..billing import Billing
+from ..closing import usage_window
 from ..errors import NotFoundError, ValidationError
-from ..usage import MAX_AHEAD
+from ..ledger import closing as ledger_closing
+from ..ledger import outbox
+from ..rules import MAX_AHEAD
 from . import mapping, meter_errors
 from .client import Connection, stripe_errors
 from .delivery import default_rate
+from .invoices import mirror_period_invoices
+from .late_usage import LATE_KEY
 from .meter_sender import RateLimiter
 
 RECENT = 5 * 60  # Stripe's summaries lag ingestion: deliveries this recent may not show yet
+CLOSED, OPEN = "closed", "open"
 
 
 @dataclass(frozen=True)
@@ -28,16 +43,25 @@ class Line:
     feature: str
     period_start: int
     period_end: int
-    start_time: int  # the minute-aligned window compared
+    start_time: int  # the window compared (minute-aligned for an open period)
     end_time: int
-    ledger: int  # delivered according to the ledger
-    stripe: int  # Stripe's aggregated value
-    pending: int  # events in the window not confirmed yet (run push first)
-    recent: bool  # something in the window was delivered in the last few minutes
+    ledger: int  # closed: every unit of the period in the ledger; open: the units delivered
+    stripe: int  # closed: units on Stripe's invoices for it; open: Stripe's meter total
+    pending: int  # units not in Stripe yet (for a closed period: not billed)
+    recent: bool = False  # open: something was delivered in the last minutes (totals may lag)
+    state: str = OPEN  # closed | open
+    invoice_id: str | None = None  # the period's invoice, when Stripe has made it
+    failed: int = 0  # units Stripe refused (status lists them)
+    late: int = 0  # of ``stripe``: units billed as late-usage invoice items
 
     @property
     def difference(self) -> int:
         return self.stripe - self.ledger
+
+    @property
+    def at_risk(self) -> bool:
+        """Money at risk: a closed period billed otherwise than the ledger says."""
+        return self.state == CLOSED and bool(self.difference or self.pending or self.failed)
 
 
 @dataclass
@@ -48,7 +72,11 @@ class ReconcileResult:
 
     @property
     def differences(self) -> list[Line]:
-        return [x for x in self.lines if x.difference]
+        return [x for x in self.lines if x.difference or x.at_risk]
+
+    @property
+    def at_risk(self) -> list[Line]:
+        return [x for x in self.lines if x.at_risk]
 
     @property
     def ok(self) -> bool:
@@ -59,76 +87,130 @@ def minute_window(start: int, end: int) -> tuple[int, int]:
     return start - start % 60, -(-end // 60) * 60
 
 
-def ledger_delivered(billing: Billing, user_id: str, feature: str, start: int, end: int) -> tuple[int, int, bool]:
-    """(delivered total, pending events, delivered recently) of one customer's feature in a window."""
-    db, recent_since = billing.ledger, int(time.time()) - RECENT
-    single = db.one(
-        "SELECT COALESCE(SUM(CASE WHEN d.status = 'delivered' AND d.batch_id IS NULL THEN e.amount END), 0), "
-        "COUNT(CASE WHEN d.event_id IS NULL OR d.status IN ('sending', 'batched') THEN 1 END), "
-        "COUNT(CASE WHEN d.status = 'delivered' AND d.updated_at >= ? THEN 1 END) "
-        "FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
-        "WHERE e.user_id = ? AND e.feature = ? AND e.timestamp >= ? AND e.timestamp < ?",
-        (recent_since, user_id, feature, start, end),
-    )
-    batched = db.one(
-        "SELECT COALESCE(SUM(amount), 0), COUNT(CASE WHEN updated_at >= ? THEN 1 END) FROM delivery_batches "
-        "WHERE status = 'delivered' AND user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
-        (recent_since, user_id, feature, start, end),
-    )
-    return int(single[0]) + int(batched[0]), int(single[1]), bool(single[2] or batched[1])
-
-
 def _features(billing: Billing, sub, user_id: str) -> list[str]:
     """The plan's usage features and any other feature the customer has events of."""
     keys = [k for k, f in sub.plan.features.items() if f.track_usage]
-    for row in billing.ledger.all("SELECT DISTINCT feature FROM usage_events WHERE user_id = ?", (user_id,)):
-        if row[0] not in keys:
-            keys.append(row[0])
+    keys += [k for k in outbox.features_of(billing.ledger, user_id) if k not in keys]
     return [k for k in keys if mapping.get(billing.ledger, mapping.meter_key(k))]
 
 
-def _periods(sub, now: int, count: int) -> list[tuple[int, int]]:
-    """The current period and up to ``count - 1`` before it, newest first, none before the anchor."""
-    out = [sub.period(now)]
-    while len(out) < count and out[-1][0] > sub.anchor:
-        out.append(sub.period(out[-1][0] - 1))
-    return out
+@dataclass(frozen=True)
+class _Period:
+    sub: object  # the ledger's Subscription
+    start: int
+    end: int
+    invoice_id: str | None
+    closed: bool
 
 
-def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None, periods: int = 3) -> ReconcileResult:
-    """Compare the last ``periods`` billing periods of each customer in Stripe (or one)."""
+def _periods(billing: Billing, conn: Connection, user_id: str, count: int) -> list[_Period]:
+    """The customer's newest ``count`` billing periods over all its subscriptions: those Stripe
+    has an invoice for (closed when final), then the ended and current ones it has none for."""
+    ctx = billing.ctx
+    now = ctx.now_for(user_id)
+    found: list[_Period] = []
+    for row in ledger_closing.subscriptions_of(billing.ledger, user_id):
+        sub = ctx._subscription(row)
+        invoiced = {p.period_start: p for p in mirror_period_invoices(billing, conn, sub)}
+        last = min(now, sub.canceled_at) if sub.canceled_at is not None else now
+        start, end = sub.period(sub.anchor)
+        while start <= last:
+            p = invoiced.pop(start, None)
+            if p is not None:
+                found.append(_Period(sub, start, p.period_end, p.invoice_id, p.finalized))
+            elif sub.canceled_at is None or start < sub.canceled_at:
+                found.append(_Period(sub, start, min(end, sub.canceled_at or end), None, False))
+            start, end = sub.period(end)
+        found += [_Period(sub, p.period_start, p.period_end, p.invoice_id, p.finalized) for p in invoiced.values()]
+    found.sort(key=lambda p: (p.start, p.sub.id), reverse=True)
+    return found[:count]
+
+
+class _Billed:
+    """What Stripe billed a customer, per feature and period: usage lines of final invoices,
+    and the late-usage invoice items (billed already, or pending for the next invoice)."""
+
+    def __init__(self, billing: Billing, conn: Connection, customer: str):
+        self.billing, self.conn = billing, conn
+        self._lines: dict[str, list] = {}
+        self.late: dict[tuple[str, int], int] = {}
+        items = conn.client.v1.invoice_items.list(params={"customer": customer, "limit": 100})
+        for ii in items.auto_paging_iter():
+            meta = ii.metadata.to_dict() if ii.metadata is not None else {}
+            if LATE_KEY in meta:
+                key = (meta.get("usagebill_feature"), int(meta.get("usagebill_period_start", 0)))
+                self.late[key] = self.late.get(key, 0) + (ii.quantity or 0)
+
+    def usage_lines(self, invoice_id: str, feature: str) -> int:
+        if invoice_id not in self._lines:
+            listed = self.conn.client.v1.invoices.line_items.list(invoice_id, params={"limit": 100})
+            self._lines[invoice_id] = list(listed.auto_paging_iter())
+        product = mapping.get(self.billing.ledger, mapping.feature_product_key(feature))
+        total = 0
+        for line in self._lines[invoice_id]:
+            parent = getattr(line, "parent", None)
+            if parent is not None and getattr(parent, "type", None) != "subscription_item_details" \
+                    and not getattr(getattr(parent, "invoice_item_details", None), "proration", False):
+                # an invoice item (late usage is counted from the items themselves); a proration
+                # item is Stripe's bill of the usage before a price change (live_subscriptions)
+                continue
+            details = getattr(getattr(line, "pricing", None), "price_details", None)
+            if details is not None and details.product == product:
+                total += line.quantity or 0
+        return total
+
+
+def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None, periods: int = 3,
+              closed_only: bool = False) -> ReconcileResult:
+    """Compare the last ``periods`` billing periods of each customer in Stripe (or one's);
+    ``closed_only``: only the periods Stripe has invoiced for good (the cron check)."""
     if periods < 1:
         raise ValidationError(f"periods must be at least 1, not {periods}")
     ctx = billing.ctx
     if user_id is not None:
-        ctx.require_subscription(user_id)
+        if not ledger_closing.subscriptions_of(billing.ledger, user_id):
+            ctx.require_subscription(user_id)  # says there is none, and how to make one
         if not billing.customers.get(user_id).stripe_customer_id:
             raise NotFoundError(f"customer {user_id!r} is not in Stripe: nothing to reconcile")
         users = [user_id]
     else:
-        users = [r[0] for r in billing.ledger.all(
-            "SELECT c.user_id FROM customers c JOIN subscriptions s ON s.user_id = c.user_id AND s.status = 'active' "
-            "WHERE c.stripe_customer_id IS NOT NULL ORDER BY c.user_id"
-        )]
+        users = ledger_closing.customers_in_stripe(billing.ledger)
     result = ReconcileResult()
     # events the stream accepted and Stripe dropped later are failed, not delivered
     absorbed = meter_errors.absorb(billing.ledger, conn)
     result.dropped, result.unattributed_drops = absorbed.events, absorbed.unattributed
     summaries = conn.client.v1.billing.meters.event_summaries
     limiter = RateLimiter(default_rate(conn))
+    recent_since = int(time.time()) - RECENT
     for uid in users:
-        sub = ctx.subscription(uid)
         customer = billing.customers.get(uid).stripe_customer_id
         now = ctx.now_for(uid)
-        for feature in _features(billing, sub, uid):
-            meter = mapping.get(billing.ledger, mapping.meter_key(feature))
-            for start, end in _periods(sub, now, periods):
+        with stripe_errors(f"invoices of {uid}"):
+            found = _periods(billing, conn, uid, periods)
+            billed = _Billed(billing, conn, customer) if any(p.closed for p in found) else None
+        for p in found:
+            if closed_only and not p.closed:
+                continue
+            lo, hi = usage_window(p.sub, p.start, p.end)
+            for feature in _features(billing, p.sub, uid):
+                if p.closed:
+                    units = outbox.units_in_window(billing.ledger, uid, feature, lo, hi)
+                    late = billed.late.get((feature, p.start), 0)
+                    with stripe_errors(f"invoice {p.invoice_id}"):
+                        on_invoice = billed.usage_lines(p.invoice_id, feature)
+                    result.lines.append(Line(uid, feature, p.start, p.end, lo, hi, units.total, on_invoice + late,
+                                             units.pending, state=CLOSED, invoice_id=p.invoice_id,
+                                             failed=units.failed, late=late))
+                    continue
                 # no event can be later than now + 5 minutes: don't ask Stripe about the future
-                lo, hi = minute_window(start, min(end, now + MAX_AHEAD))
-                ledger, pending, recent = ledger_delivered(billing, uid, feature, lo, hi)
+                wlo, whi = minute_window(lo, min(hi, now + MAX_AHEAD))
+                delivered, pending, recent = outbox.delivered_in_window(billing.ledger, uid, feature, wlo, whi,
+                                                                        recent_since)
+                meter = mapping.get(billing.ledger, mapping.meter_key(feature))
                 limiter.wait()
                 with stripe_errors(f"meter event summaries of {uid} ({feature})"):
-                    page = summaries.list(meter, params={"customer": customer, "start_time": lo, "end_time": hi})
+                    page = summaries.list(meter, params={"customer": customer, "start_time": wlo, "end_time": whi})
                     stripe_total = sum(s.aggregated_value for s in page.auto_paging_iter())
-                result.lines.append(Line(uid, feature, start, end, lo, hi, ledger, round(stripe_total), pending, recent))
+                result.lines.append(Line(uid, feature, p.start, p.end, wlo, whi, delivered, round(stripe_total),
+                                         pending, recent, OPEN, p.invoice_id))
     return result

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from ..context import Subscription
 from ..errors import UsagebillError, ValidationError
-from ..rules import MAX_AMOUNT, check_amount, check_event_time, check_key, event_time_bounds
+from ..rules import MAX_AMOUNT, check_amount, check_event_time, check_key, default_event_time, event_time_bounds
 from ..timeparse import parse_time
 from .reading import csv_records, json_kind, jsonl_records, Layout, simple_csv_records
 from .results import ImportFileError, ImportResult
@@ -27,7 +27,7 @@ _digest = hashlib.blake2b
 class _Customer:
     """What validation needs to know about a customer, looked up once per run."""
 
-    __slots__ = ("error", "sub", "now", "lo", "hi", "features")
+    __slots__ = ("error", "sub", "now", "lo", "hi", "stamp", "features")
 
     def __init__(self, error: tuple[str, str] | None = None, sub: Subscription | None = None, now: int = 0):
         self.error = error  # (column, reason) when every row of this customer is rejected
@@ -35,6 +35,7 @@ class _Customer:
         self.now = now
         if sub is not None:
             self.lo, self.hi = event_time_bounds(now, sub)
+            self.stamp = default_event_time(now, sub)  # the time of rows without one
         self.features: dict[str, str | None] = {}  # feature -> None when it can be recorded, else why not
 
 
@@ -170,13 +171,13 @@ class Checker:
                         times[ts] = t
                 if not c.lo <= t <= c.hi:
                     try:
-                        check_event_time(t, c.now, c.sub)
+                        check_event_time(t, c.now, c.sub, key)
                     except UsagebillError as e:
                         reject(line, raw, "timestamp", str(e))
                         continue
             if row_id is None or row_id == "":
                 if ts is None:
-                    t = c.now
+                    t = c.stamp
                     if not self.warned_no_key:
                         self.warn_no_key(line)
                 derived.append((f"{prefix}{line:012x}", user_id, key, amount, t, recorded_at,
@@ -195,7 +196,7 @@ class Checker:
                             continue
                 event_id = f"{prefix}{line:012x}"
                 if ts is None:
-                    t = c.now
+                    t = c.stamp
                     untimed.add(event_id)
                 explicit.append((event_id, user_id, key, amount, t, recorded_at, row_id))
             raws[line] = raw

@@ -36,6 +36,7 @@ class ImportResult:
     errors: list[RowError] = field(default_factory=list)  # the first MAX_ERRORS_KEPT rejected rows
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    delivery: object | None = None  # usagebill.delivery.Delivery of the push after the import
 
     @property
     def ok(self) -> bool:

@@ -216,3 +216,66 @@ def m003_included_and_granted(db) -> None:
                                             WHERE d.user_id = c.user_id AND d.feature = c.feature)
              AND balance_after > 0"""
     )
+
+
+@migration
+def m004_closed_periods(db) -> None:
+    # the ledger's mirror of Stripe's invoice of each billing period of a subscription: which
+    # invoice bills its usage, and whether Stripe has finalized it (usagebill.closing)
+    db.execute(
+        """CREATE TABLE period_invoices (
+            subscription_id INTEGER NOT NULL REFERENCES subscriptions(id),
+            period_start INTEGER NOT NULL,
+            period_end INTEGER NOT NULL,    -- [period_start, period_end): the usage it bills
+            invoice_id TEXT NOT NULL,
+            status TEXT NOT NULL,           -- Stripe's: draft | open | paid | uncollectible | void
+            finalized_at INTEGER,           -- NULL while a draft: usage sent now is still billed
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (subscription_id, period_start)
+        )"""
+    )
+    # usage that missed its period's final invoice, billed as one pending invoice item per
+    # customer, feature and period; the id is the item's idempotency key, written before sending
+    db.execute(
+        """CREATE TABLE late_items (
+            id TEXT PRIMARY KEY,            -- ubl_...
+            user_id TEXT NOT NULL,
+            feature TEXT NOT NULL,
+            subscription_id INTEGER NOT NULL,
+            period_start INTEGER NOT NULL,
+            period_end INTEGER NOT NULL,
+            missed_invoice TEXT NOT NULL,   -- the final invoice the usage was too late for
+            quantity INTEGER NOT NULL,
+            unit_amount TEXT NOT NULL,      -- Decimal minor units, the plan's price_per_credit
+            currency TEXT NOT NULL,
+            description TEXT NOT NULL,
+            status TEXT NOT NULL,           -- pending | created | failed
+            stripe_invoice_item_id TEXT,
+            last_error TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )"""
+    )
+    db.execute("ALTER TABLE event_delivery ADD COLUMN late_item_id TEXT")
+    db.execute("CREATE INDEX event_delivery_by_late_item ON event_delivery (late_item_id)")
+
+
+@migration
+def m005_customer_removed(db) -> None:
+    # customers remove: a customer with history is retired (its rows stay), not deleted
+    db.execute("ALTER TABLE customers ADD COLUMN removed_at INTEGER")
+
+
+@migration
+def m005_subscription_prices(db) -> None:
+    # the unit price Stripe bills for each usage feature of a subscription, from a moment on
+    # (subscribe, then each price change that sync makes), so summary estimates what Stripe bills
+    db.execute(
+        """CREATE TABLE subscription_prices (
+            subscription_id INTEGER NOT NULL REFERENCES subscriptions(id),
+            feature TEXT NOT NULL,
+            unit_price TEXT NOT NULL,       -- Decimal, minor units per unit
+            effective_from INTEGER NOT NULL,
+            PRIMARY KEY (subscription_id, feature, effective_from)
+        )"""
+    )

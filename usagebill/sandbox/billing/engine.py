@@ -14,9 +14,19 @@ from ..store import Store
 from . import invoice_items, invoices, periods, subscriptions
 
 DUE_NS = "billing.due"  # kv: subscription id -> real time of its next event (no test clock)
+USAGE_FROM_NS = invoices.USAGE_FROM_NS
 
 
 usage = invoices.metered_quantity
+
+
+def bill_usage_so_far(store: Store, sub: dict, item: dict, now: int, real_now: int) -> None:
+    """A metered item's price changes at ``now``: its usage so far this period, at the old
+    price, becomes a pending invoice item, billed on the subscription's next invoice."""
+    start = max(item["current_period_start"], store.kv_get(USAGE_FROM_NS, item["id"]) or 0)
+    quantity = usage(store, item, sub["customer"], start, now, real_now)
+    if quantity:
+        invoice_items.usage_before_price_change(store, sub, item, quantity, start, now)
 
 
 def _events(store: Store, sub: dict) -> list[tuple[int, int, str, str | None]]:
@@ -149,6 +159,8 @@ def cancel_now(store: Store, sub: dict, now: int, real_now: int, *, invoice_now:
             start = sub["items"]["data"][0]["current_period_start"]
             specs = [invoices.LineSpec(i, usage(store, i, sub["customer"], start, now + 1, real_now), start, now)
                      for i in sub["items"]["data"] if subscriptions.is_metered(i)]
+            for spec in specs:  # the final invoice bills the cancel's own second: no later one does
+                invoices.mark_billed_through(store, spec.item, sub["customer"], now + 1)
             if specs or invoices.pending_items(store, sub):
                 customer = _customer(store, sub)
                 invoice = invoices.build_invoice(

@@ -18,12 +18,23 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator
 
-from ..ledger import Ledger
+from .db import Ledger
 
-PENDING = "(d.event_id IS NULL OR d.status IN ('sending', 'batched'))"
+# delivery states (event_delivery.status; delivery_batches.status uses BATCH_PENDING, DELIVERED, FAILED)
+SENDING = "sending"
+BATCHED = "batched"
+DELIVERED = "delivered"
+FAILED = "failed"
+BATCH_PENDING = "pending"
+LATE = "late"  # its period's invoice was final: claimed for a late-usage invoice item, not confirmed
+INVOICED = "invoiced"  # billed as a late-usage invoice item (on the customer's next invoice)
+# what callers see of one event: still to deliver, or its final state
+PENDING = "pending"
+
+PENDING_SQL = f"(d.event_id IS NULL OR d.status IN ('{SENDING}', '{BATCHED}', '{LATE}'))"
 _PAGE = 500
 
 
@@ -211,7 +222,7 @@ def mark_batches(ledger: Ledger, delivered: list[str], failed: dict[str, str]) -
 def count_pending(ledger: Ledger, scope: Scope) -> int:
     where, args = scope.where()
     row = ledger.one(
-        f"SELECT COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE {PENDING}{where}",
+        f"SELECT COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE {PENDING_SQL}{where}",
         args,
     )
     return int(row[0])
@@ -234,20 +245,23 @@ class DeliveryStatus:
     failed: int
     not_in_stripe: dict[str, int]  # pending events of customers without a Stripe id, per customer
     failed_events: list[FailedEvent]  # the most recent ones, newest first
+    invoiced_late: int = 0  # events billed as late-usage invoice items (their period's invoice was final)
+    late_items: list = field(default_factory=list)  # those LateItems, newest first
 
 
 def status(ledger: Ledger, scope: Scope, *, failed_limit: int = 100) -> DeliveryStatus:
     where, args = scope.where()
-    counts = {"pending": 0, "delivered": 0, "failed": 0}
+    counts = {PENDING: 0, DELIVERED: 0, FAILED: 0, INVOICED: 0}
     for row in ledger.all(
-        "SELECT CASE WHEN d.status IN ('delivered', 'failed') THEN d.status ELSE 'pending' END AS s, COUNT(*) "
+        f"SELECT CASE WHEN d.status IN ('{DELIVERED}', '{FAILED}', '{INVOICED}') THEN d.status ELSE '{PENDING}' END AS s, "
+        "COUNT(*) "
         f"FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE 1{where} GROUP BY s",
         args,
     ):
         counts[row[0]] = int(row[1])
     waiting = ledger.all(
         "SELECT e.user_id, COUNT(*) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
-        f"JOIN customers c ON c.user_id = e.user_id WHERE {PENDING} AND c.stripe_customer_id IS NULL{where} "
+        f"JOIN customers c ON c.user_id = e.user_id WHERE {PENDING_SQL} AND c.stripe_customer_id IS NULL{where} "
         "GROUP BY e.user_id ORDER BY e.user_id",
         args,
     )
@@ -257,17 +271,204 @@ def status(ledger: Ledger, scope: Scope, *, failed_limit: int = 100) -> Delivery
         [*args, failed_limit],
     )
     return DeliveryStatus(
-        pending=counts["pending"],
-        delivered=counts["delivered"],
-        failed=counts["failed"],
+        pending=counts[PENDING],
+        delivered=counts[DELIVERED],
+        failed=counts[FAILED],
+        invoiced_late=counts[INVOICED],
+        late_items=late_items(ledger, scope, limit=failed_limit),
         not_in_stripe={r[0]: int(r[1]) for r in waiting},
         failed_events=[FailedEvent(r[0], r[1], r[2], r[3], r[4], r[5] or "") for r in failed],
     )
 
 
 def event_state(ledger: Ledger, event_id: str) -> tuple[str, str | None]:
-    """(pending | delivered | failed, Stripe's reason when failed) of one event."""
+    """(pending | delivered | failed | invoiced, why) of one event: Stripe's reason when it
+    failed, the invoice item's description when it was billed late."""
     row = ledger.one("SELECT status, last_error FROM event_delivery WHERE event_id = ?", (event_id,))
-    if row is None or row["status"] not in ("delivered", "failed"):
-        return "pending", None
+    if row is None or row["status"] not in (DELIVERED, FAILED, INVOICED):
+        return PENDING, None
     return row["status"], row["last_error"]
+
+
+def event_user(ledger: Ledger, event_id: str) -> str:
+    return ledger.one("SELECT user_id FROM usage_events WHERE id = ?", (event_id,))[0]
+
+
+def has_pending_in_stripe(ledger: Ledger) -> bool:
+    """Whether some pending event belongs to a customer in Stripe (else a push has nothing to send)."""
+    return ledger.one(
+        "SELECT 1 FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        f"JOIN customers c ON c.user_id = e.user_id WHERE {PENDING_SQL} AND c.stripe_customer_id IS NOT NULL LIMIT 1"
+    ) is not None
+
+
+def stripe_customer_id(ledger: Ledger, user_id: str) -> str | None:
+    row = ledger.one("SELECT stripe_customer_id FROM customers WHERE user_id = ?", (user_id,))
+    return row["stripe_customer_id"] if row else None
+
+
+def delivered_in_window(ledger: Ledger, user_id: str, feature: str, start: int, end: int,
+                        recent_since: int) -> tuple[int, int, bool]:
+    """(units sent as meter events and confirmed, units still pending, something confirmed
+    since ``recent_since``) of one customer's feature with times in [start, end). Events go
+    by their own time, coalesced batches by the batch's time (as Stripe sees them)."""
+    single = ledger.one(
+        "SELECT COALESCE(SUM(CASE WHEN d.status = 'delivered' AND d.batch_id IS NULL THEN e.amount END), 0), "
+        f"COALESCE(SUM(CASE WHEN {PENDING_SQL} THEN e.amount END), 0), "
+        "COUNT(CASE WHEN d.status = 'delivered' AND d.updated_at >= ? THEN 1 END) "
+        "FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        "WHERE e.user_id = ? AND e.feature = ? AND e.timestamp >= ? AND e.timestamp < ?",
+        (recent_since, user_id, feature, start, end),
+    )
+    batched = ledger.one(
+        "SELECT COALESCE(SUM(amount), 0), COUNT(CASE WHEN updated_at >= ? THEN 1 END) FROM delivery_batches "
+        "WHERE status = 'delivered' AND user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
+        (recent_since, user_id, feature, start, end),
+    )
+    return int(single[0]) + int(batched[0]), int(single[1]), bool(single[2] or batched[1])
+
+
+# -- late usage: events whose period's invoice was final before they reached Stripe ----------
+
+@dataclass(frozen=True)
+class LateItem:
+    """One invoice item billing a customer's late usage of a feature in one period."""
+
+    id: str  # ubl_..., the invoice item's idempotency key
+    user_id: str
+    feature: str
+    subscription_id: int
+    period_start: int
+    period_end: int
+    missed_invoice: str
+    quantity: int
+    unit_amount: str  # Decimal minor units
+    currency: str
+    description: str
+    status: str = BATCH_PENDING  # pending | created | failed
+    stripe_invoice_item_id: str | None = None
+    events: int = 0
+
+
+def _late(r) -> LateItem:
+    return LateItem(r["id"], r["user_id"], r["feature"], r["subscription_id"], r["period_start"], r["period_end"],
+                    r["missed_invoice"], r["quantity"], r["unit_amount"], r["currency"], r["description"], r["status"],
+                    r["stripe_invoice_item_id"], r["events"])
+
+
+def oldest_never_sent(ledger: Ledger, scope: Scope) -> dict[str, int]:
+    """Customer -> the time of its oldest pending event never sent (late billing looks there)."""
+    where, args = scope.where()
+    return {r[0]: int(r[1]) for r in ledger.all(
+        "SELECT e.user_id, MIN(e.timestamp) FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        f"WHERE d.event_id IS NULL{where} GROUP BY e.user_id",
+        args,
+    )}
+
+
+def never_sent_between(ledger: Ledger, scope: Scope, user_id: str, start: int, end: int) -> list[sqlite3.Row]:
+    """Never-sent pending events of a customer with times in [start, end)."""
+    where, args = scope.where()
+    return ledger.all(
+        "SELECT e.id, e.feature, e.amount, e.timestamp FROM usage_events e LEFT JOIN event_delivery d "
+        f"ON d.event_id = e.id WHERE d.event_id IS NULL AND e.user_id = ? AND e.timestamp >= ? AND e.timestamp < ?{where} "
+        "ORDER BY e.seq",
+        [user_id, start, end, *args],
+    )
+
+
+def claim_late(ledger: Ledger, item: LateItem, event_ids: list[str]) -> LateItem | None:
+    """Write the late item and tie its events to it, in one transaction, before anything is
+    sent (a retry re-sends the same idempotency key). Only events still never sent are taken
+    (another push may have sent some meanwhile); None when none is left."""
+    now = _now()
+    marks = ",".join("?" * len(event_ids))
+    with ledger.transaction() as db:
+        rows = db.execute(
+            "SELECT e.id, e.amount FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+            f"WHERE d.event_id IS NULL AND e.id IN ({marks})",
+            event_ids,
+        ).fetchall()
+        if not rows:
+            return None
+        item = LateItem(**{**item.__dict__, "quantity": sum(r[1] for r in rows), "events": len(rows)})
+        db.execute(
+            "INSERT INTO late_items (id, user_id, feature, subscription_id, period_start, period_end, missed_invoice, "
+            "quantity, unit_amount, currency, description, status, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (item.id, item.user_id, item.feature, item.subscription_id, item.period_start, item.period_end,
+             item.missed_invoice, item.quantity, item.unit_amount, item.currency, item.description, BATCH_PENDING,
+             now, now),
+        )
+        db.executemany(
+            f"INSERT INTO event_delivery (event_id, status, attempts, late_item_id, updated_at) VALUES (?, '{LATE}', 0, ?, ?)",
+            [(r[0], item.id, now) for r in rows],
+        )
+    return item
+
+
+def pending_late_items(ledger: Ledger, scope: Scope) -> list[LateItem]:
+    """Late items written but not confirmed by Stripe (an earlier push was cut short)."""
+    if scope.event_ids is not None:
+        where, args = (f" AND l.id IN (SELECT late_item_id FROM event_delivery WHERE event_id IN "
+                       f"({','.join('?' * len(scope.event_ids)) or 'NULL'}))", list(scope.event_ids))
+    else:
+        where, args = scope.where("l")
+    return [_late(r) for r in ledger.all(
+        "SELECT l.*, (SELECT COUNT(*) FROM event_delivery d WHERE d.late_item_id = l.id) AS events FROM late_items l "
+        f"WHERE l.status = '{BATCH_PENDING}'{where} ORDER BY l.created_at, l.id",
+        args,
+    )]
+
+
+def mark_late_item(ledger: Ledger, item_id: str, *, stripe_id: str | None = None, error: str | None = None) -> None:
+    """Stripe made the invoice item (``stripe_id``) or refused it for good (``error``); its
+    events follow, in the same transaction."""
+    now = _now()
+    status, event_status = ("created", INVOICED) if error is None else (FAILED, FAILED)
+    with ledger.transaction() as db:
+        db.execute("UPDATE late_items SET status = ?, stripe_invoice_item_id = ?, last_error = ?, updated_at = ? "
+                   f"WHERE id = ? AND status = '{BATCH_PENDING}'", (status, stripe_id, error, now, item_id))
+        db.execute(
+            "UPDATE event_delivery SET status = ?, attempts = attempts + 1, last_error = ?, updated_at = ? "
+            f"WHERE late_item_id = ? AND status = '{LATE}'",
+            (event_status, error or "billed late: " + db.execute(
+                "SELECT description FROM late_items WHERE id = ?", (item_id,)).fetchone()[0], now, item_id),
+        )
+
+
+def late_items(ledger: Ledger, scope: Scope, *, limit: int = 100) -> list[LateItem]:
+    """Late items of every state, newest first (for ``status``)."""
+    where, args = scope.where("l")
+    return [_late(r) for r in ledger.all(
+        "SELECT l.*, (SELECT COUNT(*) FROM event_delivery d WHERE d.late_item_id = l.id) AS events FROM late_items l "
+        f"WHERE 1{where} ORDER BY l.created_at DESC, l.id DESC LIMIT ?",
+        [*args, limit],
+    )]
+
+
+@dataclass(frozen=True)
+class Units:
+    """A customer's units of a feature in a window, by what became of them."""
+
+    total: int
+    pending: int  # not in Stripe yet (never sent, sending, batched, late item unconfirmed)
+    failed: int  # refused by Stripe for good
+    late: int  # billed as late-usage invoice items
+
+
+def units_in_window(ledger: Ledger, user_id: str, feature: str, start: int, end: int) -> Units:
+    r = ledger.one(
+        f"SELECT COALESCE(SUM(e.amount), 0), COALESCE(SUM(CASE WHEN {PENDING_SQL} THEN e.amount END), 0), "
+        f"COALESCE(SUM(CASE WHEN d.status = '{FAILED}' THEN e.amount END), 0), "
+        f"COALESCE(SUM(CASE WHEN d.status = '{INVOICED}' THEN e.amount END), 0) "
+        "FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id "
+        "WHERE e.user_id = ? AND e.feature = ? AND e.timestamp >= ? AND e.timestamp < ?",
+        (user_id, feature, start, end),
+    )
+    return Units(int(r[0]), int(r[1]), int(r[2]), int(r[3]))
+
+
+def features_of(ledger: Ledger, user_id: str) -> list[str]:
+    return [r[0] for r in ledger.all("SELECT DISTINCT feature FROM usage_events WHERE user_id = ? ORDER BY feature",
+                                     (user_id,))]
