@@ -91,10 +91,14 @@ class Config:
     ledger_path: Path | None = None
 
     def plan(self, name: str) -> Plan:
+        """A plan by name or key, in any case: ``Pro``, ``pro`` and ``PRO`` are one plan."""
+        wanted = name.casefold()
         for p in self.plans:
-            if p.name == name or p.key == name:
+            if wanted in (p.name.casefold(), p.key):
                 return p
-        hint = _did_you_mean(name, [p.name for p in self.plans])
+        by_case = {p.name.casefold(): p.name for p in self.plans}
+        close = difflib.get_close_matches(wanted, list(by_case), n=1)
+        hint = f" (did you mean {by_case[close[0]]!r}?)" if close else ""
         raise NotFoundError(f"unknown plan {name!r}{hint} (plans: {', '.join(p.name for p in self.plans)})")
 
     def feature_keys(self) -> list[str]:

@@ -10,18 +10,26 @@ from ..errors import ExitCode
 from ..money import format_money
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
-from .output import emit_json, say, table
+from .output import Column, emit_json, plain, result, say, table, value
 
 
 def _history(entries, as_json: bool, title: str, money: bool) -> None:
     if as_json:
         emit_json([{**e.__dict__, "created_at": iso(e.created_at)} for e in entries])
         return
-    fmt = (lambda v, e: format_money(v, e.unit)) if money else (lambda v, e: f"{v:,}")
-    table(title, ["when", "change", "balance", "reason", "key"], [
-        [iso(e.created_at), ("+" if e.delta > 0 else "") + fmt(e.delta, e), fmt(e.balance_after, e), e.reason, e.idempotency_key]
+    grouped = not plain()
+
+    def amount(v: int, e, signed: bool = False) -> str:
+        text = format_money(v, e.unit) if money else (f"{v:,}" if grouped else str(v))
+        return "+" + text if signed and v > 0 else text
+
+    table(title, [Column("when"), *([] if money else [Column("feature", plain_only=True)]),
+                  Column("change", right=True), Column("balance", right=True), Column("reason", drop=1),
+                  Column("key", "idempotency_key", drop=2)], [
+        [iso(e.created_at), *([] if money else [e.unit]), amount(e.delta, e, signed=True),
+         amount(e.balance_after, e), e.reason, e.idempotency_key]
         for e in entries
-    ], right=["change", "balance"])
+    ])
 
 
 @cli.group("credits")
@@ -50,7 +58,7 @@ def credits_balance(state, user_id, key, as_json) -> None:
     if as_json:
         emit_json({"user_id": user_id, "key": key, "balance": bal})
     else:
-        say(f"{user_id} has {bal:,} {key} credits")
+        value(bal, f"{user_id} has {bal:,} {key} credits")
 
 
 @credits_group.command("grant")
@@ -71,7 +79,8 @@ def credits_grant(state, user_id, key, amount, idempotency_key, as_json) -> None
     if as_json:
         emit_json(r)
     else:
-        say(f"{'Already granted' if r.replayed else 'Granted'} {r.delta:,} {key} to {user_id}; balance {r.balance:,}")
+        result({"granted": r.delta, "balance": r.balance, "replayed": r.replayed},
+               f"{'Already granted' if r.replayed else 'Granted'} {r.delta:,} {key} to {user_id}; balance {r.balance:,}")
 
 
 @credits_group.command("consume")
@@ -93,7 +102,8 @@ def credits_consume(state, user_id, key, amount, idempotency_key, as_json) -> No
         emit_json(r)
     elif r.success:
         bought = f" (auto top-up bought {r.topped_up:,})" if r.topped_up else ""
-        say(f"Consumed {r.consumed:,} {key} for {user_id}; {r.balance:,} left{bought}")
+        result({"consumed": r.consumed, "balance": r.balance, "topped_up": r.topped_up},
+               f"Consumed {r.consumed:,} {key} for {user_id}; {r.balance:,} left{bought}")
     else:
         say(f"Error: not enough {key} credits for {user_id}: {r.requested:,} asked, {r.balance:,} left; nothing consumed")
     if not r.success:
@@ -141,7 +151,7 @@ def wallet_balance(state, user_id, as_json) -> None:
     if as_json:
         emit_json(w)
     else:
-        say(f"{user_id}'s wallet: {format_money(w.balance, w.currency) if w.currency else w.balance}")
+        value(w.balance, f"{user_id}'s wallet: {format_money(w.balance, w.currency) if w.currency else w.balance}")
 
 
 @wallet_group.command("top-up")
@@ -162,8 +172,9 @@ def wallet_top_up(state, user_id, amount, currency, idempotency_key, as_json) ->
     if as_json:
         emit_json(r)
     else:
-        say(f"{'Already added' if r.replayed else 'Added'} {format_money(r.delta, r.currency)}; "
-            f"balance {format_money(r.balance, r.currency)}")
+        result({"added": r.delta, "balance": r.balance, "currency": r.currency, "replayed": r.replayed},
+               f"{'Already added' if r.replayed else 'Added'} {format_money(r.delta, r.currency)}; "
+               f"balance {format_money(r.balance, r.currency)}")
 
 
 @wallet_group.command("consume")
@@ -183,8 +194,9 @@ def wallet_consume(state, user_id, amount, idempotency_key, as_json) -> None:
     if as_json:
         emit_json(r)
     else:
-        say(f"{'Already taken' if r.replayed else 'Took'} {format_money(-r.delta, r.currency)}; "
-            f"balance {format_money(r.balance, r.currency)}")
+        result({"taken": -r.delta, "balance": r.balance, "currency": r.currency, "replayed": r.replayed},
+               f"{'Already taken' if r.replayed else 'Took'} {format_money(-r.delta, r.currency)}; "
+               f"balance {format_money(r.balance, r.currency)}")
 
 
 @wallet_group.command("history")

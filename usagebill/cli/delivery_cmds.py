@@ -12,7 +12,7 @@ import click
 from ..errors import ExitCode, UsagebillError
 from ..timeparse import iso
 from .app import AppError, cli, json_option, pass_state
-from .output import emit_json, say, table
+from .output import Column, emit_json, plain, result, say, table
 
 RECORD_ROUNDS = 3  # a cron job's record must not hang through a long Stripe outage
 
@@ -71,8 +71,10 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
         emit_json(push_json(r))
     else:
         batches = f" as {r.batches:,} coalesced meter event(s)" if r.batches else ""
-        say(f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
-            f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
+        result({"delivered": r.delivered, "already_delivered": r.already_delivered, "failed": r.failed,
+                "pending": r.still_pending, "requests": r.requests, "batches": r.batches},
+               f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
+               f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
         for identifier, reason in r.failures:
             say(f"Refused {identifier}: {reason}")
     say_waiting(r.waiting)
@@ -105,14 +107,17 @@ def status_cmd(state, user_id, as_json) -> None:
         emit_json({"pending": s.pending, "delivered": s.delivered, "failed": s.failed,
                    "not_in_stripe": s.not_in_stripe, "failed_events": failed})
         return
-    say(f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed")
+    result({"pending": s.pending, "delivered": s.delivered, "failed": s.failed},
+           f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed")
     for uid, n in s.not_in_stripe.items():
         say(f"Note: {n:,} pending event(s) of {uid} wait until it is in Stripe (usagebill customers add {uid})")
-    if failed:
+    if failed and plain():
+        say(f"Note: {s.failed:,} event(s) failed: usagebill status --json lists them with Stripe's reasons")
+    elif failed:
         title = "Failed events" + (f" (the {len(failed)} most recent)" if len(failed) < s.failed else "")
-        table(title, ["event", "customer", "feature", "amount", "time", "reason"],
-              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], f["reason"]] for f in failed],
-              right=["amount"])
+        table(title, [Column("event"), Column("customer", drop=1), Column("feature", drop=2),
+                      Column("amount", right=True), Column("time", drop=3), Column("reason")],
+              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], f["reason"]] for f in failed])
 
 
 @cli.command("reconcile")
@@ -139,10 +144,13 @@ def reconcile_cmd(state, user_id, periods, as_json) -> None:
                     "ledger": x.ledger, "stripe": x.stripe, "difference": x.difference, "pending": x.pending}
                    for x in r.lines])
     else:
-        table(f"{len(r.lines)} customer/feature/period(s) compared", ["customer", "feature", "period", "ledger", "stripe", "difference"],
-              [[x.user_id, x.feature, f"{iso(x.period_start)} .. {iso(x.period_end)}", f"{x.ledger:,}", f"{x.stripe:,}",
-                f"{x.difference:+,}" if x.difference else ""] for x in r.lines],
-              right=["ledger", "stripe", "difference"])
+        grouped = not plain()
+        table(f"{len(r.lines)} customer/feature/period(s) compared", [
+            Column("customer", "user_id"), Column("feature", "key"), Column("period start", drop=1),
+            Column("period end", drop=2), Column("ledger", right=True), Column("stripe", right=True),
+            Column("difference", right=True)],
+            [[x.user_id, x.feature, iso(x.period_start), iso(x.period_end), x.ledger, x.stripe,
+              (f"{x.difference:+,}" if grouped else f"{x.difference:+}") if x.difference else ""] for x in r.lines])
     if r.ok:
         say("Stripe matches the ledger")
         return

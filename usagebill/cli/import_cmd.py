@@ -10,6 +10,7 @@ from ..errors import ExitCode
 from .app import cli, json_option, pass_state
 from .delivery_cmds import push_json, say_waiting
 from .output import emit_json, say
+from .output import result as show_result
 
 
 class _Progress:
@@ -78,9 +79,10 @@ def import_cmd(state, file: str, fmt: str | None, dry_run: bool, reject_file: st
     Example:
       usagebill import usage-2026-01-15.csv --reject-file rejects.csv
       warehouse-export | usagebill import - --format jsonl --json
+      cat usage.csv | usagebill import -
     """
     if fmt is None and file == "-":
-        raise click.UsageError("give --format csv or --format jsonl when reading stdin")
+        fmt = "csv"  # stdin has no extension to tell; JSON Lines with --format jsonl
     source = sys.stdin.buffer if file == "-" else file
     billing = state.billing
     with _Progress() as progress:
@@ -108,8 +110,14 @@ def result_name(file: str) -> str:
 
 def _report(result, as_json: bool, pushed=None) -> None:
     verb = "would import" if result.dry_run else "imported"
-    say(f"{result.source}: {result.rows:,} rows: {verb} {result.imported:,}, skipped {result.duplicates:,} "
-        f"already imported, rejected {result.rejected:,} ({result.seconds:.1f} s)")
+    line = (f"{result.source}: {result.rows:,} rows: {verb} {result.imported:,}, skipped {result.duplicates:,} "
+            f"already imported, rejected {result.rejected:,} ({result.seconds:.1f} s)")
+    if as_json:
+        say(line)
+    else:
+        show_result({"rows": result.rows, "imported": result.imported, "duplicates": result.duplicates,
+                     "rejected": result.rejected, "dry_run": result.dry_run, "delivered": pushed and pushed.delivered,
+                     "pending": pushed and pushed.still_pending}, line)
     if result.rejected and result.reject_file:
         say(f"Rejected rows are in {result.reject_file}: fix them and import that file.")
     if pushed is not None:

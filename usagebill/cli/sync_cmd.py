@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import cli, json_option, pass_state
-from .output import emit_json, say, table
+from .output import Column, emit_json, plain, say, table
 
 
 @cli.command("sync")
@@ -31,7 +31,8 @@ def sync(state, dry_run: bool, as_json: bool) -> None:
         return
     if not result.actions:
         say("Stripe matches billing.toml: nothing to do")
-        return
     verb = "Would" if dry_run else "Did"
-    table(f"{verb}: {len(result.actions)} change(s)", ["action", "object", "key", "detail", "stripe id"],
-          [[a.verb, a.kind, a.key, a.detail, a.stripe_id] for a in result.actions])
+    if result.actions or plain():  # piped: the header alone says "no change" to a script
+        table(f"{verb}: {len(result.actions)} change(s)", [
+            Column("action"), Column("object"), Column("key"), Column("detail", drop=1), Column("stripe id", "stripe_id", drop=2)],
+            [[a.verb, a.kind, a.key, a.detail, a.stripe_id] for a in result.actions])
