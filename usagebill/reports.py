@@ -86,7 +86,8 @@ def usage_report(billing, user_id: str, key: str | None = None, by: str | None =
         if by is not None:
             size, offset = BUCKETS[by]
             units = queries.usage_buckets(ctx.ledger, user_id, s.key, start, end, size, offset)
-            aligned = [(a, b, units.get(offset + (a - offset) // size * size, 0)) for a, b in buckets(start, min(end, now + 1), by)]
+            aligned = [(a, b, units.get(offset + (a - offset) // size * size, 0)) for a, b in buckets(start, end, by)
+                       if a <= now]  # up to the bucket of the customer's now
             series = [Bucket(a, b, n, cost(n, s.unit_price)) for a, b, n in aligned]
         features.append(FeatureUsage(
             key=s.key, display_name=s.display_name, total_amount=s.total_amount, estimated_cost=s.estimated_cost,

@@ -8,6 +8,8 @@ from . import (  # noqa: F401,I001  (registers the commands; import order = orde
     invoice_cmds, sandbox_cmds, completion_cmd,
 )
 
+completion_cmd.attach_completers()
+
 
 def main() -> None:
     cli(prog_name="usagebill")

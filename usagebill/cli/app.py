@@ -14,7 +14,7 @@ from ..errors import ExitCode, StripeAPIError, UsagebillError
 from .output import debug
 
 # Unix seconds from 2001 to 2286 (Stripe's messages quote times so): shown as ISO 8601 too
-_UNIX_TIME = re.compile(r"(?<![\d.])(1\d{9})(?![\d.])")
+_UNIX_TIME = re.compile(r"(?<!\d)(?<!\d\.)(1\d{9})(?!\d|\.\d)")
 
 
 def readable_times(message: str) -> str:

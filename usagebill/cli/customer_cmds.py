@@ -85,8 +85,8 @@ def customers_list(state, as_json: bool) -> None:
         emit_json([_customer_json(c, s) for c, s in items])
         return
     table(None, [Column("customer", "user_id"), Column("email", drop=2), Column("plan"),
-                 Column("stripe customer", "stripe_customer_id", drop=1),
-                 Column("stripe subscription", "stripe_subscription_id", drop=3)], [
+                 Column("stripe customer", "stripe_customer_id", drop=1, whole=True),
+                 Column("stripe subscription", "stripe_subscription_id", drop=3, whole=True)], [
         [c.user_id, c.email, s.plan.name if s else "-", c.stripe_customer_id, s.stripe_subscription_id if s else None]
         for c, s in items
     ])

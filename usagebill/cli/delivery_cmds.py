@@ -115,7 +115,7 @@ def status_cmd(state, user_id, as_json) -> None:
         say(f"Note: {s.failed:,} event(s) failed: usagebill status --json lists them with Stripe's reasons")
     elif failed:
         title = "Failed events" + (f" (the {len(failed)} most recent)" if len(failed) < s.failed else "")
-        table(title, [Column("event"), Column("customer", drop=1), Column("feature", drop=2),
+        table(title, [Column("event", whole=True), Column("customer", drop=1), Column("feature", drop=2),
                       Column("amount", right=True), Column("time", drop=3), Column("reason")],
               [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], f["reason"]] for f in failed])
 

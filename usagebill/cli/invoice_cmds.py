@@ -87,12 +87,12 @@ def invoices_list(state, user_id, as_json) -> None:
     from ..gateway.invoices import list_invoices
 
     items = list_invoices(state.billing, state.connection, user_id)
+    remember_invoices(state.billing.ledger, [i.id for i in items if i.id])  # for completion
     if as_json:
         emit_json([invoice_json(i) for i in items])
         return
-    remember_invoices(state.billing.ledger, [i.id for i in items if i.id])
     table(f"{user_id}: {len(items)} invoice(s)", [
-        Column("invoice", "id"), Column("number", drop=2), Column("status"), Column("reason", "billing_reason", drop=1),
+        Column("invoice", "id", whole=True), Column("number", drop=2), Column("status"), Column("reason", "billing_reason", drop=1),
         Column("created", drop=3), Column("total", right=True)],
         [[i.id, i.number, i.status, i.billing_reason, iso(i.created), format_money(i.total, i.currency)] for i in items])
 

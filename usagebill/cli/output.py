@@ -118,16 +118,24 @@ def emit_plain(header: Sequence[str], rows: Iterable[Iterable[Any]]) -> None:
 
 @dataclass(frozen=True)
 class Column:
-    """A column of a listing. ``key`` names it in piped output (a stable header for scripts);
-    ``right`` columns (counts, money) are right-aligned and never cut; on a narrow terminal the
-    column with the highest ``drop`` goes first (0: kept whatever the width); ``plain_only``
-    columns are in piped output only (on a terminal the title says it)."""
+    """A column of a listing. ``key`` names it in piped output (a stable header for scripts).
+    ``right`` columns (counts, money) are right-aligned and, like ``whole`` ones (Stripe ids),
+    never cut; other columns fold long values over several lines. On a narrow terminal the
+    column with the highest ``drop`` goes first (0: kept whatever the width). ``plain_only``
+    columns are in piped output only (on a terminal the title says it), ``terminal_only``
+    ones on a terminal only (piped output has the same data in plain_only columns)."""
 
     name: str
     key: str = ""
     right: bool = False
     drop: int = 0
     plain_only: bool = False
+    whole: bool = False
+    terminal_only: bool = False
+
+    @property
+    def uncut(self) -> bool:
+        return self.right or self.whole
 
     @property
     def header(self) -> str:
@@ -143,7 +151,7 @@ def _fit(columns: list[Column], texts: list[list[str]], width: int) -> list[int]
 
     def need(i: int) -> int:
         natural = max([cell_len(columns[i].name)] + [cell_len(r[i]) for r in texts])
-        return natural if columns[i].right else min(natural, 8)
+        return natural if columns[i].uncut else min(natural, 8)
 
     while sum(need(i) for i in keep) + SEPARATOR * (len(keep) - 1) > width:
         droppable = [i for i in keep if columns[i].drop]
@@ -160,7 +168,8 @@ def table(title: str | None, columns: Sequence[Column | str], rows: Iterable[Ite
     cols = [c if isinstance(c, Column) else Column(c, right=c in right) for c in columns]
     rows = [list(r) for r in rows]
     if plain():
-        emit_plain([c.header for c in cols], rows)
+        kept = [i for i, c in enumerate(cols) if not c.terminal_only]
+        emit_plain([cols[i].header for i in kept], ([r[i] for i in kept] for r in rows))
         return
     from rich.table import Table
 
@@ -173,8 +182,8 @@ def table(title: str | None, columns: Sequence[Column | str], rows: Iterable[Ite
     t = Table(show_edge=False, pad_edge=False)
     for j in keep:
         c = cols[shown[j]]
-        if c.right:
-            t.add_column(c.name, justify="right", no_wrap=True)
+        if c.uncut:
+            t.add_column(c.name, justify="right" if c.right else "left", no_wrap=True)
         else:
             t.add_column(c.name, overflow="fold")
     for r in texts:

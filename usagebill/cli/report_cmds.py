@@ -72,7 +72,7 @@ def render_chart(r) -> None:
     from rich.text import Text
 
     con = out_console()
-    con.print(f"{r.user_id} on {r.plan}: {iso(r.period_start)} .. {iso(r.period_end)}, per {r.by} (UTC)")
+    con.print(f"{r.user_id} on {r.plan}, per {r.by} (UTC): {iso(r.period_start)} .. {iso(r.period_end)}")
     for f in r.features:
         rows = [(to_datetime(b.start).strftime(LABELS[r.by]), f"{b.units:,}", format_money(b.estimated_cost, r.currency))
                 for b in f.series]
@@ -160,7 +160,7 @@ def summary(state, user_id, key, by, daily, as_csv, as_json) -> None:
         render_summary(r)
         if not plain():
             for line in filter(None, (included_line(r, f) for f in r.features)):
-                click.echo(line)
+                out_console().print(line)
 
 
 @cli.command("top")
@@ -191,9 +191,11 @@ def top_cmd(state, period, by, limit, as_json) -> None:
     table(f"Top {len(rows)} customer(s) by {by}, {period} period", [
         Column("#", "rank", right=True), Column("customer", "user_id"), Column("plan", drop=2),
         Column("units", right=True), Column("estimated cost", right=True), Column("events", right=True, drop=3),
-        Column("period", drop=1), Column("currency", plain_only=True),
+        Column("period", drop=1, terminal_only=True), Column("period start", plain_only=True),
+        Column("period end", plain_only=True), Column("currency", plain_only=True),
     ], [[i, x.user_id, x.plan, x.units, format_money(x.estimated_cost, x.currency), x.events,
-         f"{iso(x.period_start)[:10]} .. {iso(x.period_end)[:10]}", x.currency] for i, x in _ranked(rows)])
+         f"{iso(x.period_start)[:10]} .. {iso(x.period_end)[:10]}", iso(x.period_start), iso(x.period_end), x.currency]
+        for i, x in _ranked(rows)])
 
 
 def _ranked(rows):

@@ -79,3 +79,22 @@ def invoice_ids(ledger, prefix: str = "") -> list[str]:
 
     row = ledger.one("SELECT value FROM settings WHERE key = ?", (SEEN_INVOICES,))
     return [i for i in (json.loads(row[0]) if row else []) if i.startswith(prefix)]
+
+
+def read_only(path) -> "Ledger | None":
+    """The ledger at ``path`` opened for reading only (no migration, no file created), or None
+    when there is none: for shell completion, which must be fast and change nothing."""
+    import os
+    import sqlite3
+
+    from .db import Ledger
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT 1 FROM customers LIMIT 1")
+    except sqlite3.Error:
+        return None
+    return Ledger(conn, str(path))
