@@ -22,7 +22,7 @@ def J(result):
 
 def banner_only(r) -> bool:
     """stderr free of data: the "which Stripe" banner, notes and verdicts at most."""
-    return all(line.startswith(("usagebill: ", "Note: ", "Stripe matches "))
+    return all(line.startswith(("usagebill: ", "Note: ", "Warning: ", "Stripe matches "))
                for line in r.stderr.splitlines())
 
 
@@ -103,8 +103,8 @@ def test_customers_list_and_show_piped(runner, world):
         f"created_at\t{a['created_at']}\n"
         "plan\tPro (month, usd)\n"
         "period\t2026-01-01T00:00:00Z .. 2026-02-01T00:00:00Z\n"
-        f"stripe subscription\t{a['subscription']['stripe_subscription_id']}\n"
-        "in Stripe\tyes\n"
+        f"stripe_subscription_id\t{a['subscription']['stripe_subscription_id']}\n"
+        "in_stripe\ttrue\n"
     )
 
 
@@ -361,3 +361,35 @@ def test_stripe_times_in_messages_are_iso_8601():
     assert readable_times("the customer's time is 1767225600, the event's 1764547200.") == (
         "the customer's time is 2026-01-01T00:00:00Z (1767225600), the event's 2025-12-01T00:00:00Z (1764547200).")
     assert readable_times("quantity 150 and amount 12345678901") == "quantity 150 and amount 12345678901"
+
+
+EVERY_DATA_COMMAND = [
+    ["config", "check"], ["customers", "list"], ["customers", "show", "alice"], ["summary", "alice"],
+    ["summary", "alice", "--by", "hour"], ["top"], ["credits", "balance", "alice", "api_calls"],
+    ["credits", "history", "alice"], ["credits", "grant", "alice", "api_calls", "2"],
+    ["credits", "consume", "alice", "api_calls", "1"], ["wallet", "top-up", "alice", "100"],
+    ["wallet", "consume", "alice", "50"], ["wallet", "balance", "alice"], ["wallet", "history", "alice"],
+    ["record", "alice", "api_calls", "3"], ["charge", "alice", "api_calls", "2"], ["push"], ["status"],
+    ["reconcile", "--periods", "1"], ["sync", "--dry-run"], ["invoices", "list", "alice"],
+    ["invoices", "preview", "alice"], ["testclock", "show", "{clock}"], ["testclock", "advance", "{clock}", "--to", "+1h"],
+    ["customers", "add", "dave"], ["subscribe", "dave", "Pro"], ["cancel", "dave"], ["import", "-"],
+]
+
+
+@pytest.mark.parametrize("form", ["piped", "terminal"])
+def test_every_data_command_prints_its_data_on_stdout_only(runner, world, monkeypatch, form):
+    if form == "terminal":
+        monkeypatch.setenv("USAGEBILL_FORCE_TTY", "100")
+    for args in EVERY_DATA_COMMAND:
+        args = [a.format(clock=world) for a in args]
+        r = runner(*args, input="user_id,key,amount\nalice,api_calls,1\n" if args[0] == "import" else None)
+        assert r.exit_code == 0, (args, r.output)
+        assert r.stdout.strip(), args
+        assert banner_only(r), (args, r.stderr)
+        assert ("┃" in r.stdout or "\t" not in r.stdout) if form == "terminal" else "┃" not in r.stdout, args
+
+
+def test_readme_and_design_notes_are_in_the_repo():
+    readme = (ROOT / "README.md").read_text()
+    assert "shared folder" not in readme and "](docs/design.md)" in readme
+    assert "stdout carries the data" in (ROOT / "docs" / "design.md").read_text()

@@ -116,7 +116,7 @@ def test_sync_dry_run_then_sync_then_nothing(runner):
     assert plan["dry_run"] and len(plan["actions"]) == 17
     assert len(J(runner("sync", "--json"))["actions"]) == 17
     r = runner("sync")
-    assert "nothing to do" in r.stderr
+    assert "nothing to do" in r.stderr and r.stdout == "action\tobject\tkey\tdetail\tstripe_id\n"
 
 
 def test_a_flag_beats_its_env_var_and_says_so(runner, monkeypatch, tmp_path):

@@ -116,10 +116,10 @@ def customers_show(state, user_id: str, as_json: bool) -> None:
     if sub is not None:
         start, end = sub.period(b.ctx.now_for(user_id))
         rows += [["plan", f"{sub.plan.name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"],
-                 ["stripe subscription", sub.stripe_subscription_id]]
-    rows.append(["in Stripe", "yes" if view.stripe else "no"])
+                 ["stripe_subscription_id", sub.stripe_subscription_id]]
+    rows.append(["in_stripe", bool(view.stripe)])
     if view.stripe and view.stripe.get("email") != view.customer.email:
-        rows.append(["Stripe e-mail", view.stripe.get("email")])
+        rows.append(["stripe_email", view.stripe.get("email")])
     table(None, ["field", "value"], rows)  # piped: field<TAB>value lines
 
 

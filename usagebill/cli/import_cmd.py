@@ -120,9 +120,12 @@ def _report(result, as_json: bool, pushed=None) -> None:
                      "pending": pushed and pushed.still_pending}, line)
     if result.rejected and result.reject_file:
         say(f"Rejected rows are in {result.reject_file}: fix them and import that file.")
-    if pushed is not None:
-        say(f"Delivered {pushed.delivered:,} event(s) to Stripe; {pushed.still_pending:,} pending, "
-            f"{pushed.failed:,} refused" + (f"; {pushed.error}: run usagebill push again later" if pushed.error else ""))
+    if pushed is not None:  # the counts are in the result; what went wrong is a warning
+        if pushed.error:
+            say(f"Warning: delivery to Stripe: {pushed.error}; {pushed.still_pending:,} event(s) pending: "
+                "run usagebill push again later")
+        elif pushed.failed:
+            say(f"Warning: Stripe refused {pushed.failed:,} event(s): see usagebill status")
         say_waiting(pushed.waiting)
     if as_json:
         emit_json({

@@ -29,10 +29,12 @@ def sync(state, dry_run: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"dry_run": dry_run, "actions": result.actions})
         return
-    if not result.actions:
+    if not result.actions:  # piped, the header alone says "no change" to a script; the verdict to people
+        if not plain():
+            click.echo("Stripe matches billing.toml: nothing to do")
+            return
         say("Stripe matches billing.toml: nothing to do")
     verb = "Would" if dry_run else "Did"
-    if result.actions or plain():  # piped: the header alone says "no change" to a script
-        table(f"{verb}: {len(result.actions)} change(s)", [
-            Column("action"), Column("object"), Column("key"), Column("detail", drop=1), Column("stripe id", "stripe_id", drop=2)],
-            [[a.verb, a.kind, a.key, a.detail, a.stripe_id] for a in result.actions])
+    table(f"{verb}: {len(result.actions)} change(s)", [
+        Column("action"), Column("object"), Column("key"), Column("detail", drop=1), Column("stripe id", "stripe_id", drop=2)],
+        [[a.verb, a.kind, a.key, a.detail, a.stripe_id] for a in result.actions])
