@@ -356,7 +356,7 @@ def test_a_local_sandbox_that_is_not_running_is_named(runner, monkeypatch):
 
 
 def test_stripe_times_in_messages_are_iso_8601():
-    from usagebill.cli.app import readable_times
+    from usagebill.cli.output import readable_times
 
     assert readable_times("the customer's time is 1767225600, the event's 1764547200.") == (
         "the customer's time is 2026-01-01T00:00:00Z (1767225600), the event's 2025-12-01T00:00:00Z (1764547200).")
@@ -393,3 +393,9 @@ def test_readme_and_design_notes_are_in_the_repo():
     readme = (ROOT / "README.md").read_text()
     assert "shared folder" not in readme and "](docs/design.md)" in readme
     assert "stdout carries the data" in (ROOT / "docs" / "design.md").read_text()
+
+
+def test_a_clock_moved_backwards_names_its_time_in_iso_8601(runner):
+    clock = runner("testclock", "create", "--at", "2026-01-01").stdout.strip()
+    r = runner("testclock", "advance", clock, "--to", "2025-12-01")
+    assert r.exit_code == 1 and "--to must be after the clock's time (2026-01-01T00:00:00Z)" in r.stderr

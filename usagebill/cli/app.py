@@ -3,7 +3,6 @@ errors into one line on stderr and a documented exit code."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import sys
 from pathlib import Path
@@ -11,17 +10,8 @@ from pathlib import Path
 import click
 
 from ..errors import ExitCode, StripeAPIError, UsagebillError
-from .output import debug
+from .output import debug, readable_times
 
-# Unix seconds from 2001 to 2286 (Stripe's messages quote times so): shown as ISO 8601 too
-_UNIX_TIME = re.compile(r"(?<!\d)(?<!\d\.)(1\d{9})(?!\d|\.\d)")
-
-
-def readable_times(message: str) -> str:
-    """Stripe's messages say ``1767225600``; people read ``2026-01-01T00:00:00Z``."""
-    from ..timeparse import iso
-
-    return _UNIX_TIME.sub(lambda m: f"{iso(int(m.group(1)))} ({m.group(1)})", message)
 
 
 class AppError(click.ClickException):

@@ -12,7 +12,7 @@ import click
 from ..errors import ExitCode, UsagebillError
 from ..timeparse import iso
 from .app import AppError, cli, json_option, pass_state
-from .output import Column, emit_json, plain, result, say, table
+from .output import Column, emit_json, plain, readable_times, result, say, table
 
 RECORD_ROUNDS = 3  # a cron job's record must not hang through a long Stripe outage
 
@@ -76,7 +76,7 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
                f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
                f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
         for identifier, reason in r.failures:
-            say(f"Refused {identifier}: {reason}")
+            say(f"Refused {identifier}: {readable_times(reason)}")
     say_waiting(r.waiting)
     if r.error:
         left = f"; {r.still_pending:,} event(s) stay pending for the next usagebill push" if r.still_pending else ""
@@ -117,7 +117,7 @@ def status_cmd(state, user_id, as_json) -> None:
         title = "Failed events" + (f" (the {len(failed)} most recent)" if len(failed) < s.failed else "")
         table(title, [Column("event", whole=True), Column("customer", drop=1), Column("feature", drop=2),
                       Column("amount", right=True), Column("time", drop=3), Column("reason")],
-              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], f["reason"]] for f in failed])
+              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], readable_times(f["reason"])] for f in failed])
 
 
 @cli.command("reconcile")
@@ -200,7 +200,7 @@ def deliver_now(state, event_id: str) -> Delivery:
     status, reason = outbox.event_state(state.billing.ledger, event_id)
     if status == "failed":
         return Delivery(status, reason, int(ExitCode.STRIPE_ERROR),
-                        [f"Warning: {event_id} is recorded, but Stripe refused it: {reason} (see usagebill status)"])
+                        [f"Warning: {event_id} is recorded, but Stripe refused it: {readable_times(reason)} (see usagebill status)"])
     if status == "pending" and error:
         return Delivery(status, error, int(ExitCode.STRIPE_ERROR),
                         [f"Warning: {event_id} is recorded, but not delivered to Stripe yet ({error}); "

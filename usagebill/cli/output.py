@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -213,6 +214,17 @@ def created(object_id: str | None, sentence: str) -> None:
 def value(v: Any, sentence: str) -> None:
     """A single value (a balance): the sentence on a terminal; piped, the value alone."""
     created(_plain_cell(v), sentence)
+
+
+# Unix seconds from 2001 to 2286 (Stripe's messages quote times so): shown as ISO 8601 too
+_UNIX_TIME = re.compile(r"(?<!\d)(?<!\d\.)(1\d{9})(?!\d|\.\d)")
+
+
+def readable_times(message: str | None) -> str | None:
+    """Stripe's messages say ``1767225600``; people read ``2026-01-01T00:00:00Z (1767225600)``."""
+    from ..timeparse import iso
+
+    return message and _UNIX_TIME.sub(lambda m: f"{iso(int(m.group(1)))} ({m.group(1)})", message)
 
 
 def debug() -> bool:
