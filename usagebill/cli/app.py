@@ -13,7 +13,6 @@ from ..errors import ExitCode, StripeAPIError, UsagebillError
 from .output import debug, readable_times
 
 
-
 class AppError(click.ClickException):
     """A domain error, shown as ``Error: <message>`` with its own exit code."""
 

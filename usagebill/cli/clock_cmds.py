@@ -16,8 +16,7 @@ def _clock_json(c):
 
 
 def _clock_result(c, sentence: str) -> None:
-    result({"id": c.id, "name": c.name, "frozen_time": iso(c.frozen_time), "status": c.status,
-            "customers": ",".join(c.customers)}, sentence)
+    result({**_clock_json(c), "customers": ",".join(c.customers)}, sentence)
 
 
 @cli.group("testclock")
