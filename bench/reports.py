@@ -16,11 +16,17 @@ Then, each in its own subprocess, timed from start to exit (interpreter start-up
   (4) usagebill summary <heavy> --daily --plain     (the heavy customer)
   (5) usagebill summary <heavy> --by hour --json
 
-and prints seconds and the ratio to the baseline. Target: top within 2x the full scan,
-summary --daily of a typical customer well under a second.
+and prints seconds (the best of 3 runs, or 1 run when it takes over 20 s) and the ratio to
+the baseline. Target: top within 2x the full scan, summary --daily of a typical customer well
+under a second.
+
+--covering-index adds, by direct SQL, the index a ledger migration would add for these reads:
+(user_id, feature, timestamp, amount), the time index with the amount in it, so that sums
+read the index alone instead of looking up every event's row (10M random row reads made
+`top` take 89 s). It could replace the time index (user_id, feature, timestamp).
 
     python bench/reports.py [--events 10000000] [--customers 10000] [--heavy-share 0.05] [--keep DIR]
-    python bench/reports.py --reuse DIR      # time an existing bench ledger again
+    python bench/reports.py --reuse DIR [--covering-index | --no-covering-index]
 """
 
 from __future__ import annotations
@@ -128,9 +134,29 @@ def run(folder: Path) -> None:
     timed(steps[0][1], folder)  # warm the page cache once, so every step reads from memory
     base = None
     for name, args in steps:
-        best = min(timed(args, folder) for _ in range(3))
+        best = timed(args, folder)
+        if best < 20:
+            best = min([best] + [timed(args, folder) for _ in range(2)])
         base = base or best
         print(f"{name:50s} {best:7.2f} s   {best / base:5.2f}x baseline", flush=True)
+
+
+COVERING = "bench_usage_events_covering"
+
+
+def covering_index(folder: Path, wanted: bool) -> None:
+    """Add or drop the covering index (direct SQL: what a migration would do)."""
+    import sqlite3
+
+    conn = sqlite3.connect(folder / ".usagebill" / "ledger.db")
+    t0 = time.perf_counter()
+    if wanted:
+        conn.execute(f"CREATE INDEX IF NOT EXISTS {COVERING} ON usage_events (user_id, feature, timestamp, amount)")
+    else:
+        conn.execute(f"DROP INDEX IF EXISTS {COVERING}")
+    conn.commit()
+    conn.close()
+    print(f"covering index {'added' if wanted else 'dropped'} in {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def main() -> None:
@@ -140,8 +166,12 @@ def main() -> None:
     p.add_argument("--heavy-share", type=float, default=0.05)
     p.add_argument("--keep", metavar="DIR", help="Build the ledger here and keep it.")
     p.add_argument("--reuse", metavar="DIR", help="Time an existing bench ledger (built with --keep).")
+    p.add_argument("--covering-index", action=argparse.BooleanOptionalAction, default=None,
+                   help="Add (or drop) the (user_id, feature, timestamp, amount) index before timing.")
     a = p.parse_args()
     if a.reuse:
+        if a.covering_index is not None:
+            covering_index(Path(a.reuse), a.covering_index)
         run(Path(a.reuse))
         return
     folder = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="usagebill-bench-reports-"))
@@ -149,6 +179,8 @@ def main() -> None:
     try:
         print(f"{a.events:,} events, {a.customers:,} customers, heavy share {a.heavy_share:.0%}, in {folder}", flush=True)
         build(folder, a.events, a.customers, a.heavy_share)
+        if a.covering_index:
+            covering_index(folder, True)
         run(folder)
     finally:
         if not a.keep:
