@@ -399,3 +399,10 @@ def test_a_clock_moved_backwards_names_its_time_in_iso_8601(runner):
     clock = runner("testclock", "create", "--at", "2026-01-01").stdout.strip()
     r = runner("testclock", "advance", clock, "--to", "2025-12-01")
     assert r.exit_code == 1 and "--to must be after the clock's time (2026-01-01T00:00:00Z)" in r.stderr
+
+
+def test_help_lists_the_commands_in_the_order_of_the_tour(runner):
+    r = runner("--help")
+    listed = [line.split()[0] for line in r.stdout.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed[:2] == ["demo", "init"]
+    assert listed.index("summary") < listed.index("top") < listed.index("invoices")

@@ -10,9 +10,7 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli
-from .invoice_cmds import invoice_json, render_invoice
 from .output import emit_json, jsonable, out_console, plain, say, table
-from .setup_cmds import example_config
 
 
 @cli.command("demo")
@@ -31,6 +29,9 @@ def demo(folder: str | None, as_json: bool) -> None:
       usagebill demo --dir ./demo --json
     """
     from ..gateway.demo import run_demo
+    # imported here: at the top they would register `init` and `invoices` before `demo` in --help
+    from .invoice_cmds import invoice_json, render_invoice
+    from .setup_cmds import example_config
 
     where = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="usagebill-demo-"))
     r = run_demo(where, example_config(), say)
