@@ -23,7 +23,7 @@ def _history(entries, as_json: bool, title: str, money: bool) -> None:
         text = format_money(v, e.unit) if money else (f"{v:,}" if grouped else str(v))
         return "+" + text if signed and v > 0 else text
 
-    table(title, [Column("when"), *([] if money else [Column("feature", plain_only=True)]),
+    table(title, [Column("when", whole=True), *([] if money else [Column("feature", plain_only=True)]),
                   Column("change", right=True), Column("balance", right=True), Column("reason", drop=1),
                   Column("key", "idempotency_key", drop=2)], [
         [iso(e.created_at), *([] if money else [e.unit]), amount(e.delta, e, signed=True),

@@ -143,23 +143,29 @@ class Column:
         return self.key or self.name.replace(" ", "_")
 
 
-def _fit(columns: list[Column], texts: list[list[str]], width: int) -> list[int]:
-    """The indices of the columns to show in ``width`` columns: the least important dropped
-    until whole amounts and a few characters of each text column fit."""
+def _fit(columns: list[Column], texts: list[list[str]], width: int) -> tuple[list[int], set[int]]:
+    """Which columns to show in ``width`` columns, and which of the whole ones must fold after
+    all: the least important are dropped until the amounts, the ids and a few characters of
+    each text column fit; if they still don't, ids fold too (amounts never)."""
     from rich.cells import cell_len
 
-    keep = list(range(len(columns)))
+    keep, fold = list(range(len(columns))), {i for i, c in enumerate(columns) if not c.uncut}
 
     def need(i: int) -> int:
         natural = max([cell_len(columns[i].name)] + [cell_len(r[i]) for r in texts])
-        return natural if columns[i].uncut else min(natural, 8)
+        return min(natural, 8) if i in fold else natural
 
-    while sum(need(i) for i in keep) + SEPARATOR * (len(keep) - 1) > width:
+    def too_wide() -> bool:
+        return sum(need(i) for i in keep) + SEPARATOR * (len(keep) - 1) > width
+
+    while too_wide():
         droppable = [i for i in keep if columns[i].drop]
         if not droppable:
             break
         keep.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
-    return keep
+    if too_wide():
+        fold |= {i for i in keep if not columns[i].right}
+    return keep, fold
 
 
 def table(title: str | None, columns: Sequence[Column | str], rows: Iterable[Iterable[Any]], *,
@@ -177,16 +183,16 @@ def table(title: str | None, columns: Sequence[Column | str], rows: Iterable[Ite
     shown = [i for i, c in enumerate(cols) if not c.plain_only]
     texts = [[_cell(r[i], grouped=True) for i in shown] for r in rows]
     con = out_console()
-    keep = _fit([cols[i] for i in shown], texts, con.width)
+    keep, fold = _fit([cols[i] for i in shown], texts, con.width)
     if title:
         con.print(title)  # as a line of its own: a title wider than the table would wrap
     t = Table(show_edge=False, pad_edge=False)
     for j in keep:
         c = cols[shown[j]]
-        if c.uncut:
-            t.add_column(c.name, justify="right" if c.right else "left", no_wrap=True)
-        else:
+        if j in fold:
             t.add_column(c.name, overflow="fold")
+        else:
+            t.add_column(c.name, justify="right" if c.right else "left", no_wrap=True)
     for r in texts:
         t.add_row(*(r[j] for j in keep))
     con.print(t)
