@@ -57,7 +57,7 @@ class _Progress:
 @cli.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
-              help="The file's format [default: from its extension: .csv, .jsonl or .ndjson].")
+              help="The file's format [default: from its extension: .csv, .jsonl or .ndjson; stdin: csv].")
 @click.option("--dry-run", is_flag=True, help="Check every row and count what would be imported; write nothing.")
 @click.option("--reject-file", metavar="PATH", type=click.Path(dir_okay=False),
               help="Write rejected rows here, unchanged (with the CSV header), to fix and import again.")
