@@ -33,7 +33,7 @@ in 1,054 s at ~9,500 events/s by direct SQL; the covering index took 46 s to add
     (2) top                                    67.4 s              3.69 s
     (3) summary <typical> --daily               0.20 s             0.25 s
     (4) summary <heavy, 500k> --daily           3.39 s             0.62 s
-    (5) summary <heavy> --by hour --json        -                  0.89 s
+    (5) summary <heavy> --by hour --json        3.86 s             0.89 s
 
     python bench/reports.py [--events 10000000] [--customers 10000] [--heavy-share 0.05] [--keep DIR]
     python bench/reports.py --reuse DIR [--covering-index | --no-covering-index]

@@ -406,3 +406,9 @@ def test_help_lists_the_commands_in_the_order_of_the_tour(runner):
     listed = [line.split()[0] for line in r.stdout.split("Commands:")[1].splitlines() if line.strip()]
     assert listed[:2] == ["demo", "init"]
     assert listed.index("summary") < listed.index("top") < listed.index("invoices")
+
+
+def test_plain_and_no_header_on_a_terminal(runner, world, terminal):
+    assert runner("customers", "list", "--plain").stdout.startswith("user_id\temail\tplan\t")
+    assert runner("customers", "list", "--no-header").stdout.startswith("alice\talice@example.com\tPro\t")
+    assert runner("top", "--no-header").stdout.splitlines()[0].startswith("1\tbob\tPay As You Go\t500\t$25.00\t")
