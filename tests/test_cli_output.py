@@ -412,3 +412,13 @@ def test_plain_and_no_header_on_a_terminal(runner, world, terminal):
     assert runner("customers", "list", "--plain").stdout.startswith("user_id\temail\tplan\t")
     assert runner("customers", "list", "--no-header").stdout.startswith("alice\talice@example.com\tPro\t")
     assert runner("top", "--no-header").stdout.splitlines()[0].startswith("1\tbob\tPay As You Go\t500\t$25.00\t")
+
+
+def test_a_network_error_says_what_failed_without_the_sdk_boilerplate():
+    import stripe
+
+    from usagebill.gateway.client import describe
+
+    e = stripe.APIConnectionError("Unexpected error communicating with Stripe.  If this problem persists,\nlet us "
+                                  "know at support@stripe.com.\n\n(Network error: ConnectionError: refused)")
+    assert describe(e, "sync") == "sync: cannot reach Stripe (ConnectionError: refused)"
