@@ -11,11 +11,18 @@ EXAMPLE = ROOT / "billing.toml.example"
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
     """Every test in its own folder, with no config, ledger or Stripe key from the outside."""
-    for var in ("USAGEBILL_CONFIG", "USAGEBILL_DB", "STRIPE_API_KEY", "USAGEBILL_DEBUG",
+    for var in ("USAGEBILL_CONFIG", "USAGEBILL_DB", "STRIPE_API_KEY", "USAGEBILL_DEBUG", "USAGEBILL_FORCE_TTY",
                 "USAGEBILL_SANDBOX_FAULTS", "USAGEBILL_SANDBOX_VISIBILITY_DELAY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """stdout as a 120-column terminal (USAGEBILL_FORCE_TTY), for the output people read."""
+    monkeypatch.setenv("USAGEBILL_FORCE_TTY", "120")
+    monkeypatch.delenv("NO_COLOR", raising=False)
 
 
 @pytest.fixture

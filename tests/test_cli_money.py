@@ -42,11 +42,11 @@ def test_history_every_row_feature_column_key_column_iso_times(runner, on_clock)
     assert len(rows) == 61  # every row, not the newest 50
     assert rows[0]["feature"] == "api_calls" and rows[0]["idempotency_key"] == "c-59"
     assert rows[0]["created_at"] == "2026-01-01T00:00:00Z" and rows[-1]["period_start"] == "2026-01-01T00:00:00Z"
-    r = runner("credits", "history", "alice")
-    header = r.stderr.splitlines()[1]
-    assert "feature" in header and "idempotency key" in header
+    r = runner("credits", "history", "alice")  # piped: a header, then a line a row
+    header = r.stdout.splitlines()[0]
+    assert "feature" in header and "idempotency_key" in header
     r = runner("credits", "history", "alice", "--limit", "10")
-    assert len([line for line in r.stderr.splitlines() if "api_calls" in line]) == 10
+    assert len([line for line in r.stdout.splitlines() if "api_calls" in line]) == 10
     assert "the newest 10 rows; older ones exist" in r.stderr
     r = runner("credits", "history", "alice", "--limit", "61")
     assert "older ones exist" not in r.stderr

@@ -17,16 +17,29 @@ def test_demo_tells_the_docs_story(tmp_path, monkeypatch):
     assert [(x["description"], x["quantity"], x["unit_amount"], x["amount"]) for x in inv["lines"]] == [
         ("Pro", 1, "2000", 2000), ("API Calls", 150, "10", 1500)]
     assert inv["total"] == 3500
+    assert (data["charge"]["from_credits"], data["charge"]["as_usage"], data["charge"]["credit_balance"]) == (30, 0, 70)
     assert [(x["description"], x["quantity"]) for x in data["preview"]["lines"]] == [("Pro", 1), ("API Calls", 150)]
     assert "must_not_be_used" not in r.output
 
 
-def test_demo_human_output(tmp_path):
+def test_demo_human_output(tmp_path, terminal):
     r = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "d")])
     assert r.exit_code == 0, r.output
-    assert r.stdout == ""
     for text in ("Pro", "1 x $20.00", "API Calls", "150 x $0.10", "$15.00", "Total", "$35.00"):
-        assert text in r.stderr
+        assert text in r.stdout
+    # why 150 calls are billed although Pro includes 100, and charge using the credits
+    assert "although Pro includes 100 API calls" in r.stderr
+    assert "usagebill charge alice api_calls 30   -> 30 from credits (70 left), 0 billed" in r.stderr
+
+
+def test_demo_piped_prints_the_invoice_lines(tmp_path):
+    r = CliRunner().invoke(cli, ["demo", "--dir", str(tmp_path / "d")])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == (
+        "item\tquantity\tunit_price\tamount\tperiod_start\tperiod_end\n"
+        "Pro\t1\t$20.00\t$20.00\t2026-02-01T00:00:00Z\t2026-03-01T00:00:00Z\n"
+        "API Calls\t150\t$0.10\t$15.00\t2026-01-01T00:00:00Z\t2026-02-01T00:00:00Z\n"
+        "Total\t\t\t$35.00\t\t\n")
 
 
 def test_demo_refuses_a_used_folder(tmp_path):

@@ -446,9 +446,10 @@ def test_cli_import_json_summary_and_exit_codes(runner, cli_setup, tmp_path):
         ok = write(tmp_path, "ok.csv", f"user_id,key,amount,timestamp\nbob,api_calls,1,{T1}\n")
         r = runner("import", ok)
         assert r.exit_code == 0, r.output
-        assert r.stdout == "" and "1 event(s) stay pending: customer bob is not in Stripe" in r.stderr
+        assert "1 event(s) stay pending: customer bob is not in Stripe" in r.stderr
+        assert r.stdout == "rows\timported\tduplicates\trejected\tdry_run\tdelivered\tpending\n1\t1\t0\t0\tfalse\t0\t2\n"
         r = runner("import", ok, "--no-push")
-        assert r.exit_code == 0 and "skipped 1 already imported" in r.stderr and "pending" not in r.stderr
+        assert r.exit_code == 0 and r.stdout.endswith("\n1\t0\t1\t0\tfalse\t\t\n") and "pending" not in r.stderr
 
 
 def test_cli_stdin_and_errors(runner, cli_setup, tmp_path):
@@ -458,9 +459,9 @@ def test_cli_stdin_and_errors(runner, cli_setup, tmp_path):
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout)["imported"] == 1 and json.loads(r.stdout)["source"] == "<stdin>"
         r = runner("import", "-", "--format", "csv", "--no-push", input=data)
-        assert r.exit_code == 0 and "skipped 1 already imported" in r.stderr
-        r = runner("import", "-", input=data)
-        assert r.exit_code == 2 and "give --format csv or --format jsonl" in r.stderr
+        assert r.exit_code == 0 and r.stdout.endswith("\n1\t0\t1\t0\tfalse\t\t\n")
+        r = runner("import", "-", "--no-push", input=data.replace(",2,", ",3,"))  # stdin is CSV by default
+        assert r.exit_code == 0 and r.stdout.endswith("\n1\t1\t0\t0\tfalse\t\t\n"), r.output
         r = runner("import", "-", "--format", "jsonl", input=data)
         assert r.exit_code == 1, r.output
         assert r.stderr.strip().splitlines() == [
@@ -475,9 +476,9 @@ def test_cli_dry_run(runner, cli_setup, tmp_path, config_path):
     f = write(tmp_path, "u.csv", f"user_id,key,amount,timestamp\nalice,api_calls,1,{T1}\n")
     with freeze_time("2026-03-01T00:00:00Z"):
         r = runner("import", f, "--dry-run")
-        assert r.exit_code == 0 and "would import 1" in r.stderr
-        r = runner("import", f, "--no-push")
-        assert "imported 1" in r.stderr
+        assert r.exit_code == 0 and r.stdout.endswith("\n1\t1\t0\t0\ttrue\t\t\n")
+        r = runner("import", f, "--no-push", "--plain")
+        assert r.stdout.endswith("\n1\t1\t0\t0\tfalse\t\t\n")
 
 
 # -- killed at any moment, run again: every row exactly once ----------------------------------

@@ -94,7 +94,7 @@ def test_a_late_item_cut_short_is_sent_again_with_the_same_key(app, monkeypatch)
     assert [(i.description, i.quantity) for i in items.data] == [(LATE, 4)]
 
 
-def test_cli_status_and_record_say_what_happened_to_late_usage(runner):
+def test_cli_status_and_record_say_what_happened_to_late_usage(runner, monkeypatch):
     def J(r, code=0):
         assert r.exit_code == code, r.output
         return json.loads(r.stdout)
@@ -115,5 +115,8 @@ def test_cli_status_and_record_say_what_happened_to_late_usage(runner):
     assert (status["pending"], status["invoiced_late"]) == (0, 1)
     assert [(i["description"], i["quantity"], i["amount"], i["status"]) for i in status["late_items"]] == [
         (LATE, 6, 60, "created")]
+    r = runner("status")  # piped: the counts on stdout, a note on stderr
+    assert r.stdout.splitlines()[-1].split("\t")[-1] == "1" and "1 late-usage invoice item(s)" in r.stderr
+    monkeypatch.setenv("USAGEBILL_FORCE_TTY", "160")  # a person's terminal: the items, by name
     r = runner("status")
-    assert "1 billed late" in r.stderr and LATE in r.stderr
+    assert "1 billed late" in r.stdout and LATE in r.stdout

@@ -66,7 +66,7 @@ def test_a_feature_added_to_a_plan_is_billed_on_the_next_invoice_of_its_subscrib
     assert [a for a in J(runner("sync", "--json"))["actions"]] == []  # in line now: nothing to do
     J(runner("record", "alice", "storage", "20", "--json"))
     J(runner("record", "alice", "api_calls", "150", "--json"))
-    summary = {s["key"]: s["estimated_cost"] for s in J(runner("summary", "alice", "--json"))}
+    summary = {s["key"]: s["estimated_cost"] for s in J(runner("summary", "alice", "--json"))["features"]}
     assert summary == {"api_calls": 1500, "storage": 60}
     J(runner("testclock", "advance", alice, "--to", "+1month2h", "--json"))
     inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
@@ -91,7 +91,7 @@ def test_a_price_change_bills_old_usage_at_the_old_price_and_the_rest_at_the_new
     assert "$20.00 -> $25.00 per month from the next period" in moves["Pro"]
     assert J(runner("status", "alice", "--json"))["pending"] == 0  # sync delivered the 40 before the change
     J(runner("record", "alice", "api_calls", "60", "--json"))  # Jan 16, at $0.12
-    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))
+    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))["features"][0]
     assert (s["total_amount"], s["estimated_cost"], s["unit_price"]) == (200, 140 * 10 + 60 * 12, "12")
     J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))
     inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
@@ -100,7 +100,7 @@ def test_a_price_change_bills_old_usage_at_the_old_price_and_the_rest_at_the_new
     assert inv["total"] == 2500 + s["estimated_cost"]
     # the next period is all at the new price, and summary still agrees
     J(runner("record", "alice", "api_calls", "10", "--json"))
-    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))
+    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))["features"][0]
     assert (s["total_amount"], s["estimated_cost"]) == (10, 120)
     J(runner("testclock", "advance", alice, "--to", "2026-03-01T02:00:00Z", "--json"))
     inv = _cycle_invoice(runner, "2026-02-01T00:00:00Z")
@@ -121,7 +121,7 @@ def test_a_price_changed_twice_in_one_period(runner, config_path, alice):
     _with_pro(config_path, **{"price_per_credit = 12 ": "price_per_credit = 0.5 "})
     J(runner("sync", "--json"))
     J(runner("record", "alice", "api_calls", "3", "--json"))
-    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))
+    s = J(runner("summary", "alice", "--key", "api_calls", "--json"))["features"][0]
     assert s["estimated_cost"] == 7 * 10 + 5 * 12 + 2  # 3 x 0.5 = 1.5 rounds half-up to 2, as Stripe rounds a line
     J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))
     inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
@@ -190,7 +190,7 @@ def test_commands_for_customers_on_other_plans_work_whatever_the_config_says_of_
     J(runner("record", "bob", "ai_tokens", "10", "--no-push", "--json"))
     _without_team(config_path)  # an edit not synced (sync would refuse it)
     J(runner("record", "alice", "api_calls", "5", "--json"))
-    assert J(runner("summary", "alice", "--key", "api_calls", "--json"))["total_amount"] == 5
+    assert J(runner("summary", "alice", "--key", "api_calls", "--json"))["features"][0]["total_amount"] == 5
     listed = {c["user_id"]: c["subscription"]["plan"] for c in J(runner("customers", "list", "--json"))}
     assert listed == {"alice": "Pro", "bob": "team"}
     assert J(runner("push", "--json"))["delivered"] == 1  # bob's: his Stripe subscription still bills it
@@ -226,7 +226,7 @@ def test_usage_stamped_before_a_price_change_is_refused_after_it(runner, config_
                     "alice,api_calls,4,2026-01-16T00:00:00Z\n")
     r = runner("import", str(rows))
     assert r.exit_code == 5 and "line 2" in r.stderr and "when sync put 'api_calls'" in r.stderr
-    assert J(runner("summary", "alice", "--key", "api_calls", "--json"))["estimated_cost"] == 4 * 12
+    assert J(runner("summary", "alice", "--key", "api_calls", "--json"))["features"][0]["estimated_cost"] == 4 * 12
     J(runner("testclock", "advance", alice, "--to", "2026-02-01T02:00:00Z", "--json"))
     inv = _cycle_invoice(runner, "2026-01-01T00:00:00Z")
     assert [(x["quantity"], x["amount"]) for x in inv["lines"] if x["description"] == "API Calls"] == [(4, 48)]

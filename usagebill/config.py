@@ -4,6 +4,7 @@ track_usage needs price_per_credit``."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -91,10 +92,14 @@ class Config:
     ledger_path: Path | None = None
 
     def plan(self, name: str) -> Plan:
+        """A plan by name or key, in any case: ``Pro``, ``pro`` and ``PRO`` are one plan."""
+        wanted = name.casefold()
         for p in self.plans:
-            if p.name == name or p.key == name:
+            if wanted in (p.name.casefold(), p.key):
                 return p
-        hint = did_you_mean(name, [p.name for p in self.plans])
+        by_case = {p.name.casefold(): p.name for p in self.plans}
+        close = difflib.get_close_matches(wanted, list(by_case), n=1)
+        hint = f" (did you mean {by_case[close[0]]!r}?)" if close else ""
         raise NotFoundError(f"unknown plan {name!r}{hint} (plans: {', '.join(p.name for p in self.plans)})")
 
     def feature_keys(self) -> list[str]:

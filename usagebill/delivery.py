@@ -30,6 +30,7 @@ class Delivery:
     exit_code: int = 0  # 0, or 4 (ExitCode.STRIPE_ERROR): written, but Stripe did not take it
     messages: tuple[str, ...] = ()  # warnings and notes for a person (the CLI's stderr)
     push: object | None = None  # the gateway's PushResult, when many events were pushed
+    pending: int | None = None  # events still pending afterwards (after a push of many)
 
     @property
     def ok(self) -> bool:
@@ -88,8 +89,8 @@ def deliver_pending(billing: "Billing") -> Delivery:
     if not outbox.has_pending_in_stripe(billing.ledger):
         waiting = {f"customer {u} is not in Stripe (usagebill customers add {u})": n
                    for u, n in outbox.status(billing.ledger, outbox.Scope(), failed_limit=0).not_in_stripe.items()}
-        status = outbox.PENDING if outbox.count_pending(billing.ledger, outbox.Scope()) else outbox.DELIVERED
-        return Delivery(status, messages=waiting_notes(waiting))
+        pending = outbox.count_pending(billing.ledger, outbox.Scope())
+        return Delivery(outbox.PENDING if pending else outbox.DELIVERED, messages=waiting_notes(waiting), pending=pending)
     from .gateway.delivery import push as push_events
 
     try:
@@ -103,4 +104,5 @@ def deliver_pending(billing: "Billing") -> Delivery:
         status = outbox.PENDING
     else:
         status = outbox.DELIVERED
-    return Delivery(status, r.error, 0 if r.ok else int(ExitCode.STRIPE_ERROR), waiting_notes(r.waiting), r)
+    return Delivery(status, r.error, 0 if r.ok else int(ExitCode.STRIPE_ERROR), waiting_notes(r.waiting), r,
+                    r.still_pending)

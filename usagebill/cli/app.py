@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import ExitCode, UsagebillError
-from .output import debug
+from ..errors import ExitCode, StripeAPIError, UsagebillError
+from .output import debug, readable_times
 
 
 class AppError(click.ClickException):
@@ -42,6 +42,7 @@ class State:
         if self._billing is None:
             from ..billing import Billing
 
+            self._require_config()
             self._billing = Billing.open(
                 self.config_path, self.db_path, api_key=self.api_key or "", live=self.live,
                 on_connect=lambda conn: click.echo(f"usagebill: {conn.description}", err=True),
@@ -54,7 +55,18 @@ class State:
             return self._billing.config
         from ..config import load_config
 
+        self._require_config()
         return load_config(self.config_path)
+
+    def _require_config(self) -> None:
+        """pip users have no billing.toml.example: say how to get a config."""
+        if not self.config_path.exists():
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"{self.config_path}: no such file; write an example with: usagebill init "
+                "(or point --config / USAGEBILL_CONFIG at yours)"
+            )
 
     def close(self) -> None:
         if self._billing is not None:
@@ -73,7 +85,8 @@ class Group(click.Group):
         except UsagebillError as e:
             if debug():
                 raise
-            raise AppError(str(e), int(e.exit_code)) from None
+            raise AppError(readable_times(str(e)) if isinstance(e, StripeAPIError) else str(e),
+                           int(e.exit_code)) from None
         except sqlite3.OperationalError as e:
             if debug():
                 raise
@@ -100,7 +113,20 @@ def _say_overrides(ctx: click.Context) -> None:
             click.echo(f"usagebill: --{param.name.replace('_', '-')} given, so {envvar} is not used", err=True)
 
 
+def _set_meta(name: str):
+    def callback(ctx: click.Context, param, value) -> None:
+        if value:
+            ctx.meta[name] = True
+
+    return callback
+
+
 def json_option(fn):
+    """--json, and gh's --plain / --no-header: every command that prints data takes them."""
+    fn = click.option("--no-header", is_flag=True, expose_value=False, callback=_set_meta("usagebill.no_header"),
+                      help="Plain lines without the header line (implies --plain).")(fn)
+    fn = click.option("--plain", is_flag=True, expose_value=False, callback=_set_meta("usagebill.plain"),
+                      help="Plain tab-separated lines, as when piped, even on a terminal.")(fn)
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")(fn)
 
 

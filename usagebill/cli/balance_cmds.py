@@ -11,7 +11,7 @@ from ..money import format_money
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
 from .numbers import NUMBERS
-from .output import emit_json, jsonable, say, table
+from .output import Column, emit_json, jsonable, plain, result, say, table, value
 
 
 def _history(entries, limit, as_json: bool, title: str, money: bool) -> None:
@@ -23,12 +23,22 @@ def _history(entries, limit, as_json: bool, title: str, money: bool) -> None:
         emit_json([{**e.__dict__, first: e.unit, "created_at": iso(e.created_at), "period_start": iso(e.period_start),
                     "expires_at": iso(e.expires_at)} for e in entries])
     else:
-        fmt = (lambda v, e: format_money(v, e.unit)) if money else (lambda v, e: f"{v:,}")
-        table(title, ["when", first, "change", "balance", "reason", "expires", "idempotency key"], [
-            [iso(e.created_at), e.unit, ("+" if e.delta > 0 else "") + fmt(e.delta, e), fmt(e.balance_after, e),
-             e.reason, iso(e.expires_at), e.idempotency_key]
+        grouped = not plain()
+
+        def amount(v: int, e, signed: bool = False) -> str:
+            text = format_money(v, e.unit) if money else (f"{v:,}" if grouped else str(v))
+            return "+" + text if signed and v > 0 else text
+
+        # the wallet's currency is in every amount; credits name their feature
+        unit = [] if money else [Column(first, drop=3)]
+        table(title, [Column("when", whole=True), *unit, Column("change", right=True),
+                      Column("balance", right=True), Column("reason", drop=1),
+                      *([] if money else [Column("expires", "expires_at", drop=4)]),
+                      Column("idempotency key", "idempotency_key", drop=2)], [
+            [iso(e.created_at), *([] if money else [e.unit]), amount(e.delta, e, signed=True),
+             amount(e.balance_after, e), e.reason, *([] if money else [iso(e.expires_at)]), e.idempotency_key]
             for e in entries
-        ], right=["change", "balance"])
+        ])
     if truncated:
         say(f"(the newest {limit:,} rows; older ones exist: raise --limit or give --since)")
 
@@ -65,8 +75,8 @@ def credits_balance(state, user_id, key, as_json) -> None:
         emit_json({**jsonable(parts), "lots": [{"remaining": lot.remaining, "expires_at": iso(lot.expires_at)}
                                                for lot in parts.lots]})
     else:
-        say(f"{user_id} has {parts.balance:,} {key} credits "
-            f"({parts.included:,} included by the plan, {parts.granted:,} granted)")
+        value(parts.balance, f"{user_id} has {parts.balance:,} {key} credits "
+              f"({parts.included:,} included by the plan, {parts.granted:,} granted)")
 
 
 @credits_group.command("grant", context_settings=NUMBERS)
@@ -91,8 +101,9 @@ def credits_grant(state, user_id, key, amount, expires, idempotency_key, as_json
         emit_json({**jsonable(r), "expires_at": iso(r.expires_at)})
     else:
         until = f", until {iso(r.expires_at)}" if r.expires_at is not None else ""
-        say(f"{'Already granted' if r.replayed else 'Granted'} {r.delta:,} {key} to {user_id}{until}; "
-            f"balance {r.balance:,}")
+        result({"granted": r.delta, "balance": r.balance, "expires_at": iso(r.expires_at), "replayed": r.replayed},
+               f"{'Already granted' if r.replayed else 'Granted'} {r.delta:,} {key} to {user_id}{until}; "
+               f"balance {r.balance:,}")
 
 
 @credits_group.command("consume", context_settings=NUMBERS)
@@ -114,7 +125,8 @@ def credits_consume(state, user_id, key, amount, idempotency_key, as_json) -> No
         emit_json(r)
     elif r.success:
         bought = f" (auto top-up bought {r.topped_up:,})" if r.topped_up else ""
-        say(f"Consumed {r.consumed:,} {key} for {user_id}; {r.balance:,} left{bought}")
+        result({"consumed": r.consumed, "balance": r.balance, "topped_up": r.topped_up},
+               f"Consumed {r.consumed:,} {key} for {user_id}; {r.balance:,} left{bought}")
     else:
         say(f"Error: not enough {key} credits for {user_id}: {r.requested:,} asked, {r.balance:,} left; nothing consumed")
     if not r.success:
@@ -165,7 +177,7 @@ def wallet_balance(state, user_id, as_json) -> None:
     else:
         show = (lambda v: format_money(v, w.currency)) if w.currency else str
         included = f" ({show(w.included)} of it from the plan's allocation)" if w.included else ""
-        say(f"{user_id}'s wallet: {show(w.balance)}{included}")
+        value(w.balance, f"{user_id}'s wallet: {show(w.balance)}{included}")
 
 
 @wallet_group.command("top-up", context_settings=NUMBERS)
@@ -186,8 +198,9 @@ def wallet_top_up(state, user_id, amount, currency, idempotency_key, as_json) ->
     if as_json:
         emit_json(r)
     else:
-        say(f"{'Already added' if r.replayed else 'Added'} {format_money(r.delta, r.currency)}; "
-            f"balance {format_money(r.balance, r.currency)}")
+        result({"added": r.delta, "balance": r.balance, "currency": r.currency, "replayed": r.replayed},
+               f"{'Already added' if r.replayed else 'Added'} {format_money(r.delta, r.currency)}; "
+               f"balance {format_money(r.balance, r.currency)}")
 
 
 @wallet_group.command("consume", context_settings=NUMBERS)
@@ -207,8 +220,9 @@ def wallet_consume(state, user_id, amount, idempotency_key, as_json) -> None:
     if as_json:
         emit_json(r)
     else:
-        say(f"{'Already taken' if r.replayed else 'Took'} {format_money(-r.delta, r.currency)}; "
-            f"balance {format_money(r.balance, r.currency)}")
+        result({"taken": -r.delta, "balance": r.balance, "currency": r.currency, "replayed": r.replayed},
+               f"{'Already taken' if r.replayed else 'Took'} {format_money(-r.delta, r.currency)}; "
+               f"balance {format_money(r.balance, r.currency)}")
 
 
 @wallet_group.command("history")

@@ -8,11 +8,15 @@ import click
 
 from ..timeparse import iso
 from .app import cli, json_option, pass_state
-from .output import console, emit_json, say
+from .output import console, created, emit_json, result
 
 
 def _clock_json(c):
     return {"id": c.id, "name": c.name, "frozen_time": iso(c.frozen_time), "status": c.status, "customers": c.customers}
+
+
+def _clock_result(c, sentence: str) -> None:
+    result({**_clock_json(c), "customers": ",".join(c.customers)}, sentence)
 
 
 @cli.group("testclock")
@@ -44,7 +48,7 @@ def testclock_create(state, at, name, as_json) -> None:
     if as_json:
         emit_json(_clock_json(c))
     else:
-        say(f"Test clock {c.id} at {iso(c.frozen_time)}")
+        created(c.id, f"Test clock {c.id} at {iso(c.frozen_time)}")
 
 
 @testclock_group.command("advance")
@@ -69,7 +73,7 @@ def testclock_advance(state, clock, to, timeout, as_json) -> None:
     if as_json:
         emit_json(_clock_json(c))
     else:
-        say(f"Test clock {c.id} is at {iso(c.frozen_time)} ({c.status})")
+        _clock_result(c, f"Test clock {c.id} is at {iso(c.frozen_time)} ({c.status})")
 
 
 @testclock_group.command("show")
@@ -89,5 +93,5 @@ def testclock_show(state, clock, as_json) -> None:
     if as_json:
         emit_json(_clock_json(c))
     else:
-        say(f"Test clock {c.id}{f' ({c.name})' if c.name else ''} at {iso(c.frozen_time)}, {c.status}; "
-            f"customers: {', '.join(c.customers) or 'none in this ledger'}")
+        _clock_result(c, f"Test clock {c.id}{f' ({c.name})' if c.name else ''} at {iso(c.frozen_time)}, {c.status}; "
+                         f"customers: {', '.join(c.customers) or 'none in this ledger'}")

@@ -1,4 +1,4 @@
-"""Commands over the core: config check, record, summary, charge."""
+"""Commands over the core: config check, record, charge (summary is in report_cmds)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
 from .delivery_cmds import finish
 from .numbers import NUMBERS
-from .output import emit_json, jsonable, say, table
+from .output import Column, created, emit_json, jsonable, plain, result, say, table
 
 
 @cli.group("config")
@@ -54,19 +54,25 @@ def config_check(state, as_json: bool) -> None:
             }
         )
         return
+    piped = plain()
     rows = []
     for p in config.plans:
         prices = ", ".join(f"{format_money(x.amount, x.currency)}/{x.interval}" for x in p.prices)
         wallet = f"wallet {p.wallet.allocation} ({p.wallet.on_renewal})" if p.wallet else ""
-        rows.append([p.name, prices, "", "", "", wallet])
+        rows.append([p.name, "" if piped else prices, prices if piped else "", "", "", "", wallet])
         currency = p.prices[0].currency
         for f in p.features.values():
             price = format_unit_price(f.price_per_credit, currency) if f.price_per_credit is not None else ""
             how = "usage" if f.track_usage else "credits"
             credits = f"{f.credits.allocation} ({f.credits.on_renewal})" if f.credits else ""
             extra = f"auto top-up {f.auto_top_up.amount} below {f.auto_top_up.threshold}" if f.auto_top_up else ""
-            rows.append(["", f"  {f.key}", f.display_name, f"{price} {how}".strip(), credits, extra])
-    table(f"{config.path}: OK", ["plan", "price / feature", "display name", "per unit", "credits", "notes"], rows)
+            # piped, every line names its plan, and a feature's key has no indent
+            rows.append([p.name if piped else "", f.key if piped else f"  {f.key}", "", f.display_name,
+                         f"{price} {how}".strip(), credits, extra])
+    table(f"{config.path}: OK", [
+        Column("plan"), Column("price / feature", "feature"), Column("prices", plain_only=True),
+        Column("display name", drop=2), Column("per unit", "per_unit"), Column("credits", drop=1),
+        Column("notes", drop=3)], rows)
 
 
 # -- usage ---------------------------------------------------------------------------------
@@ -107,7 +113,7 @@ def record(state, user_id, key, amount, at, idempotency_key, no_push, as_json) -
         what = "Already recorded" if event.replayed else "Recorded"
         sent = {"delivered": ", delivered to Stripe", "failed": ", refused by Stripe",
                 "invoiced": ", billed late on the next invoice"}.get(delivery.status, "")
-        say(f"{what} {event.amount} {event.key} for {event.user_id} at {iso(event.timestamp)} ({event.id}){sent}")
+        created(event.id, f"{what} {event.amount} {event.key} for {event.user_id} at {iso(event.timestamp)} ({event.id}){sent}")
     finish(delivery)
 
 
@@ -116,45 +122,6 @@ def _event_json(e):
         "id": e.id, "user_id": e.user_id, "key": e.key, "amount": e.amount, "timestamp": iso(e.timestamp),
         "idempotency_key": e.idempotency_key, "replayed": e.replayed,
     }
-
-
-@cli.command("summary")
-@click.argument("user_id")
-@click.option("--key", help="One feature [default: every usage feature of the plan].")
-@json_option
-@pass_state
-def summary(state, user_id, key, as_json) -> None:
-    """Usage so far this period and what it will cost, from the ledger.
-
-    \b
-    Example:
-      usagebill summary alice --key api_calls --json
-    """
-    b = state.billing
-    items = [b.usage.get_summary(user_id, key)] if key else b.usage.get_summaries(user_id)
-    if as_json:
-        data = [
-            {
-                "user_id": s.user_id, "key": s.key, "display_name": s.display_name, "total_amount": s.total_amount,
-                "estimated_cost": s.estimated_cost, "currency": s.currency, "unit_price": str(s.unit_price),
-                "period_start": iso(s.period_start), "period_end": iso(s.period_end), "events": s.events,
-                "formatted_cost": format_money(s.estimated_cost, s.currency),
-            }
-            for s in items
-        ]
-        emit_json(data[0] if key else data)
-        return
-    if not items:
-        say(f"{user_id}'s plan has no usage features")
-        return
-    s0 = items[0]
-    table(
-        f"{user_id}: {iso(s0.period_start)} .. {iso(s0.period_end)}",
-        ["feature", "used", "unit price", "estimated cost"],
-        [[s.display_name, f"{s.total_amount:,}", format_unit_price(s.unit_price, s.currency),
-          format_money(s.estimated_cost, s.currency)] for s in items],
-        right=["used", "unit price", "estimated cost"],
-    )
 
 
 @cli.command("charge", context_settings=NUMBERS)
@@ -181,7 +148,11 @@ def charge(state, user_id, key, units, idempotency_key, no_push, as_json) -> Non
     if as_json:
         emit_json({**jsonable(r), "delivery": delivery and delivery.json()})
     else:
-        say(f"{r.units} {key} for {user_id}: {r.from_credits} from credits, {r.from_wallet} from the wallet "
-            f"({format_money(r.wallet_debit, r.currency)}), {r.as_usage} as usage")
+        result({"units": r.units, "from_credits": r.from_credits, "from_wallet": r.from_wallet,
+                "wallet_debit": format_money(r.wallet_debit, r.currency), "as_usage": r.as_usage,
+                "usage_event": r.usage_event_id, "credit_balance": r.credit_balance,
+                "wallet_balance": format_money(r.wallet_balance, r.currency)},
+               f"{r.units} {key} for {user_id}: {r.from_credits} from credits, {r.from_wallet} from the wallet "
+               f"({format_money(r.wallet_debit, r.currency)}), {r.as_usage} as usage")
     if delivery is not None:
         finish(delivery)

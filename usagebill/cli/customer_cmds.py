@@ -7,7 +7,7 @@ import click
 from ..money import format_money
 from ..timeparse import iso
 from .app import cli, json_option, pass_state
-from .output import emit_json, say, table
+from .output import Column, created, emit_json, table, value
 
 
 @cli.group("customers")
@@ -70,7 +70,7 @@ def _say_customer(b, c, as_json: bool) -> None:
         emit_json(_customer_json(c, b.subscriptions.get(c.user_id)))
         return
     extra = "".join(f", {what} {value}" for what, value in (("e-mail", c.email), ("on test clock", c.test_clock)) if value)
-    say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe{extra}")
+    created(c.stripe_customer_id, f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe{extra}")
 
 
 @customers_group.command("update")
@@ -136,7 +136,9 @@ def customers_list(state, as_json: bool) -> None:
     if as_json:
         emit_json([_customer_json(c, s) for c, s in items])
         return
-    table(None, ["customer", "email", "plan", "stripe customer", "stripe subscription"], [
+    table(None, [Column("customer", "user_id"), Column("email", drop=2), Column("plan"),
+                 Column("stripe customer", "stripe_customer_id", drop=1, whole=True),
+                 Column("stripe subscription", "stripe_subscription_id", drop=3, whole=True)], [
         [c.user_id, c.email, s.plan_name if s else "-", c.stripe_customer_id, s.stripe_subscription_id if s else None]
         for c, s in items
     ])
@@ -166,11 +168,11 @@ def customers_show(state, user_id: str, as_json: bool) -> None:
     if sub is not None:
         start, end = sub.period(b.ctx.now_for(user_id))
         rows += [["plan", f"{sub.plan_name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"],
-                 ["stripe subscription", sub.stripe_subscription_id]]
-    rows.append(["in Stripe", "yes" if view.stripe else "no"])
+                 ["stripe_subscription_id", sub.stripe_subscription_id]]
+    rows.append(["in_stripe", bool(view.stripe)])
     if view.stripe and view.stripe.get("email") != view.customer.email:
-        rows.append(["Stripe e-mail", view.stripe.get("email")])
-    table(None, ["field", "value"], rows)
+        rows.append(["stripe_email", view.stripe.get("email")])
+    table(None, ["field", "value"], rows)  # piped: field<TAB>value lines
 
 
 @cli.command("subscribe")
@@ -201,8 +203,9 @@ def subscribe(state, user_id, plan, interval, currency, days_until_due, as_json)
             "period_start": iso(start), "period_end": iso(end), "stripe_subscription_id": sub.stripe_subscription_id,
         })
     else:
-        say(f"{user_id} is on {sub.plan.name} ({format_money(sub.price.amount, sub.currency)}/{sub.interval}), "
-            f"{sub.stripe_subscription_id}; period {iso(start)} .. {iso(end)}")
+        created(sub.stripe_subscription_id,
+                f"{user_id} is on {sub.plan.name} ({format_money(sub.price.amount, sub.currency)}/{sub.interval}), "
+                f"{sub.stripe_subscription_id}; period {iso(start)} .. {iso(end)}")
 
 
 @cli.command("cancel")
@@ -225,4 +228,4 @@ def cancel(state, user_id, no_invoice, as_json) -> None:
         emit_json({"user_id": user_id, "plan": sub.plan_name, "status": "canceled",
                    "stripe_subscription_id": sub.stripe_subscription_id})
     else:
-        say(f"Cancelled {user_id}'s {sub.plan_name} subscription ({sub.stripe_subscription_id})")
+        value(sub.stripe_subscription_id, f"Cancelled {user_id}'s {sub.plan_name} subscription ({sub.stripe_subscription_id})")

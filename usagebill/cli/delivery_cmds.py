@@ -12,7 +12,7 @@ from ..errors import ExitCode
 from ..money import cost, format_money
 from ..timeparse import iso
 from .app import AppError, cli, json_option, pass_state
-from .output import emit_json, say, table
+from .output import Column, emit_json, plain, readable_times, result, say, table
 
 def push_json(r) -> dict:
     return {
@@ -79,13 +79,16 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
         emit_json(push_json(r))
     else:
         batches = f" as {r.batches:,} coalesced meter event(s)" if r.batches else ""
-        say(f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
-            f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
+        result({"delivered": r.delivered, "already_delivered": r.already_delivered, "failed": r.failed,
+                "pending": r.still_pending, "invoiced_late": r.invoiced_late, "requests": r.requests,
+                "batches": r.batches},
+               f"Delivered {r.delivered:,} event(s){batches} in {r.requests:,} request(s); "
+               f"{r.already_delivered:,} already in Stripe, {r.failed:,} refused, {r.still_pending:,} pending")
         if r.invoiced_late:
             say(f"{r.invoiced_late:,} event(s) came after their period's invoice was final: billed on the "
                 "customer's next invoice as late usage (see usagebill status)")
         for identifier, reason in r.failures:
-            say(f"Refused {identifier}: {reason}")
+            say(f"Refused {identifier}: {readable_times(reason)}")
     say_drops(0, r.unattributed_drops)
     say_waiting(r.waiting)
     if r.error:
@@ -123,21 +126,27 @@ def status_cmd(state, user_id, as_json) -> None:
                    "invoiced_late": s.invoiced_late, "not_in_stripe": s.not_in_stripe, "failed_events": failed,
                    "late_items": late})
         return
-    say(f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed"
-        + (f", {s.invoiced_late:,} billed late" if s.invoiced_late else ""))
+    result({"pending": s.pending, "delivered": s.delivered, "failed": s.failed, "invoiced_late": s.invoiced_late},
+           f"{s.pending:,} pending, {s.delivered:,} delivered, {s.failed:,} failed"
+           + (f", {s.invoiced_late:,} billed late" if s.invoiced_late else ""))
     for uid, n in s.not_in_stripe.items():
         say(f"Note: {n:,} pending event(s) of {uid} wait until it is in Stripe (usagebill customers add {uid})")
-    if failed:
+    if failed and plain():
+        say(f"Note: {s.failed:,} event(s) failed: usagebill status --json lists them with Stripe's reasons")
+    elif failed:
         title = "Failed events" + (f" (the {len(failed)} most recent)" if len(failed) < s.failed else "")
-        table(title, ["event", "customer", "feature", "amount", "time", "reason"],
-              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], f["reason"]] for f in failed],
-              right=["amount"])
-    if late:
+        table(title, [Column("event", whole=True), Column("customer", drop=1), Column("feature", drop=2),
+                      Column("amount", right=True), Column("time", drop=3), Column("reason")],
+              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], readable_times(f["reason"])] for f in failed])
+    if late and not plain():
         table("Late usage, billed on the next invoice (its period's invoice was final)",
-              ["customer", "item", "quantity", "amount", "missed invoice", "state"],
-              [[i["user_id"], i["description"], f"{i['quantity']:,}", format_money(i["amount"], i["currency"]),
-                i["missed_invoice"], i["status"]] for i in late],
-              right=["quantity", "amount"])
+              [Column("customer", "user_id"), Column("item", "description", drop=2),
+               Column("quantity", right=True), Column("amount", right=True),
+               Column("missed invoice", "missed_invoice", drop=1, whole=True), Column("state", "status", drop=3)],
+              [[i["user_id"], i["description"], i["quantity"], format_money(i["amount"], i["currency"]),
+                i["missed_invoice"], i["status"]] for i in late])
+    elif late:
+        say(f"Note: {len(late):,} late-usage invoice item(s): usagebill status --json lists them")
 
 
 @cli.command("reconcile")
@@ -174,13 +183,16 @@ def reconcile_cmd(state, user_id, periods, closed_only, as_json) -> None:
                     "failed": x.failed, "late": x.late, "at_risk": x.at_risk}
                    for x in r.lines])
     else:
-        table(f"{len(r.lines)} customer/feature/period(s) compared",
-              ["customer", "feature", "period", "state", "ledger", "stripe", "difference", "pending"],
-              [[x.user_id, x.feature, f"{iso(x.period_start)} .. {iso(x.period_end)}",
-                f"billed ({x.invoice_id})" if x.state == "closed" else ("draft" if x.invoice_id else "open"),
-                f"{x.ledger:,}", f"{x.stripe:,}", f"{x.difference:+,}" if x.difference else "",
-                f"{x.pending:,}" if x.pending else ""] for x in r.lines],
-              right=["ledger", "stripe", "difference", "pending"])
+        grouped = not plain()
+        table(f"{len(r.lines)} customer/feature/period(s) compared", [
+            Column("customer", "user_id"), Column("feature", "key"), Column("period start", drop=1),
+            Column("period end", drop=2), Column("state", drop=3), Column("ledger", right=True),
+            Column("stripe", right=True), Column("difference", right=True), Column("pending", right=True, drop=4)],
+            [[x.user_id, x.feature, iso(x.period_start), iso(x.period_end),
+              f"billed ({x.invoice_id})" if x.state == "closed" else ("draft" if x.invoice_id else "open"),
+              x.ledger, x.stripe,
+              (f"{x.difference:+,}" if grouped else f"{x.difference:+}") if x.difference else "",
+              x.pending or ""] for x in r.lines])
     for x in r.lines:
         if x.state == "open" and x.pending:
             say(f"Note: {x.user_id} {x.feature}: {x.pending:,} unit(s) of the open period are not in Stripe yet "
@@ -224,6 +236,6 @@ def finish(delivery) -> None:
     """Say the library's delivery warnings (after the command's own output), then exit with
     its code (4: written, but not delivered)."""
     for m in delivery.messages:
-        say(m)
+        say(readable_times(m))
     if delivery.exit_code:
         click.get_current_context().exit(delivery.exit_code)

@@ -10,9 +10,7 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli
-from .invoice_cmds import invoice_json, render_invoice
-from .output import emit_json, say, table
-from .setup_cmds import example_config
+from .output import emit_json, jsonable, out_console, plain, say, table
 
 
 @cli.command("demo")
@@ -20,8 +18,10 @@ from .setup_cmds import example_config
 @click.option("--json", "as_json", is_flag=True, help="Print the summary and the invoice as JSON on stdout.")
 def demo(folder: str | None, as_json: bool) -> None:
     """Walk through usage billing on the offline sandbox: sync the example plans, put a
-    customer on a test clock, subscribe to Pro, record 150 API calls, advance the clock past
-    the period end and show the invoice Stripe makes ($20.00 + $15.00 = $35.00).
+    customer on a test clock, subscribe to Pro, record 150 API calls, charge 30 more (taken
+    from Pro's 100 included credits: record bills every unit, charge uses credits first),
+    advance the clock past the period end and show the invoice Stripe makes ($20.00 + $15.00
+    = $35.00).
 
     \b
     Example:
@@ -29,6 +29,9 @@ def demo(folder: str | None, as_json: bool) -> None:
       usagebill demo --dir ./demo --json
     """
     from ..gateway.demo import run_demo
+    # imported here: at the top they would register `init` and `invoices` before `demo` in --help
+    from .invoice_cmds import invoice_json, render_invoice
+    from .setup_cmds import example_config
 
     where = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="usagebill-demo-"))
     r = run_demo(where, example_config(), say)
@@ -37,16 +40,21 @@ def demo(folder: str | None, as_json: bool) -> None:
         emit_json({"folder": str(r.folder), "test_clock": r.clock_id,
                    "summary": {"user_id": s.user_id, "key": s.key, "total_amount": s.total_amount,
                                "estimated_cost": s.estimated_cost, "currency": s.currency},
+                   "charge": jsonable(r.charge),
                    "preview": invoice_json(r.preview), "invoice": invoice_json(r.invoice)})
         return
-    say("")
-    say(f"usagebill summary alice: {iso(s.period_start)} .. {iso(s.period_end)}, from the ledger")
-    table(None,
-          ["feature", "used", "unit price", "estimated cost"],
-          [[s.display_name, f"{s.total_amount:,}", format_unit_price(s.unit_price, s.currency),
-            format_money(s.estimated_cost, s.currency)]], right=["used", "unit price", "estimated cost"])
-    say("")
+    if not plain():
+        con = out_console()
+        con.print(f"usagebill summary alice: {iso(s.period_start)} .. {iso(s.period_end)}, from the ledger")
+        table(None,
+              ["feature", "used", "unit price", "estimated cost"],
+              [[s.display_name, s.total_amount, format_unit_price(s.unit_price, s.currency),
+                format_money(s.estimated_cost, s.currency)]], right=["used", "unit price", "estimated cost"])
+        con.print("")
+    # the invoice is the demo's data: piped, its lines alone
     render_invoice(r.invoice, f"usagebill invoices show {r.invoice.id}: {r.invoice.status}, {r.invoice.billing_reason}")
     say("")
+    say(f"{s.total_amount} calls are billed although Pro includes 100: usage is billed in full, and the included "
+        f"credits are used by charge and credits consume ({r.charge.from_credits} charged above, nothing billed).")
     say(f"Everything is in {r.folder}; look around:")
     say(f"  cd {r.folder} && usagebill invoices list alice && usagebill credits balance alice api_calls")

@@ -8,8 +8,9 @@ import click
 
 from ..errors import ExitCode
 from .app import cli, json_option, pass_state
-from .delivery_cmds import push_json
+from .delivery_cmds import push_json, say_waiting
 from .output import emit_json, say
+from .output import result as show_result
 
 
 class _Progress:
@@ -56,7 +57,7 @@ class _Progress:
 @cli.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]),
-              help="The file's format [default: from its extension: .csv, .jsonl or .ndjson].")
+              help="The file's format [default: from its extension: .csv, .jsonl or .ndjson; stdin: csv].")
 @click.option("--dry-run", is_flag=True, help="Check every row and count what would be imported; write nothing.")
 @click.option("--reject-file", metavar="PATH", type=click.Path(dir_okay=False),
               help="Write rejected rows here, unchanged (with the CSV header), to fix and import again.")
@@ -78,9 +79,10 @@ def import_cmd(state, file: str, fmt: str | None, dry_run: bool, reject_file: st
     Example:
       usagebill import usage-2026-01-15.csv --reject-file rejects.csv
       warehouse-export | usagebill import - --format jsonl --json
+      cat usage.csv | usagebill import -
     """
     if fmt is None and file == "-":
-        raise click.UsageError("give --format csv or --format jsonl when reading stdin")
+        fmt = "csv"  # stdin has no extension to tell; JSON Lines with --format jsonl
     source = sys.stdin.buffer if file == "-" else file
     billing = state.billing
     with _Progress() as progress:
@@ -91,7 +93,7 @@ def import_cmd(state, file: str, fmt: str | None, dry_run: bool, reject_file: st
             on_progress=progress.update,
         )
     delivery = result.delivery
-    _report(result, as_json, delivery.push if delivery is not None else None)
+    _report(result, as_json, delivery.push if delivery is not None else None, delivery)
     if delivery is not None:
         for m in delivery.messages:
             say(m)
@@ -105,15 +107,25 @@ def result_name(file: str) -> str:
     return "<stdin>" if file == "-" else file
 
 
-def _report(result, as_json: bool, pushed=None) -> None:
+def _report(result, as_json: bool, pushed=None, delivery=None) -> None:
     verb = "would import" if result.dry_run else "imported"
-    say(f"{result.source}: {result.rows:,} rows: {verb} {result.imported:,}, skipped {result.duplicates:,} "
-        f"already imported, rejected {result.rejected:,} ({result.seconds:.1f} s)")
+    line = (f"{result.source}: {result.rows:,} rows: {verb} {result.imported:,}, skipped {result.duplicates:,} "
+            f"already imported, rejected {result.rejected:,} ({result.seconds:.1f} s)")
+    if as_json:
+        say(line)
+    else:
+        show_result({"rows": result.rows, "imported": result.imported, "duplicates": result.duplicates,
+                     "rejected": result.rejected, "dry_run": result.dry_run, "delivered": None if delivery is None else (pushed.delivered if pushed else 0),
+                     "pending": None if delivery is None else delivery.pending}, line)
     if result.rejected and result.reject_file:
         say(f"Rejected rows are in {result.reject_file}: fix them and import that file.")
-    if pushed is not None:
-        say(f"Delivered {pushed.delivered:,} event(s) to Stripe; {pushed.still_pending:,} pending, "
-            f"{pushed.failed:,} refused" + (f"; {pushed.error}: run usagebill push again later" if pushed.error else ""))
+    if pushed is not None:  # the counts are in the result; what went wrong is a warning
+        if pushed.error:
+            say(f"Warning: delivery to Stripe: {pushed.error}; {pushed.still_pending:,} event(s) pending: "
+                "run usagebill push again later")
+        elif pushed.failed:
+            say(f"Warning: Stripe refused {pushed.failed:,} event(s): see usagebill status")
+        say_waiting(pushed.waiting)
     if as_json:
         emit_json({
             "source": result.source, "format": result.format, "dry_run": result.dry_run, "rows": result.rows,

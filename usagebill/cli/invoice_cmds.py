@@ -7,7 +7,8 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli, json_option, pass_state
-from .output import console, emit_json, say
+from ..ledger.reports import remember_invoices
+from .output import Column, emit_json, emit_plain, out_console, plain, table
 
 
 def invoice_json(inv) -> dict:
@@ -34,22 +35,31 @@ def _span(start, end) -> str:
 
 
 def render_invoice(inv, title: str | None = None) -> None:
-    """The invoice as a person reads it:  API Calls (Jan 01-Feb 01)  150 x $0.10  $15.00"""
+    """The invoice as a person reads it:  API Calls (Jan 01-Feb 01)  150 x $0.10  $15.00;
+    piped, one line per invoice line and a last Total line."""
     from rich import box
     from rich.table import Table
 
-    say(title or f"Invoice {inv.number or inv.id or '(preview)'}: {inv.status or ''}, {inv.billing_reason or ''}")
+    if plain():
+        emit_plain(["item", "quantity", "unit_price", "amount", "period_start", "period_end"], [
+            *([x.description, x.quantity, format_unit_price(x.unit_amount, inv.currency),
+               format_money(x.amount, inv.currency), iso(x.period_start), iso(x.period_end)] for x in inv.lines),
+            ["Total", "", "", format_money(inv.total, inv.currency), "", ""],
+        ])
+        return
+    con = out_console()
+    con.print(title or f"Invoice {inv.number or inv.id or '(preview)'}: {inv.status or ''}, {inv.billing_reason or ''}")
     t = Table(show_edge=False, pad_edge=False, box=box.SIMPLE_HEAD)
-    t.add_column("item")
-    t.add_column("quantity x price", justify="right")
-    t.add_column("amount", justify="right")
+    t.add_column("item", overflow="fold")
+    t.add_column("quantity x price", justify="right", no_wrap=True)
+    t.add_column("amount", justify="right", no_wrap=True)
     for x in inv.lines:
         t.add_row(x.description + _span(x.period_start, x.period_end),
                   f"{x.quantity:,} x {format_unit_price(x.unit_amount, inv.currency)}",
                   format_money(x.amount, inv.currency))
     t.add_section()
     t.add_row("Total", "", format_money(inv.total, inv.currency))
-    console().print(t)
+    con.print(t)
 
 
 @cli.group("invoices")
@@ -77,14 +87,14 @@ def invoices_list(state, user_id, as_json) -> None:
     from ..gateway.invoices import list_invoices
 
     items = list_invoices(state.billing, state.connection, user_id)
+    remember_invoices(state.billing.ledger, [i.id for i in items if i.id])  # for completion
     if as_json:
         emit_json([invoice_json(i) for i in items])
         return
-    from .output import table
-
-    table(f"{user_id}: {len(items)} invoice(s)", ["invoice", "number", "status", "reason", "created", "total"],
-          [[i.id, i.number, i.status, i.billing_reason, iso(i.created), format_money(i.total, i.currency)] for i in items],
-          right=["total"])
+    table(f"{user_id}: {len(items)} invoice(s)", [
+        Column("invoice", "id", whole=True), Column("number", drop=2), Column("status"), Column("reason", "billing_reason", drop=1),
+        Column("created", drop=3), Column("total", right=True)],
+        [[i.id, i.number, i.status, i.billing_reason, iso(i.created), format_money(i.total, i.currency)] for i in items])
 
 
 @invoices_group.command("show")

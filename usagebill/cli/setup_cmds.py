@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .app import cli, pass_state
-from .output import say
+from .output import created
 
 
 def example_config() -> str:
@@ -29,4 +29,4 @@ def init(state, force: bool) -> None:
     if path.exists() and not force:
         raise click.ClickException(f"{path} exists; use --force to overwrite it")
     path.write_text(example_config(), encoding="utf-8")
-    say(f"Wrote {path}: edit the plans, then run: usagebill config check")
+    created(str(path), f"Wrote {path}: edit the plans, then run: usagebill config check")

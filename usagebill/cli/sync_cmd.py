@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .app import cli, json_option, pass_state
-from .output import emit_json, say, table
+from .output import Column, emit_json, plain, say, table
 
 
 @cli.command("sync")
@@ -35,12 +35,15 @@ def sync(state, dry_run: bool, as_json: bool) -> None:
     if as_json:
         emit_json({"dry_run": dry_run, "actions": result.actions})
         return
-    if not result.actions:
+    if not result.actions:  # piped, the header alone says "no change" to a script; the verdict to people
+        if not plain():
+            click.echo("Stripe matches billing.toml: nothing to do")
+            return
         say("Stripe matches billing.toml: nothing to do")
-        return
     verb = "Would" if dry_run else "Did"
-    table(f"{verb}: {len(result.actions)} change(s)", ["action", "object", "key", "detail", "stripe id"],
-          [[a.verb, a.kind, a.key, a.detail, a.stripe_id] for a in result.actions])
+    table(f"{verb}: {len(result.actions)} change(s)", [
+        Column("action"), Column("object"), Column("key"), Column("detail", drop=1), Column("stripe id", "stripe_id", drop=2)],
+        [[a.verb, a.kind, a.key, a.detail, a.stripe_id] for a in result.actions])
     subs = {a.key for a in result.actions if a.kind == "subscription"}
     if subs:
         say(f"{'Would change' if dry_run else 'Changed'} {len(subs)} live subscription(s): new usage prices "

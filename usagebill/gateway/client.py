@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,7 @@ def connect(
                 SANDBOX_KEY,
                 base_addresses={"api": sandbox_url, "meter_events": sandbox_url},
                 max_network_retries=max_network_retries,
+                http_client=_local_sandbox_http_client(sandbox_url),
             )
             return Connection(client, "sandbox", f"sandbox at {sandbox_url}")
         from ..sandbox import Sandbox, SandboxHTTPClient, UnsupportedSDK
@@ -95,6 +97,29 @@ def connect(
     return Connection(client, mode, "Stripe live mode" if mode == "live" else "Stripe test mode")
 
 
+def _local_sandbox_http_client(url: str):
+    """The SDK's HTTP client, saying which sandbox URL failed and how to start it, instead of
+    "contact support@stripe.com"."""
+    import stripe
+    from urllib.parse import urlsplit
+
+    port = urlsplit(url).port
+    start = f"usagebill sandbox serve --port {port}" if port else "usagebill sandbox serve"
+
+    class LocalSandboxClient(type(stripe.new_default_http_client())):
+        def _handle_request_error(self, e, *args):
+            try:
+                super()._handle_request_error(e, *args)
+            except stripe.APIConnectionError as err:
+                raise stripe.APIConnectionError(
+                    f"cannot reach the sandbox at {url} ({type(e).__name__}); start it with: {start} "
+                    "(or unset USAGEBILL_SANDBOX_URL to use the built-in one)",
+                    should_retry=err.should_retry,
+                ) from e
+
+    return LocalSandboxClient()
+
+
 @contextmanager
 def stripe_errors(action: str, typed_ids: tuple[str | None, ...] = ()) -> Iterator[None]:
     """Turn the SDK's errors into StripeAPIError (exit 4) with one clear line. ``typed_ids``:
@@ -125,7 +150,11 @@ def describe(e: Exception, action: str = "") -> str:
     if isinstance(e, stripe.AuthenticationError):
         return f"{prefix}Stripe refused the API key ({e.user_message or 'authentication failed'})"
     if isinstance(e, stripe.APIConnectionError):
-        return f"{prefix}cannot reach Stripe ({e.user_message or e})"
+        text = e.user_message or str(e)
+        if text.startswith("cannot reach the sandbox"):
+            return prefix + text
+        network = re.search(r"\(Network error: (.*)\)\s*$", text, re.S)
+        return f"{prefix}cannot reach Stripe ({network.group(1).strip() if network else text})"
     status = getattr(e, "http_status", None)
     msg = getattr(e, "user_message", None) or str(e)
     code = getattr(e, "code", None)

@@ -11,7 +11,7 @@ from typing import Callable
 from ..billing import Billing
 from ..errors import UsagebillError, ValidationError
 from ..periods import boundary
-from ..timeparse import parse_time
+from ..timeparse import iso, parse_time
 from .accounts import refresh_periods
 from .client import Connection, stripe_errors
 from .invoices import mirror_period_invoices
@@ -109,7 +109,7 @@ def advance_clock(
         clock = clocks.retrieve(clock_id)
         target = parse_target(to, clock.frozen_time)
         if target <= clock.frozen_time:
-            raise ValidationError(f"--to must be after the clock's time ({clock.frozen_time}); clocks only move forward")
+            raise ValidationError(f"--to must be after the clock's time ({iso(clock.frozen_time)}); clocks only move forward")
         clock = clocks.advance(clock_id, params={"frozen_time": target})
         deadline = time.monotonic() + timeout
         delay = 0.05

@@ -1,6 +1,7 @@
 """The test-clock walkthrough of the docs, in one call, on the sandbox: sync the example
 config, a customer on a test clock subscribed to Pro, 150 API calls, the summary, the clock
-advanced past the period end, and the invoice Stripe makes:
+advanced past the period end, and the invoice Stripe makes (30 more calls charged from the
+included credits on the way, which bills nothing):
 
     Pro                     1 x $20.00    $20.00
     API Calls             150 x $0.10    $15.00
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..billing import Billing
+from ..billing import Billing, ChargeResult
 from ..errors import UsagebillError
 from ..usage import UsageSummary
 from .accounts import add_customer, subscribe
@@ -25,6 +26,7 @@ from .sync import sync
 
 START = "2026-01-01T00:00:00Z"  # a fixed start, so every run tells the same story
 CALLS = (50, 60, 40)  # 150 API calls, recorded in three requests
+CHARGED = 30  # API calls charged: taken from Pro's 100 included credits, not billed
 
 
 @dataclass
@@ -32,6 +34,7 @@ class DemoResult:
     folder: Path
     clock_id: str
     summary: UsageSummary
+    charge: ChargeResult  # CHARGED calls through the waterfall: credits first
     preview: Invoice
     invoice: Invoice  # the renewal invoice of the first period
 
@@ -59,12 +62,17 @@ def run_demo(folder: Path, example_config: str, say: Callable[[str], None] = lam
         pushed = push(billing, conn)
         say(f"5. usagebill record alice api_calls ... x{len(CALLS)}  -> {pushed.delivered} events delivered to Stripe")
         summary = billing.usage.get_summary("alice", "api_calls")
+        say(f"   record bills every call: {summary.total_amount} x $0.10 = $15.00, although Pro includes 100 API calls:")
+        say("   the included credits are used by usagebill charge and credits consume, never by record.")
+        charged = billing.charge("alice", "api_calls", CHARGED)
+        say(f"6. usagebill charge alice api_calls {CHARGED}   -> {charged.from_credits} from credits "
+            f"({charged.credit_balance} left), {charged.as_usage} billed")
         preview = preview_invoice(billing, conn, "alice")
         advanced = advance_clock(billing, conn, clock.id, "+1month2h")
-        say(f"6. usagebill testclock advance {clock.id} --to +1month2h")
+        say(f"7. usagebill testclock advance {clock.id} --to +1month2h")
         invoices = [i for i in list_invoices(billing, conn, "alice") if i.billing_reason == "subscription_cycle"]
         if not invoices:
             raise UsagebillError("the sandbox made no renewal invoice; this is a bug in usagebill")
-        return DemoResult(folder, advanced.id, summary, preview, invoices[-1])
+        return DemoResult(folder, advanced.id, summary, charged, preview, invoices[-1])
     finally:
         billing.close()

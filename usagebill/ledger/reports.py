@@ -1,0 +1,102 @@
+"""Read queries for reports and shell completion: usage per time bucket, usage per customer
+over each customer's own window, and the names completion offers. Reads only."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+def usage_buckets(ledger, user_id: str, feature: str, start: int, end: int, size: int, offset: int) -> dict[int, int]:
+    """Units per bucket of ``size`` seconds (buckets begin at ``offset`` + k * size), for
+    events in [start, end): {bucket start: units}. One range scan of the time index."""
+    rows = ledger.all(
+        "SELECT (timestamp - :offset) / :size AS k, SUM(amount) AS units FROM usage_events "
+        "WHERE user_id = :user AND feature = :feature AND timestamp >= :start AND timestamp < :end GROUP BY k",
+        {"offset": offset, "size": size, "user": user_id, "feature": feature, "start": start, "end": end},
+    )
+    return {int(r["k"]) * size + offset: int(r["units"]) for r in rows}
+
+
+def usage_in_windows(ledger, windows: Iterable[tuple[str, str, int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """Units and events per (customer, feature), each in its own [start, end) window (customers
+    have their own billing periods): {(user_id, feature): (units, events)}."""
+    conn = ledger.conn
+    # keyed by (customer, feature): scanned in that order, the join's rows come out grouped and
+    # SQLite needs no temporary B-tree for the GROUP BY (2 s instead of 3.7 s at 10M events)
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS report_windows (user_id TEXT NOT NULL, feature TEXT NOT NULL, "
+        "start INTEGER NOT NULL, end INTEGER NOT NULL, PRIMARY KEY (user_id, feature)) WITHOUT ROWID"
+    )
+    conn.execute("DELETE FROM report_windows")
+    conn.executemany("INSERT INTO report_windows VALUES (?, ?, ?, ?)", windows)
+    try:
+        rows = conn.execute(
+            "SELECT w.user_id, w.feature, SUM(e.amount) AS units, COUNT(*) AS n FROM report_windows w "
+            "JOIN usage_events e ON e.user_id = w.user_id AND e.feature = w.feature "
+            "AND e.timestamp >= w.start AND e.timestamp < w.end GROUP BY w.user_id, w.feature"
+        ).fetchall()
+    finally:
+        conn.execute("DELETE FROM report_windows")
+    return {(r["user_id"], r["feature"]): (int(r["units"]), int(r["n"])) for r in rows}
+
+
+def active_customers(ledger) -> list[str]:
+    return [r[0] for r in ledger.all("SELECT user_id FROM subscriptions WHERE status = 'active' ORDER BY user_id")]
+
+
+def _like(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def customer_ids(ledger, prefix: str = "", limit: int = 200) -> list[str]:
+    return [r[0] for r in ledger.all(
+        "SELECT user_id FROM customers WHERE user_id LIKE ? ESCAPE '\\' ORDER BY user_id LIMIT ?", (_like(prefix), limit))]
+
+
+def clock_ids(ledger, prefix: str = "", limit: int = 200) -> list[tuple[str, str | None]]:
+    return [(r[0], r[1]) for r in ledger.all(
+        "SELECT id, name FROM test_clocks WHERE id LIKE ? ESCAPE '\\' ORDER BY updated_at DESC LIMIT ?",
+        (_like(prefix), limit))]
+
+
+# The ledger keeps no invoices (Stripe does): the ids usagebill has shown lately are kept in
+# ``settings`` so that completion can offer them without a Stripe call.
+SEEN_INVOICES = "completion.invoices"
+MAX_SEEN = 200
+
+
+def remember_invoices(ledger, ids: list[str]) -> None:
+    import json
+
+    with ledger.transaction():
+        row = ledger.one("SELECT value FROM settings WHERE key = ?", (SEEN_INVOICES,))
+        old = json.loads(row[0]) if row else []
+        seen = list(dict.fromkeys([*ids, *old]))[:MAX_SEEN]
+        if seen != old:
+            ledger.conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (SEEN_INVOICES, json.dumps(seen)))
+
+
+def invoice_ids(ledger, prefix: str = "") -> list[str]:
+    import json
+
+    row = ledger.one("SELECT value FROM settings WHERE key = ?", (SEEN_INVOICES,))
+    return [i for i in (json.loads(row[0]) if row else []) if i.startswith(prefix)]
+
+
+def read_only(path) -> "Ledger | None":
+    """The ledger at ``path`` opened for reading only (no migration, no file created), or None
+    when there is none: for shell completion, which must be fast and change nothing."""
+    import os
+    import sqlite3
+
+    from .db import Ledger
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)
+        conn.row_factory = sqlite3.Row
+        conn.execute("SELECT 1 FROM customers LIMIT 1")
+    except sqlite3.Error:
+        return None
+    return Ledger(conn, str(path))
