@@ -3,6 +3,7 @@ errors into one line on stderr and a documented exit code."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -146,12 +147,11 @@ def id_option(fn):
     help="The SQLite ledger [default: [ledger] path of the config, else .usagebill/ledger.db beside it].",
 )
 @click.option(
-    "--api-key",
-    envvar="STRIPE_API_KEY",
-    show_envvar=True,
-    metavar="KEY",
-    help="Stripe secret key (sk_test_..., sk_live_...). Prefer the environment variable: a "
-    "command line is visible to other users. Unset: the built-in sandbox.",
+    "--api-key-file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Read the Stripe secret key from FILE (readable by its owner only) instead of the "
+    "STRIPE_API_KEY environment variable. Neither: the built-in sandbox.",
 )
 @click.option(
     "--live",
@@ -160,13 +160,14 @@ def id_option(fn):
 )
 @click.version_option(package_name="usagebill", prog_name="usagebill")
 @click.pass_context
-def cli(ctx: click.Context, config: str, db: str | None, api_key: str | None, live: bool) -> None:
+def cli(ctx: click.Context, config: str, db: str | None, api_key_file: str | None, live: bool) -> None:
     """Usage-based billing on Stripe: credits, wallets and metered usage, kept in a local
     ledger and delivered to Stripe (or to the built-in offline sandbox).
 
     \b
-    Without a Stripe key every command runs against the built-in sandbox, whose state lives
-    beside the ledger.
+    The Stripe key comes from the STRIPE_API_KEY environment variable (or --api-key-file),
+    never from the command line, where other users could read it. Without a key every
+    command runs against the built-in sandbox, whose state lives beside the ledger.
 
     \b
     Example:
@@ -177,6 +178,9 @@ def cli(ctx: click.Context, config: str, db: str | None, api_key: str | None, li
       usagebill summary alice
     """
     _say_overrides(ctx)
+    from ..keyfile import read_key_file
+
+    api_key = read_key_file(api_key_file) if api_key_file else os.environ.get("STRIPE_API_KEY")
     state = State(config, db, live, api_key)
     ctx.obj = state
     ctx.call_on_close(state.close)
