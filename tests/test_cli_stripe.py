@@ -132,12 +132,15 @@ def test_the_key_is_never_taken_from_the_command_line(runner):
     assert r.exit_code == 2 and "flagsecret" not in r.output
 
 
-def test_api_key_file_is_checked_and_never_printed(runner, tmp_path):
+def test_api_key_file_is_checked_and_never_printed(runner, tmp_path, monkeypatch):
     key = tmp_path / "stripe.key"
     key.write_text("sk_live_filesecret\n")
     key.chmod(0o600)
     r = runner("--api-key-file", str(key), "sync")
     assert r.exit_code == 1 and "pass --live" in r.stderr and "filesecret" not in r.output
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_envsecret")
+    r = runner("--api-key-file", str(key), "sync")
+    assert "pass --live" in r.stderr and "--api-key-file given, so STRIPE_API_KEY is not used" in r.stderr
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o602])

@@ -180,7 +180,11 @@ def cli(ctx: click.Context, config: str, db: str | None, api_key_file: str | Non
     _say_overrides(ctx)
     from ..keyfile import read_key_file
 
-    api_key = read_key_file(api_key_file) if api_key_file else os.environ.get("STRIPE_API_KEY")
+    api_key = os.environ.get("STRIPE_API_KEY")
+    if api_key_file:
+        if api_key:
+            click.echo("usagebill: --api-key-file given, so STRIPE_API_KEY is not used", err=True)
+        api_key = read_key_file(api_key_file)
     state = State(config, db, live, api_key)
     ctx.obj = state
     ctx.call_on_close(state.close)
