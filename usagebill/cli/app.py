@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import ExitCode, UsagebillError
+from ..textsafe import one_line
 from .output import debug
 
 
@@ -82,17 +83,40 @@ class Group(click.Group):
     def list_commands(self, ctx):
         return list(self.commands)
 
+    def parse_args(self, ctx, args):
+        for n, arg in enumerate(args, 1):
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                # bytes that are not UTF-8 arrive as lone surrogates: say so before anything
+                # tries to print or store them
+                raise click.UsageError(f"argument {n} ({one_line(arg, 80)}) is not valid UTF-8", ctx) from None
+        return super().parse_args(ctx, args)
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as e:
+            e.message = one_line(e.message)
+            raise
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UsagebillError as e:
             if debug():
                 raise
-            raise AppError(str(e), int(e.exit_code)) from None
-        except sqlite3.OperationalError as e:
+            raise AppError(one_line(str(e)), int(e.exit_code)) from None
+        except sqlite3.Error as e:
             if debug():
                 raise
-            raise AppError(f"ledger: {e}", int(ExitCode.ERROR)) from None
+            raise AppError(
+                one_line(f"ledger: {e}"),
+                int(ExitCode.ERROR),
+            ) from None
+        except click.ClickException as e:
+            e.message = one_line(e.message)
+            raise
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(int(ExitCode.INTERRUPTED))
