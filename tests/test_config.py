@@ -154,3 +154,35 @@ def test_init_writes_a_valid_config(tmp_path):
     assert load_config(tmp_path / "billing.toml").plan("Pro")
     r = CliRunner().invoke(cli, ["init"])
     assert r.exit_code == 1 and "exists; use --force" in r.stderr
+
+
+@pytest.mark.parametrize("price, expected", [
+    ("0.1234567890123", "has more than 12 decimals (0.1234567890123); Stripe accepts at most 12"),
+    ("1e30", "must be at most 10^12 minor units per unit, not 1e+30"),
+    ('"10"', "must be a number, not the string '10' (write it without quotes)"),
+    ("inf", "must be a finite number, not inf"),
+])
+def test_price_per_credit_limits(tmp_path, price, expected):
+    msg = error_of(tmp_path, BASE + f"[plans.features.x]\nprice_per_credit = {price}\ntrack_usage = true\n")
+    assert msg.endswith(f"plans[0].features.x.price_per_credit: {expected}"), msg
+
+
+def test_price_per_credit_with_twelve_decimals_is_fine(tmp_path):
+    c = load_config(write(tmp_path, BASE + "[plans.features.t]\nprice_per_credit = 0.000000000001\ntrack_usage = true\n"))
+    assert c.plans[0].features["t"].price_per_credit == Decimal("1E-12")
+
+
+def test_allocation_beyond_the_amount_limit(tmp_path):
+    msg = error_of(tmp_path, BASE + f"wallet = {{ allocation = {2**63} }}\n")
+    assert "plans[0].wallet.allocation: must be at most 2^53" in msg
+
+
+def test_config_check_refuses_a_huge_price_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from usagebill.cli import cli
+
+    path = write(tmp_path, BASE + "[plans.features.x]\nprice_per_credit = 1e30\ntrack_usage = true\n")
+    r = CliRunner().invoke(cli, ["--config", str(path), "config", "check"])
+    assert r.exit_code == 1
+    assert r.output.strip().count("\n") == 0 and "price_per_credit: must be at most 10^12" in r.output, r.output

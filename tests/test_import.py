@@ -132,7 +132,9 @@ BAD_ROWS = [
     (f"carol,api_calls,1,{T1},", "user_id", "unknown customer 'carol'"),
     (f"nosub,api_calls,1,{T1},", "user_id", "customer 'nosub' has no active subscription"),
     (f",api_calls,1,{T1},", "user_id", "user_id is missing"),
-    (f"al\tice,api_calls,1,{T1},", "user_id", "user id must be 1 to 200 printable characters"),
+    (f"al\tice,api_calls,1,{T1},", "user_id", "user ids must be printable characters"),
+    (f"al\u202eice,api_calls,1,{T1},", "user_id", "invisible or control character U+202E"),
+    (f"al\u200bice,api_calls,1,{T1},", "user_id", "invisible or control character U+200B"),
     (f"alice,api_call,1,{T1},", "key", "unknown feature 'api_call' (did you mean 'api_calls'?)"),
     (f"alice,ai_tokens,1,{T1},", "key", "plan 'Pro' of customer 'alice' has no feature 'ai_tokens'"),
     (f"tess,exports,1,{T1},", "key", "feature 'exports' of plan 'Team' does not track usage"),
@@ -143,6 +145,12 @@ BAD_ROWS = [
     (f"alice,api_calls,ten,{T1},", "amount", "amount must be a positive whole number, not 'ten'"),
     (f"alice,api_calls,,{T1},", "amount", "amount is missing"),
     (f"alice,api_calls,{2**53 + 1},{T1},", "amount", "is too large"),
+    (f"alice,api_calls,2.0,{T1},", "amount", "without a decimal point"),
+    (f"alice,api_calls,1e3,{T1},", "amount", "digits 0-9 only"),
+    (f"alice,api_calls,1_000,{T1},", "amount", "digits 0-9 only"),
+    (f"alice,api_calls,\u0663,{T1},", "amount", "digits 0-9 only"),
+    ("alice,api_calls,1,999999999999,", "timestamp", "out of range"),
+    ("alice,api_calls,1,\u0661\u0667\u0667\u0662\u0663\u0662\u0663\u0662\u0660\u0660,", "timestamp", "is not a time"),
     ("alice,api_calls,1,yesterday,", "timestamp", "timestamp: 'yesterday' is not a time"),
     ("alice,api_calls,1,2026-02-30T00:00:00Z,", "timestamp", "is not a time"),
     ("alice,api_calls,1,1772323200.5,", "timestamp", "Unix times are whole seconds"),
@@ -261,13 +269,14 @@ def test_json_lines(b, tmp_path):
         json.dumps({"user_id": "alice", "key": "api_calls", "amount": True, "timestamp": T1}),
     ]) + "\n")
     r = b.usage.import_rows(f)
-    assert (r.format, r.rows, r.imported, r.rejected) == ("jsonl", 10, 3, 7)
+    assert (r.format, r.rows, r.imported, r.rejected) == ("jsonl", 10, 2, 8)
     assert [(e.line, e.column) for e in r.errors] == [
-        (5, "amount"), (6, "amount"), (7, "user_id"), (8, "timestamp"), (9, "id"), (10, "key"), (11, "amount"),
+        (4, "amount"), (5, "amount"), (6, "amount"), (7, "user_id"), (8, "timestamp"), (9, "id"), (10, "key"), (11, "amount"),
     ]
-    assert r.errors[1].reason == "amount is missing"
+    assert r.errors[0].reason == "amount must be a whole number written without a decimal point, not 2.0"
+    assert r.errors[2].reason == "amount is missing"
     assert [e[2:5] for e in events(b)][0] == (2, T1_UNIX, "17")
-    assert b.usage.import_rows(f).duplicates == 3
+    assert b.usage.import_rows(f).duplicates == 2
 
 
 @pytest.mark.parametrize("text, message", [

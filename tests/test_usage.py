@@ -47,7 +47,9 @@ def test_bad_amounts(pro, amount, message):
 
 def test_whole_amount_as_string_or_decimal(pro):
     assert pro.usage.record("alice", "api_calls", "7").amount == 7
-    assert pro.usage.record("alice", "api_calls", Decimal("3.0")).amount == 3
+    assert pro.usage.record("alice", "api_calls", " 12 ").amount == 12
+    with pytest.raises(ValidationError, match="without a decimal point"):
+        pro.usage.record("alice", "api_calls", Decimal("3.0"))
 
 
 def test_feature_without_usage_tracking_is_refused(billing):

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from .config import Allocation
 from .ledger import Ledger
-
-_UNIT = {"credit_ledger": "feature", "wallet_ledger": "currency"}
+from .ledger import balances as journal
+from .ledger.balances import CREDITS, WALLET  # noqa: F401  (the two journals, by name)
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,11 @@ class Entry:
 
 
 def last(ledger: Ledger, table: str, user_id: str, unit: str | None = None):
-    sql = f"SELECT balance_after, {_UNIT[table]} AS unit FROM {table} WHERE user_id = ?"
-    args: list = [user_id]
-    if table == "credit_ledger":
-        sql += " AND feature = ?"
-        args.append(unit)
-    return ledger.one(sql + " ORDER BY id DESC LIMIT 1", args)
+    return journal.last_row(ledger, table, user_id, unit)
 
 
 def balance(ledger: Ledger, table: str, user_id: str, unit: str | None = None) -> int:
-    row = last(ledger, table, user_id, unit)
+    row = journal.last_row(ledger, table, user_id, unit)
     return 0 if row is None else row["balance_after"]
 
 
@@ -54,31 +49,18 @@ def append(
     idempotency_key: str | None = None,
 ) -> int:
     """Add a row (inside the caller's transaction); returns the new balance."""
-    after = balance(ledger, table, user_id, unit if table == "credit_ledger" else None) + delta
-    ledger.conn.execute(
-        f"INSERT INTO {table} (user_id, {_UNIT[table]}, delta, balance_after, reason, period_start, idempotency_key, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (user_id, unit, delta, after, reason, period_start, idempotency_key, now),
-    )
+    after = balance(ledger, table, user_id, unit if table == CREDITS else None) + delta
+    journal.insert_row(ledger, table, user_id, unit, delta, after, reason, period_start, idempotency_key, now)
     return after
 
 
 def history(ledger: Ledger, table: str, user_id: str, unit: str | None = None, limit: int | None = None) -> list[Entry]:
     """Newest first."""
-    sql = f"SELECT * FROM {table} WHERE user_id = ?"
-    args: list = [user_id]
-    if unit is not None and table == "credit_ledger":
-        sql += " AND feature = ?"
-        args.append(unit)
-    sql += " ORDER BY id DESC"
-    if limit is not None:
-        sql += " LIMIT ?"
-        args.append(int(limit))
     return [
         Entry(
             id=r["id"],
             user_id=r["user_id"],
-            unit=r[_UNIT[table]],
+            unit=r["unit"],
             delta=r["delta"],
             balance_after=r["balance_after"],
             reason=r["reason"],
@@ -86,7 +68,7 @@ def history(ledger: Ledger, table: str, user_id: str, unit: str | None = None, l
             period_start=r["period_start"],
             idempotency_key=r["idempotency_key"],
         )
-        for r in ledger.all(sql, args)
+        for r in journal.history_rows(ledger, table, user_id, unit, limit)
     ]
 
 
@@ -96,12 +78,9 @@ def renew(
     """Apply a plan allocation for the period starting at ``period_start``, once: the first
     period grants it, later ones ``reset`` the balance to it or ``add`` it. Returns whether
     anything was applied. Keyed by (customer, target, period start) in ``renewals``."""
-    cur = ledger.conn.execute(
-        "INSERT OR IGNORE INTO renewals (user_id, target, period_start) VALUES (?, ?, ?)", (user_id, target, period_start)
-    )
-    if cur.rowcount == 0:
+    if not journal.claim_renewal(ledger, user_id, target, period_start):
         return False
-    current = balance(ledger, table, user_id, unit if table == "credit_ledger" else None)
+    current = balance(ledger, table, user_id, unit if table == CREDITS else None)
     if first:
         delta, reason = grant.allocation, "plan_grant"
     elif grant.on_renewal == "reset":

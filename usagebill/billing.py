@@ -11,16 +11,19 @@ from typing import Callable
 from . import balances
 from .config import Config, load_config
 from .context import Context
-from .credits import TABLE as CREDITS, Credits, check_units
+from .balances import CREDITS, WALLET
+from .credits import Credits
 from .customers import Customers
 from .errors import InsufficientCreditsError
-from .idempotency import check_key, remember, replay
+from .idempotency import remember, replay
 from .ledger import Ledger, open_ledger
+from .ledger.events import CHARGE
 from .money import cost
 from .renewals import refresh
+from .rules import check_key, check_units
 from .subscriptions import Subscriptions
 from .usage import Usage, UsageEvent
-from .wallet import TABLE as WALLET, Wallet
+from .wallet import Wallet
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ class Billing:
                 )
             event = None
             if as_usage:
-                event = self.usage._insert(user_id, key, as_usage, None, None, "charge")
+                event = self.usage.insert(user_id, key, as_usage, None, None, CHARGE)
             result = ChargeResult(
                 user_id, key, units, from_credits, from_wallet, debit, as_usage,
                 event.id if event else None, credit_bal, wallet_bal, sub.currency,

@@ -5,16 +5,16 @@ track_usage needs price_per_credit``."""
 from __future__ import annotations
 
 import difflib
-import math
 import re
 import sys
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, NotFoundError
+from .errors import ConfigError, NotFoundError, ValidationError
 from .money import CURRENCIES
+from .rules import MAX_AMOUNT, check_unit_price
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -180,6 +180,8 @@ class _Checker:
             raise self.fail(keypath, f"must be a whole number, not {_kind(value)} {value!r}")
         if value < minimum:
             raise self.fail(keypath, f"must be {minimum} or more, not {value}")
+        if value > MAX_AMOUNT:
+            raise self.fail(keypath, f"must be at most 2^53 ({MAX_AMOUNT:,}), not {value}")
         return value
 
     def string(self, value: Any, keypath: str) -> str:
@@ -198,21 +200,11 @@ class _Checker:
             raise self.fail(keypath, f"must be true or false, not {value!r}")
         return value
 
-    def decimal(self, value: Any, keypath: str) -> Decimal:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise self.fail(keypath, f"must be a number, not {_kind(value)}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise self.fail(keypath, f"must be a finite number, not {value}")
+    def unit_price(self, value: Any, keypath: str) -> Decimal:
         try:
-            # str() first: TOML 0.1 is the float 0.1000000000000000055..., the user meant 0.1
-            number = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise self.fail(keypath, f"must be a number, not {value!r}") from None
-        if not number.is_finite():
-            raise self.fail(keypath, f"must be a finite number, not {value!r}")
-        if number < 0:
-            raise self.fail(keypath, f"must be 0 or more, not {value}")
-        return number
+            return check_unit_price(value)
+        except ValidationError as e:
+            raise self.fail(keypath, str(e)) from None
 
     def allocation(self, value: Any, keypath: str) -> Allocation:
         t = self.table(value, keypath, {"allocation": True, "on_renewal": False})
@@ -346,7 +338,7 @@ def _parse_feature(c: _Checker, key: str, raw: Any, kp: str) -> Feature:
         {"display_name": False, "price_per_credit": False, "track_usage": False, "credits": False, "auto_top_up": False},
     )
     track = c.boolean(t.get("track_usage", False), _join(kp, "track_usage"))
-    price = c.decimal(t["price_per_credit"], _join(kp, "price_per_credit")) if "price_per_credit" in t else None
+    price = c.unit_price(t["price_per_credit"], _join(kp, "price_per_credit")) if "price_per_credit" in t else None
     if track and price is None:
         raise c.fail(kp, "track_usage needs price_per_credit (minor units per unit, e.g. 10 for $0.10)")
     top_up = None

@@ -3,17 +3,15 @@ customer's active subscription and current billing period."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable
 
 from .config import Config, Feature, Plan
-from .errors import NotFoundError, ValidationError
-from .ledger import Ledger
+from .errors import NotFoundError
+from .ledger import Ledger, accounts
 from .periods import now as real_now
 from .periods import period_at
-
-_USER_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
+from .rules import check_user_id
 
 
 @dataclass(frozen=True)
@@ -42,14 +40,6 @@ class Subscription:
         return self.plan.price_for(self.interval, self.currency)
 
 
-def check_user_id(user_id: str) -> str:
-    if not isinstance(user_id, str) or not _USER_ID.match(user_id) or user_id != user_id.strip():
-        raise ValidationError(
-            f"user id must be 1 to 200 printable characters without surrounding spaces, not {user_id!r}"
-        )
-    return user_id
-
-
 class Context:
     def __init__(self, config: Config, ledger: Ledger, clock: Callable[[], int] | None = None):
         self.config = config
@@ -57,24 +47,18 @@ class Context:
         self.clock = clock or real_now
 
     def customer(self, user_id: str):
-        row = self.ledger.one("SELECT * FROM customers WHERE user_id = ?", (check_user_id(user_id),))
+        row = accounts.get_customer(self.ledger, check_user_id(user_id))
         if row is None:
             raise NotFoundError(f"unknown customer {user_id!r} (add it with: usagebill customers add {user_id})")
         return row
 
     def now_for(self, user_id: str) -> int:
         """The customer's "now": its test clock's time when it has one, else real time."""
-        row = self.ledger.one(
-            "SELECT c.test_clock, t.frozen_time FROM customers c LEFT JOIN test_clocks t ON t.id = c.test_clock "
-            "WHERE c.user_id = ?",
-            (user_id,),
-        )
-        if row is not None and row["test_clock"] and row["frozen_time"] is not None:
-            return int(row["frozen_time"])
-        return self.clock()
+        frozen = accounts.clock_time(self.ledger, user_id)
+        return self.clock() if frozen is None else frozen
 
     def subscription(self, user_id: str) -> Subscription | None:
-        row = self.ledger.one("SELECT * FROM subscriptions WHERE user_id = ? AND status = 'active'", (user_id,))
+        row = accounts.active_subscription(self.ledger, user_id)
         return None if row is None else self._subscription(row)
 
     def _subscription(self, row) -> Subscription:

@@ -6,15 +6,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from . import balances
-from .balances import Entry
+from .balances import CREDITS as TABLE
+from .balances import WALLET, Entry
 from .config import Feature
 from .context import Context
-from .errors import ValidationError
-from .idempotency import check_key, remember, replay
+from .idempotency import remember, replay
 from .money import cost
 from .renewals import refresh
-
-TABLE = "credit_ledger"
+from .rules import check_key, check_units
 
 
 @dataclass(frozen=True)
@@ -36,20 +35,6 @@ class ConsumeResult:
     balance: int
     topped_up: int = 0  # credits bought from the wallet by auto top-up
     replayed: bool = False
-
-
-def check_units(amount, what: str = "amount") -> int:
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        try:
-            text = str(amount).strip()
-            if not text.lstrip("-").isdigit():
-                raise ValueError
-            amount = int(text)
-        except ValueError:
-            raise ValidationError(f"{what} must be a positive whole number, not {amount!r}") from None
-    if amount <= 0:
-        raise ValidationError(f"{what} must be positive, not {amount}")
-    return amount
 
 
 class Credits:
@@ -114,15 +99,14 @@ class Credits:
 
     def _top_up(self, user_id: str, feature: Feature, blocks: int, now: int) -> int:
         """Buy ``blocks`` auto top-ups from the wallet if it covers them; returns credits bought."""
-        from . import wallet
+        from .wallet import Wallet
 
         units = blocks * feature.auto_top_up.amount
         price = cost(units, feature.price_per_credit)
-        w = wallet.Wallet(self.ctx)
-        currency = w.currency(user_id)
-        if currency is None or balances.balance(self.ctx.ledger, wallet.TABLE, user_id) < price:
+        currency = Wallet(self.ctx).currency(user_id)
+        if currency is None or balances.balance(self.ctx.ledger, WALLET, user_id) < price:
             return 0
-        balances.append(self.ctx.ledger, wallet.TABLE, user_id, currency, -price, f"auto_top_up:{feature.key}", now)
+        balances.append(self.ctx.ledger, WALLET, user_id, currency, -price, f"auto_top_up:{feature.key}", now)
         balances.append(self.ctx.ledger, TABLE, user_id, feature.key, units, "auto_top_up", now)
         return units
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .context import Context, check_user_id
+from .context import Context
 from .errors import ValidationError
+from .ledger import accounts
+from .rules import check_user_id
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class Customers:
             raise ValidationError(f"not an e-mail address: {email!r}")
         ledger = self.ctx.ledger
         with ledger.transaction():
-            row = ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,))
+            row = accounts.get_customer(ledger, user_id)
             if row is not None:
                 for field, value in (("email", email), ("test_clock", test_clock), ("stripe_customer_id", stripe_customer_id)):
                     if value is not None and row[field] != value:
@@ -51,31 +53,21 @@ class Customers:
                             f"customer {user_id!r} exists with {field} {row[field]!r}, not {value!r}"
                         )
                 return _customer(row)
-            ledger.conn.execute(
-                "INSERT INTO customers (user_id, email, stripe_customer_id, test_clock, created_at) VALUES (?, ?, ?, ?, ?)",
-                (user_id, email, stripe_customer_id, test_clock, self.ctx.clock()),
-            )
-            return _customer(ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,)), created=True)
+            accounts.insert_customer(ledger, user_id, email, stripe_customer_id, test_clock, self.ctx.clock())
+            return _customer(accounts.get_customer(ledger, user_id), created=True)
 
     def get(self, user_id: str) -> Customer:
         return _customer(self.ctx.customer(user_id))
 
     def list(self) -> list[Customer]:
-        return [_customer(r) for r in self.ctx.ledger.all("SELECT * FROM customers ORDER BY user_id")]
+        return [_customer(r) for r in accounts.list_customers(self.ctx.ledger)]
 
     def link_stripe(self, user_id: str, stripe_customer_id: str) -> None:
         with self.ctx.ledger.transaction():
             self.ctx.customer(user_id)
-            self.ctx.ledger.conn.execute(
-                "UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", (stripe_customer_id, user_id)
-            )
+            accounts.set_stripe_customer(self.ctx.ledger, user_id, stripe_customer_id)
 
     def set_clock_time(self, clock_id: str, frozen_time: int, name: str | None = None) -> None:
         """Record a test clock's current time (after creating, reading or advancing it)."""
         with self.ctx.ledger.transaction():
-            self.ctx.ledger.conn.execute(
-                "INSERT INTO test_clocks (id, frozen_time, name, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (id) DO UPDATE SET frozen_time = excluded.frozen_time, "
-                "name = COALESCE(excluded.name, test_clocks.name), updated_at = excluded.updated_at",
-                (clock_id, int(frozen_time), name, self.ctx.clock()),
-            )
+            accounts.upsert_clock(self.ctx.ledger, clock_id, frozen_time, name, self.ctx.clock())

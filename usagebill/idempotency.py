@@ -7,7 +7,8 @@ import json
 from typing import Any
 
 from .errors import IdempotencyError
-from .ledger import Ledger
+from .ledger import Ledger, events
+from .ledger import idempotency as keys
 
 
 def _canonical(request: dict) -> str:
@@ -18,11 +19,9 @@ def replay(ledger: Ledger, user_id: str, key: str | None, operation: str, reques
     """The stored response for this key, or None when the key is new."""
     if key is None:
         return None
-    row = ledger.one(
-        "SELECT operation, request, response FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
-    )
+    row = keys.get_key(ledger, user_id, key)
     if row is None:
-        if ledger.one("SELECT 1 FROM usage_events WHERE user_id = ? AND idempotency_key = ?", (user_id, key)):
+        if events.key_used(ledger, user_id, key):
             raise IdempotencyError(f"idempotency key {key!r} was already used by {user_id!r} to record usage")
         return None
     if row["operation"] != operation:
@@ -38,17 +37,4 @@ def replay(ledger: Ledger, user_id: str, key: str | None, operation: str, reques
 def remember(ledger: Ledger, user_id: str, key: str | None, operation: str, request: dict, response: Any, now: int) -> None:
     if key is None:
         return
-    ledger.conn.execute(
-        "INSERT INTO idempotency_keys (user_id, key, operation, request, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (user_id, key, operation, _canonical(request), json.dumps(response, default=str), now),
-    )
-
-
-def check_key(key: str | None) -> str | None:
-    if key is None:
-        return None
-    if not isinstance(key, str) or not key.strip() or len(key) > 255:
-        from .errors import ValidationError
-
-        raise ValidationError(f"idempotency key must be 1 to 255 characters, not {key!r}")
-    return key
+    keys.insert_key(ledger, user_id, key, operation, _canonical(request), json.dumps(response, default=str), now)

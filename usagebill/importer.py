@@ -40,7 +40,6 @@ import json
 import operator
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 import uuid
@@ -52,9 +51,12 @@ from typing import IO, Callable, Iterator
 
 from .context import Subscription
 from .errors import UsagebillError, ValidationError
-from .idempotency import check_key
+from .ledger import events
+from .ledger import idempotency as keys
+from .ledger.db import page_cache
+from .ledger.occurrences import Occurrences
+from .rules import MAX_AMOUNT, check_amount, check_event_time, check_key, event_time_bounds, key_reused, same_event
 from .timeparse import parse_time
-from .usage import MAX_AGE, MAX_AHEAD, check_amount, check_time, key_reused, same_event
 
 COLUMNS = ("user_id", "key", "amount", "timestamp", "id")
 REQUIRED = ("user_id", "key", "amount")
@@ -67,7 +69,6 @@ BATCH_ROWS = 20_000  # rows validated and written together (what the import hold
 # slow: at 1,000,000 rows, 10,000-row transactions spent 28 s in SQLite, 200,000-row ones 9 s
 COMMIT_ROWS = 200_000
 MAX_ERRORS_KEPT = 100
-MAX_AMOUNT = 2**53
 _CACHE_LIMIT = 50_000  # entries per run cache (customers, timestamps) before it is cleared
 _LEDGER_CACHE_KIB = 64 * 1024  # SQLite page cache of the ledger connection during an import
 _BOM = "\ufeff"
@@ -392,41 +393,8 @@ class _Customer:
         self.sub = sub
         self.now = now
         if sub is not None:
-            self.lo = max(now - MAX_AGE, sub.anchor)
-            self.hi = now + MAX_AHEAD
+            self.lo, self.hi = event_time_bounds(now, sub)
         self.features: dict[str, str | None] = {}  # feature -> None when it can be recorded, else why not
-
-
-class _Occurrences:
-    """How many times each derived key's content was seen earlier in this file: exact, in a
-    temporary on-disk SQLite table so memory stays flat whatever the file's size."""
-
-    def __init__(self):
-        self.db = sqlite3.connect("", isolation_level=None)  # a private temporary file
-        self.db.execute("PRAGMA journal_mode = OFF")
-        self.db.execute("PRAGMA synchronous = OFF")
-        self.db.execute("PRAGMA cache_size = -16384")  # 16 MiB: about a million counts stay in memory
-        self.db.execute("CREATE TABLE seen (h INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-
-    def take(self, hashes: list[int]) -> list[int]:
-        counts: dict[int, int] = {}
-        distinct = list(dict.fromkeys(hashes))
-        for i in range(0, len(distinct), 500):
-            chunk = distinct[i : i + 500]
-            counts.update(self.db.execute(f"SELECT h, n FROM seen WHERE h IN ({','.join('?' * len(chunk))})", chunk))
-        out = []
-        get = counts.get
-        for h in hashes:
-            n = get(h, 0)
-            out.append(n)
-            counts[h] = n + 1
-        self.db.execute("BEGIN")
-        self.db.executemany("INSERT OR REPLACE INTO seen (h, n) VALUES (?, ?)", [(h, counts[h]) for h in distinct])
-        self.db.execute("COMMIT")
-        return out
-
-    def close(self) -> None:
-        self.db.close()
 
 
 class _DryRun(Exception):
@@ -488,7 +456,7 @@ class _Importer:
         self.id_prefix = "ube_" + uuid.uuid4().hex[:20]  # + 12 hex digits of the line: unique, ordered
         self.customers: dict[str, _Customer] = {}
         self.times: dict[str, int] = {}
-        self.occurrences: _Occurrences | None = None
+        self.occurrences: Occurrences | None = None
         self.warned_no_key = False
         self.tx = None  # the open ledger transaction (spanning batches, up to commit_rows rows)
         self.tx_rows = 0
@@ -602,7 +570,7 @@ class _Importer:
                 t = times.get(ts) if type(ts) is str else None
                 if t is None:
                     try:
-                        if type(ts) is str and ts.isdecimal() and len(ts) <= 12:
+                        if type(ts) is str and ts.isdecimal() and ts.isascii() and len(ts) <= 12:
                             t = int(ts)
                         elif type(ts) is str and len(ts) == 20 and ts[10] == "T" and ts[19] in "Zz":
                             try:  # 2026-01-15T10:00:00Z, the usual export format, fast
@@ -620,7 +588,7 @@ class _Importer:
                         times[ts] = t
                 if not c.lo <= t <= c.hi:
                     try:
-                        check_time(t, c.now, c.sub)
+                        check_event_time(t, c.now, c.sub)
                     except UsagebillError as e:
                         reject(line, raw, "timestamp", str(e))
                         continue
@@ -710,22 +678,20 @@ class _Importer:
     def derive_keys(self) -> None:
         """``import:<content hash>:<occurrence of that content so far in the file>``."""
         if self.occurrences is None:
-            self.occurrences = _Occurrences()
+            self.occurrences = Occurrences()
         rows = self.derived
         counts = self.occurrences.take([int.from_bytes(r[6][:8], "little", signed=True) for r in rows])
         rows[:] = [(*r[:6], f"{DERIVED_PREFIX}{r[6].hex()}:{k}") for r, k in zip(rows, counts)]
 
     def write(self) -> None:
-        conn = self.ledger.conn
         explicit, derived = self.explicit, self.derived
         duplicates = 0
         if explicit:
             if self.has_op_keys is None:  # read inside the transaction: other writers wait
-                self.has_op_keys = conn.execute("SELECT 1 FROM idempotency_keys LIMIT 1").fetchone() is not None
+                self.has_op_keys = keys.any_key(self.ledger)
             if self.has_op_keys:
                 # an id used by another kind of write (a charge, a grant...) cannot name a usage event
-                taken = {i for (i,) in self._stage(explicit, "SELECT c.id FROM temp.import_rows c JOIN idempotency_keys k "
-                                                             "ON k.user_id = c.user_id AND k.key = c.key")}
+                taken = events.keys_of_other_operations(self.ledger, explicit)
                 for r in explicit:
                     if r[0] in taken:
                         self.reject(_line(r[0]), self.raws[_line(r[0])], "id",
@@ -741,18 +707,12 @@ class _Importer:
             explicit = [r for r in explicit if r[0] not in known]
         rows = explicit + derived if derived else explicit
         rows.sort(key=_user_of)  # the ledger's indexes start with user_id: fewer pages touched
-        before = conn.total_changes
-        conn.executemany(
-            "INSERT OR IGNORE INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
-            "idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, 'import')",
-            rows,
-        )
-        inserted = conn.total_changes - before
+        inserted = events.insert_imported(self.ledger, rows)
         skipped = len(rows) - inserted
         if skipped and explicit:
             # which rows with ids were skipped? (their ids are ordered by line) and do they match?
             low, high = min(r[0] for r in explicit), max(r[0] for r in explicit)
-            new = {i for (i,) in conn.execute("SELECT id FROM usage_events WHERE id BETWEEN ? AND ?", (low, high))}
+            new = events.ids_between(self.ledger, low, high)
             again = [r for r in explicit if r[0] not in new]
             if again:
                 known, same = self._known(again)
@@ -768,12 +728,7 @@ class _Importer:
         are the same event (duplicates); the others are rejected here (the key names another).
         SQLite returns only the rows that are new or differ, so a re-import moves little data."""
         new, differ = set(), []
-        for event_id, feature, amount, ts in self._stage(
-            rows,
-            "SELECT c.id, e.feature, e.amount, e.timestamp FROM temp.import_rows c "
-            "LEFT JOIN usage_events e ON e.user_id = c.user_id AND e.idempotency_key = c.key "
-            "WHERE e.feature IS NULL OR e.feature <> c.feature OR e.amount <> c.amount OR e.timestamp <> c.timestamp",
-        ):
+        for event_id, feature, amount, ts in events.new_or_differing(self.ledger, rows):
             if feature is None:
                 new.add(event_id)
             else:
@@ -789,19 +744,6 @@ class _Importer:
                     self.reject(line, self.raws[line], "id", str(key_reused(r[6], r[1], amount, feature, ts)))
         known = {r[0] for r in rows if r[0] not in new} if new else {r[0] for r in rows}
         return known, len(known) - rejected
-
-    def _stage(self, rows: list[tuple], sql: str) -> list[tuple]:
-        """Run ``sql`` over ``rows`` (INSERT parameters) put in the temporary table import_rows."""
-        conn = self.ledger.conn
-        conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount INTEGER, "
-            "timestamp INTEGER, recorded_at INTEGER, key TEXT)"
-        )
-        conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-        try:
-            return conn.execute(sql).fetchall()
-        finally:
-            conn.execute("DELETE FROM temp.import_rows")
 
     def close(self) -> None:
         if self.occurrences is not None:
@@ -877,21 +819,18 @@ def import_rows(
         if on_progress is not None:
             on_progress(size, total, 0)
             progress = lambda done, rows: on_progress(size + done - start, total, rows)  # noqa: E731
-        ledger = usage.ctx.ledger
-        (old_cache,) = ledger.one("PRAGMA cache_size")
-        ledger.conn.execute(f"PRAGMA cache_size = -{_LEDGER_CACHE_KIB}")
         run = _Importer(usage, f, layout, dry_run=dry_run, batch_rows=batch_rows, commit_rows=commit_rows,
                         rejects=rejects, result=result, on_reject=on_reject, on_warning=on_warning,
                         on_progress=progress)
         run.warned_no_key = bool(result.warnings)
         try:
-            run.run()
+            with page_cache(usage.ctx.ledger, _LEDGER_CACHE_KIB):
+                run.run()
         except BaseException:
             rejects.abandon()
             raise
         finally:
             run.close()
-            ledger.conn.execute(f"PRAGMA cache_size = {old_cache}")
         rejects.finish()
     finally:
         if close:

@@ -4,17 +4,18 @@ once per (customer, feature or wallet, period start)."""
 
 from __future__ import annotations
 
-from .balances import renew
+from .balances import CREDITS, WALLET, renew
 from .context import Context, Subscription
+from .ledger import balances as journal
 
 
 def targets(sub: Subscription):
     """(table, unit, target, allocation) for every allocation the plan grants."""
     for key, feature in sub.plan.features.items():
         if feature.credits is not None:
-            yield "credit_ledger", key, f"credits:{key}", feature.credits
+            yield CREDITS, key, f"credits:{key}", feature.credits
     if sub.plan.wallet is not None:
-        yield "wallet_ledger", sub.currency, "wallet", sub.plan.wallet
+        yield WALLET, sub.currency, "wallet", sub.plan.wallet
 
 
 def refresh(ctx: Context, user_id: str) -> None:
@@ -27,12 +28,7 @@ def refresh(ctx: Context, user_id: str) -> None:
         return
     now = ctx.now_for(user_id)
     start, _ = sub.period(now)
-    done = {
-        r["target"]
-        for r in ctx.ledger.all(
-            "SELECT target FROM renewals WHERE user_id = ? AND period_start = ?", (user_id, start)
-        )
-    }
+    done = journal.renewed_targets(ctx.ledger, user_id, start)
     if all(t in done for _, _, t, _ in wanted):
         return  # the common case: a read, no write transaction
     first_start = sub.period(sub.anchor)[0]

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from .context import Context, Subscription
 from .errors import ValidationError
-from .idempotency import check_key, remember, replay
+from .idempotency import remember, replay
+from .ledger import accounts
 from .renewals import refresh
+from .rules import check_key
 
 
 class Subscriptions:
@@ -48,15 +50,10 @@ class Subscriptions:
                 )
             now = ctx.now_for(user_id)
             anchor = now if anchor is None else int(anchor)
-            cur = ctx.ledger.conn.execute(
-                "INSERT INTO subscriptions (user_id, plan, interval, currency, anchor, status, created_at, "
-                "stripe_subscription_id, period_start, period_end) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
-                (
-                    user_id, p.key, price.interval, price.currency, anchor, now, stripe_subscription_id,
-                    period[0] if period else None, period[1] if period else None,
-                ),
+            new_id = accounts.insert_subscription(
+                ctx.ledger, user_id, p.key, price.interval, price.currency, anchor, now, stripe_subscription_id, period
             )
-            remember(ctx.ledger, user_id, idempotency_key, "subscribe", request, {"id": cur.lastrowid}, now)
+            remember(ctx.ledger, user_id, idempotency_key, "subscribe", request, {"id": new_id}, now)
             refresh(ctx, user_id)
             return ctx.subscription(user_id)
 
@@ -68,18 +65,11 @@ class Subscriptions:
         ctx = self.ctx
         with ctx.ledger.transaction():
             sub = ctx.require_subscription(user_id)
-            ctx.ledger.conn.execute(
-                "UPDATE subscriptions SET status = 'canceled', canceled_at = ? WHERE id = ?",
-                (ctx.now_for(user_id), sub.id),
-            )
+            accounts.cancel_subscription(ctx.ledger, sub.id, ctx.now_for(user_id))
         return sub
 
     def set_period(self, user_id: str, start: int, end: int, stripe_subscription_id: str | None = None) -> None:
         """Mirror Stripe's current period (e.g. after a test clock advance)."""
         with self.ctx.ledger.transaction():
             sub = self.ctx.require_subscription(user_id)
-            self.ctx.ledger.conn.execute(
-                "UPDATE subscriptions SET period_start = ?, period_end = ?, "
-                "stripe_subscription_id = COALESCE(?, stripe_subscription_id) WHERE id = ?",
-                (int(start), int(end), stripe_subscription_id, sub.id),
-            )
+            accounts.set_subscription_period(self.ctx.ledger, sub.id, start, end, stripe_subscription_id)

@@ -10,13 +10,12 @@ from typing import Callable
 
 from .context import Context, Subscription
 from .errors import IdempotencyError, ValidationError
-from .idempotency import check_key
+from .ledger import events
+from .ledger import idempotency as keys
 from .money import cost
-from .timeparse import iso, parse_time
-
-# Stripe accepts meter events up to 35 days old and 5 minutes in the future.
-MAX_AGE = 35 * 86400
-MAX_AHEAD = 5 * 60
+from .rules import MAX_AGE, MAX_AHEAD  # noqa: F401  (their old home: gateway.reconcile imports them from here)
+from .rules import check_amount, check_event_time, check_key, key_reused, same_event
+from .timeparse import parse_time
 
 
 @dataclass(frozen=True)
@@ -49,70 +48,6 @@ class UsageSummary:
         return self.period_start, self.period_end
 
 
-def check_amount(amount) -> int:
-    """A positive whole number of units; a fraction is an error that suggests a smaller unit."""
-    if isinstance(amount, bool):
-        raise ValidationError(f"amount must be a positive whole number, not {amount!r}")
-    if isinstance(amount, int):
-        value = amount
-    else:
-        try:
-            number = Decimal(str(amount).strip())
-        except Exception:
-            raise ValidationError(f"amount must be a positive whole number, not {amount!r}") from None
-        if not number.is_finite():
-            raise ValidationError(f"amount must be a positive whole number, not {amount!r}")
-        if number != number.to_integral_value():
-            raise ValidationError(
-                f"amount must be a whole number (Stripe meters count whole units), not {amount}: "
-                "record in a smaller unit (e.g. milliseconds, tokens, bytes)"
-            )
-        value = int(number)
-    if value <= 0:
-        raise ValidationError(f"amount must be positive, not {value}")
-    if value > 2**53:
-        raise ValidationError(f"amount {value} is too large")
-    return value
-
-
-def check_window(ts: int, now: int) -> None:
-    if ts < now - MAX_AGE:
-        raise ValidationError(
-            f"timestamp {iso(ts)} is more than 35 days before the customer's now ({iso(now)}); Stripe would reject it"
-        )
-    if ts > now + MAX_AHEAD:
-        raise ValidationError(
-            f"timestamp {iso(ts)} is more than 5 minutes after the customer's now ({iso(now)}); Stripe would reject it"
-        )
-
-
-def check_started(ts: int, sub: Subscription) -> None:
-    if ts < sub.anchor:
-        raise ValidationError(
-            f"timestamp {iso(ts)} is before {sub.user_id!r}'s subscription started ({iso(sub.anchor)})"
-        )
-
-
-def check_time(ts: int, now: int, sub: Subscription) -> None:
-    """The rules for an event's time: within Stripe's window around the customer's ``now``
-    (its test clock's time when it has one), and not before the subscription started."""
-    check_window(ts, now)
-    check_started(ts, sub)
-
-
-def same_event(feature: str, amount: int, timestamp: int, key: str, new_amount: int, new_ts: int | None) -> bool:
-    """Whether a write with an idempotency key repeats the recorded event (a write without a
-    time matches any time: "now" differs at each retry)."""
-    return feature == key and amount == new_amount and (new_ts is None or timestamp == new_ts)
-
-
-def key_reused(idempotency_key: str, user_id: str, amount: int, feature: str, timestamp: int) -> IdempotencyError:
-    return IdempotencyError(
-        f"idempotency key {idempotency_key!r} was already used by {user_id!r} for {amount} "
-        f"{feature} at {iso(timestamp)}; use a new key"
-    )
-
-
 def new_event_id() -> str:
     return "ube_" + uuid.uuid4().hex
 
@@ -140,13 +75,14 @@ class Usage:
         ts = None if at is None else parse_time(at, what="--at")
         ctx = self.ctx
         with ctx.ledger.transaction():
-            event = self._insert(user_id, key, amount, ts, idempotency_key, "record")
+            event = self.insert(user_id, key, amount, ts, idempotency_key, events.RECORD)
         if self.on_usage_recorded is not None and not event.replayed:
             self.on_usage_recorded(event)
         return event
 
-    def _insert(self, user_id: str, key: str, amount: int, ts: int | None, idempotency_key: str | None, source: str) -> UsageEvent:
-        """Validate and insert one event, inside the caller's transaction."""
+    def insert(self, user_id: str, key: str, amount: int, ts: int | None, idempotency_key: str | None, source: str) -> UsageEvent:
+        """Validate and insert one event, inside the caller's transaction (``record``, and the
+        usage part of ``charge``); ``amount`` is checked already."""
         ctx = self.ctx
         sub = ctx.require_subscription(user_id)
         if idempotency_key is not None:
@@ -156,23 +92,15 @@ class Usage:
         self.usage_feature(sub, key)
         now = ctx.now_for(user_id)
         ts = now if ts is None else ts
-        check_time(ts, now, sub)
+        check_event_time(ts, now, sub)
         event = UsageEvent(new_event_id(), user_id, key, amount, ts, ctx.clock(), idempotency_key)
-        ctx.ledger.conn.execute(
-            "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (event.id, user_id, key, amount, ts, event.recorded_at, idempotency_key, source),
-        )
+        events.insert_event(ctx.ledger, event.id, user_id, key, amount, ts, event.recorded_at, idempotency_key, source)
         return event
 
     def _replay(self, user_id, key, amount, ts, idempotency_key) -> UsageEvent | None:
-        row = self.ctx.ledger.one(
-            "SELECT * FROM usage_events WHERE user_id = ? AND idempotency_key = ?", (user_id, idempotency_key)
-        )
+        row = events.event_by_key(self.ctx.ledger, user_id, idempotency_key)
         if row is None:
-            if self.ctx.ledger.one(
-                "SELECT 1 FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, idempotency_key)
-            ):
+            if keys.key_exists(self.ctx.ledger, user_id, idempotency_key):
                 raise IdempotencyError(f"idempotency key {idempotency_key!r} was already used by {user_id!r} for another operation")
             return None
         if not same_event(row["feature"], row["amount"], row["timestamp"], key, amount, ts):
@@ -191,12 +119,7 @@ class Usage:
         sub = self.ctx.require_subscription(user_id)
         feature = self.usage_feature(sub, key)
         start, end = sub.period(self.ctx.now_for(user_id))
-        row = self.ctx.ledger.one(
-            "SELECT COALESCE(SUM(amount), 0) AS total, COUNT(*) AS n FROM usage_events "
-            "WHERE user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
-            (user_id, key, start, end),
-        )
-        total = int(row["total"])
+        total, n = events.usage_total(self.ctx.ledger, user_id, key, start, end)
         return UsageSummary(
             user_id=user_id,
             key=key,
@@ -207,7 +130,7 @@ class Usage:
             unit_price=feature.price_per_credit,
             period_start=start,
             period_end=end,
-            events=int(row["n"]),
+            events=n,
         )
 
     def get_summaries(self, user_id: str) -> list[UsageSummary]:
@@ -218,12 +141,7 @@ class Usage:
     def events(self, user_id: str, key: str | None = None, limit: int = 100) -> list[UsageEvent]:
         """The customer's events, newest first."""
         self.ctx.customer(user_id)
-        sql, args = "SELECT * FROM usage_events WHERE user_id = ?", [user_id]
-        if key is not None:
-            sql += " AND feature = ?"
-            args.append(key)
-        rows = self.ctx.ledger.all(sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)])
-        return [_event(r) for r in rows]
+        return [_event(r) for r in events.list_events(self.ctx.ledger, user_id, key, limit)]
 
 
 def _event(row, replayed: bool = False) -> UsageEvent:

@@ -5,15 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from . import balances
+from .balances import WALLET as TABLE
 from .balances import Entry
 from .context import Context
-from .credits import check_units
 from .errors import ValidationError
-from .idempotency import check_key, remember, replay
+from .idempotency import remember, replay
 from .money import CURRENCIES
 from .renewals import refresh
-
-TABLE = "wallet_ledger"
+from .rules import check_key, check_money
 
 
 @dataclass(frozen=True)
@@ -59,11 +58,11 @@ class Wallet:
 
     def top_up(self, user_id: str, amount, currency: str | None = None, idempotency_key: str | None = None) -> WalletChange:
         """Add money (minor units)."""
-        return self._change(user_id, check_units(amount), currency, idempotency_key, "top_up")
+        return self._change(user_id, check_money(amount), currency, idempotency_key, "top_up")
 
     def consume(self, user_id: str, amount, idempotency_key: str | None = None) -> WalletChange:
         """Take money (minor units); the balance may go negative."""
-        return self._change(user_id, -check_units(amount), None, idempotency_key, "consume")
+        return self._change(user_id, -check_money(amount), None, idempotency_key, "consume")
 
     def _change(self, user_id: str, delta: int, currency: str | None, idempotency_key: str | None, reason: str) -> WalletChange:
         check_key(idempotency_key)

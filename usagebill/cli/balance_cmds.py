@@ -10,6 +10,7 @@ from ..errors import ExitCode
 from ..money import format_money
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
+from .numbers import NUMBERS
 from .output import emit_json, say, table
 
 
@@ -53,7 +54,7 @@ def credits_balance(state, user_id, key, as_json) -> None:
         say(f"{user_id} has {bal:,} {key} credits")
 
 
-@credits_group.command("grant")
+@credits_group.command("grant", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("amount")
@@ -74,7 +75,7 @@ def credits_grant(state, user_id, key, amount, idempotency_key, as_json) -> None
         say(f"{'Already granted' if r.replayed else 'Granted'} {r.delta:,} {key} to {user_id}; balance {r.balance:,}")
 
 
-@credits_group.command("consume")
+@credits_group.command("consume", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("amount")
@@ -144,7 +145,7 @@ def wallet_balance(state, user_id, as_json) -> None:
         say(f"{user_id}'s wallet: {format_money(w.balance, w.currency) if w.currency else w.balance}")
 
 
-@wallet_group.command("top-up")
+@wallet_group.command("top-up", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("amount")
 @click.option("--currency", help="Only for a customer without a subscription or wallet yet.")
@@ -166,7 +167,7 @@ def wallet_top_up(state, user_id, amount, currency, idempotency_key, as_json) ->
             f"balance {format_money(r.balance, r.currency)}")
 
 
-@wallet_group.command("consume")
+@wallet_group.command("consume", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("amount")
 @id_option

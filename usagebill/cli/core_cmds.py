@@ -7,6 +7,7 @@ import click
 from ..money import format_money, format_unit_price
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
+from .numbers import NUMBERS
 from .output import emit_json, jsonable, say, table
 
 
@@ -72,7 +73,7 @@ def no_push_option(fn):
     )(fn)
 
 
-@cli.command("record")
+@cli.command("record", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("amount", default="1")
@@ -157,7 +158,7 @@ def summary(state, user_id, key, as_json) -> None:
     )
 
 
-@cli.command("charge")
+@cli.command("charge", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("units")

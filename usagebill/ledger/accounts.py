@@ -1,0 +1,99 @@
+"""Customers, their subscriptions and the ledger's view of test-clock time: every SQL
+statement over the ``customers``, ``subscriptions`` and ``test_clocks`` tables."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .db import Ledger
+
+ACTIVE = "active"
+CANCELED = "canceled"
+
+
+# -- customers -------------------------------------------------------------------------------
+
+def get_customer(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
+    return ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,))
+
+
+def list_customers(ledger: Ledger) -> list[sqlite3.Row]:
+    return ledger.all("SELECT * FROM customers ORDER BY user_id")
+
+
+def insert_customer(
+    ledger: Ledger, user_id: str, email: str | None, stripe_customer_id: str | None, test_clock: str | None, now: int
+) -> None:
+    ledger.conn.execute(
+        "INSERT INTO customers (user_id, email, stripe_customer_id, test_clock, created_at) VALUES (?, ?, ?, ?, ?)",
+        (user_id, email, stripe_customer_id, test_clock, now),
+    )
+
+
+def set_stripe_customer(ledger: Ledger, user_id: str, stripe_customer_id: str) -> None:
+    ledger.conn.execute("UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", (stripe_customer_id, user_id))
+
+
+def clock_time(ledger: Ledger, user_id: str) -> int | None:
+    """The frozen time of the customer's test clock, or None without one (or unknown yet)."""
+    row = ledger.one(
+        "SELECT c.test_clock, t.frozen_time FROM customers c LEFT JOIN test_clocks t ON t.id = c.test_clock "
+        "WHERE c.user_id = ?",
+        (user_id,),
+    )
+    if row is not None and row["test_clock"] and row["frozen_time"] is not None:
+        return int(row["frozen_time"])
+    return None
+
+
+def upsert_clock(ledger: Ledger, clock_id: str, frozen_time: int, name: str | None, now: int) -> None:
+    ledger.conn.execute(
+        "INSERT INTO test_clocks (id, frozen_time, name, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET frozen_time = excluded.frozen_time, "
+        "name = COALESCE(excluded.name, test_clocks.name), updated_at = excluded.updated_at",
+        (clock_id, int(frozen_time), name, now),
+    )
+
+
+# -- subscriptions ---------------------------------------------------------------------------
+
+def active_subscription(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
+    return ledger.one("SELECT * FROM subscriptions WHERE user_id = ? AND status = ?", (user_id, ACTIVE))
+
+
+def insert_subscription(
+    ledger: Ledger,
+    user_id: str,
+    plan: str,
+    interval: str,
+    currency: str,
+    anchor: int,
+    now: int,
+    stripe_subscription_id: str | None,
+    period: tuple[int, int] | None,
+) -> int:
+    cur = ledger.conn.execute(
+        "INSERT INTO subscriptions (user_id, plan, interval, currency, anchor, status, created_at, "
+        "stripe_subscription_id, period_start, period_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            user_id, plan, interval, currency, anchor, ACTIVE, now, stripe_subscription_id,
+            period[0] if period else None, period[1] if period else None,
+        ),
+    )
+    return cur.lastrowid
+
+
+def cancel_subscription(ledger: Ledger, subscription_id: int, now: int) -> None:
+    ledger.conn.execute(
+        "UPDATE subscriptions SET status = ?, canceled_at = ? WHERE id = ?", (CANCELED, now, subscription_id)
+    )
+
+
+def set_subscription_period(
+    ledger: Ledger, subscription_id: int, start: int, end: int, stripe_subscription_id: str | None
+) -> None:
+    ledger.conn.execute(
+        "UPDATE subscriptions SET period_start = ?, period_end = ?, "
+        "stripe_subscription_id = COALESCE(?, stripe_subscription_id) WHERE id = ?",
+        (int(start), int(end), stripe_subscription_id, subscription_id),
+    )
