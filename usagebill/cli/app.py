@@ -61,7 +61,15 @@ class State:
         if self._billing is None:
             from ..billing import Billing
 
-            self._billing = Billing.open(self.config_path, self.db_path)
+            billing = Billing.open(self.config_path, self.db_path)
+
+            def refresh_clock(clock_id: str) -> None:
+                from ..gateway.clocks import refresh_stale_clock
+
+                refresh_stale_clock(billing, self.connection, clock_id)
+
+            billing.ctx.refresh_clock = refresh_clock
+            self._billing = billing
         return self._billing
 
     @property
