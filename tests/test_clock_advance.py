@@ -61,7 +61,7 @@ def test_killed_after_stripe_moved_the_clock_a_rerun_finishes_it_once(runner, on
 
 
 def test_killed_before_stripe_answered_a_rerun_advances_once(runner, on_clock, monkeypatch):
-    crash_once(monkeypatch, "_wait_ready")  # dies before anything is asked of Stripe
+    crash_once(monkeypatch, "_move")  # dies after the target is recorded, before Stripe is asked
     assert runner("testclock", "advance", on_clock, "--to", "+1month2h").exit_code == 130
     assert J(runner("testclock", "advance", on_clock, "--to", "+1month2h", "--json"))["frozen_time"] == "2026-02-01T02:00:00Z"
     # that advance is finished: the next one is a new month
