@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from .context import Subscription
+from . import reject_file as reject_target
 from .errors import UsagebillError, ValidationError
 from .ledger import events
 from .ledger import idempotency as keys
@@ -407,12 +408,9 @@ class _Rejects:
     def __init__(self, path: str | None, layout: _Layout):
         self.path = path
         self.f = None
+        self.safe = reject_target.neutralise_csv if layout.format == "csv" else reject_target.neutralise_jsonl
         if path is not None:
-            self.partial = path + ".partial"
-            try:
-                self.f = open(self.partial, "wb")
-            except OSError as e:
-                raise ValidationError(f"{path}: cannot write the reject file: {e.strerror}") from None
+            self.partial, self.f = reject_target.open_partial(path)
             if layout.format == "csv":
                 self.f.write(layout.header)
                 self._ends_line = layout.header.endswith(b"\n")
@@ -423,7 +421,7 @@ class _Rejects:
         if self.f is not None:
             if not self._ends_line:  # the previous record was the file's last line, without a newline
                 self.f.write(b"\n")
-            self.f.write(raw)
+            self.f.write(self.safe(raw))
             self._ends_line = raw.endswith(b"\n")
 
     def finish(self) -> None:
@@ -793,12 +791,8 @@ def import_rows(
     started = time.monotonic()
     f, name, fmt, close = _open(source, format)
     reject_path = None if reject_file is None else os.fspath(reject_file)
-    if reject_path is not None and isinstance(source, (str, os.PathLike)):
-        try:
-            if os.path.exists(reject_path) and os.path.samefile(reject_path, name):
-                raise ValidationError(f"{reject_path}: the reject file cannot be the file being imported")
-        except OSError:
-            pass
+    if reject_path is not None:
+        reject_target.check_target(reject_path, name if isinstance(source, (str, os.PathLike)) else None)
     try:
         start = f.tell()
         size = _size(f, start)
