@@ -36,3 +36,10 @@ def test_cli_refuses_them_in_one_escaped_line(runner, tmp_path):
     assert "\x1b" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     r = CliRunner().invoke(cli, ["--config", "/dev/zero", "config", "check"])
     assert r.exit_code == 1 and "larger than 1 MiB" in r.stderr
+
+
+def test_a_number_of_5000_digits_is_a_config_error(tmp_path):
+    p = tmp_path / "billing.toml"
+    p.write_text("[[plans]]\nname = " + "1" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="4,300 digits"):
+        load_config(p)

@@ -3,43 +3,19 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import balances
+from . import charges
+from .charges import ChargeResult
 from .config import Config, load_config
 from .context import Context
-from .balances import CREDITS, WALLET
 from .credits import Credits
 from .customers import Customers
-from .errors import InsufficientCreditsError
-from .idempotency import remember, replay
 from .ledger import Ledger, open_ledger
-from .ledger.events import CHARGE
-from .money import cost
-from .renewals import refresh
-from .rules import check_key, check_units
 from .subscriptions import Subscriptions
 from .usage import Usage, UsageEvent
 from .wallet import Wallet
-
-
-@dataclass(frozen=True)
-class ChargeResult:
-    user_id: str
-    key: str
-    units: int
-    from_credits: int
-    from_wallet: int  # units paid from the wallet
-    wallet_debit: int  # minor units taken from the wallet
-    as_usage: int  # units recorded as post-paid usage
-    usage_event_id: str | None
-    credit_balance: int
-    wallet_balance: int
-    currency: str
-    replayed: bool = False
 
 
 def default_db_path(config: Config) -> Path:
@@ -92,51 +68,12 @@ class Billing:
         self.close()
 
     def charge(self, user_id: str, key: str, units, idempotency_key: str | None = None) -> ChargeResult:
-        """The waterfall, atomically: included credits first, then whole units paid from the
-        wallet at the feature's price, the rest recorded as usage. A feature that does not
-        track usage and cannot be covered fails with nothing taken (InsufficientCreditsError)."""
-        units = check_units(units, "units")
-        check_key(idempotency_key)
-        ctx = self.ctx
-        request = {"key": key, "units": units}
-        with ctx.ledger.transaction():
-            sub = ctx.require_subscription(user_id)
-            feature = ctx.plan_feature(sub, key)
-            done = replay(ctx.ledger, user_id, idempotency_key, "charge", request)
-            if done is not None:
-                return ChargeResult(**{**done, "replayed": True})
-            refresh(ctx, user_id)
-            now = ctx.now_for(user_id)
-            credit_bal = balances.balance(ctx.ledger, CREDITS, user_id, key)
-            from_credits = min(max(credit_bal, 0), units)
-            rest = units - from_credits
-            wallet_bal = balances.balance(ctx.ledger, WALLET, user_id)
-            from_wallet = debit = 0
-            price = feature.price_per_credit
-            if rest and price is not None:
-                affordable = rest if price == 0 else max(0, math.floor(wallet_bal / price))
-                from_wallet = min(rest, affordable)
-                debit = cost(from_wallet, price)  # <= wallet_bal: rounding never passes a whole balance
-            as_usage = rest - from_wallet
-            if as_usage and not feature.track_usage:
-                raise InsufficientCreditsError(
-                    f"not enough for {units} {key} of {user_id!r}: {credit_bal} credits, wallet covers "
-                    f"{from_wallet} more, and {key!r} does not track usage; nothing was taken"
-                )
-            if from_credits:
-                credit_bal = balances.append(ctx.ledger, CREDITS, user_id, key, -from_credits, "charge", now, idempotency_key=idempotency_key)
-            if from_wallet and debit:
-                wallet_bal = balances.append(
-                    ctx.ledger, WALLET, user_id, self.wallet.currency(user_id), -debit, f"charge:{key}", now, idempotency_key=idempotency_key
-                )
-            event = None
-            if as_usage:
-                event = self.usage.insert(user_id, key, as_usage, None, None, CHARGE)
-            result = ChargeResult(
-                user_id, key, units, from_credits, from_wallet, debit, as_usage,
-                event.id if event else None, credit_bal, wallet_bal, sub.currency,
-            )
-            remember(ctx.ledger, user_id, idempotency_key, "charge", request, asdict(result), now)
+        """The waterfall, atomically: credits first (the plan's allocation, then granted
+        credits), then whole units paid from the wallet at the feature's price, the rest
+        recorded as usage (see usagebill.charges)."""
+        result, event = charges.charge(
+            self.ctx, self.usage, self.credits, self.wallet, user_id, key, units, idempotency_key
+        )
         if event is not None and self.usage.on_usage_recorded is not None:
             self.usage.on_usage_recorded(event)
         return result

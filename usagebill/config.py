@@ -252,6 +252,9 @@ def load_config(path: str | Path) -> Config:
             msg = msg[: m.start()].strip()
             raise ConfigError(f"{path.name}:{m.group(1)}:{m.group(2)}: TOML syntax error: {msg}") from None
         raise ConfigError(f"{path.name}: TOML syntax error: {msg}") from None
+    except ValueError:
+        # tomllib lets Python's int() limit through: a number of more than 4,300 digits
+        raise ConfigError(f"{path.name}: a number too long to be an amount (more than 4,300 digits)") from None
     try:
         return parse_config(data, path, text)
     except RecursionError:

@@ -3,7 +3,7 @@ customer's active subscription and current billing period."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 from .config import Config, Feature, Plan
@@ -105,6 +105,15 @@ class Context:
 
         keys = self.config.feature_keys()
         raise NotFoundError(f"unknown feature {key!r}{_did_you_mean(key, keys)} (features: {', '.join(keys) or 'none'})")
+
+    def customer_feature(self, user_id: str, key: str) -> Feature:
+        """The feature as the customer's own plan defines it (its price, auto top-up), never
+        another plan's feature of the same key. Without a subscription, the bare feature:
+        credits may be held, but no plan gives an auto top-up or a price."""
+        sub = self.subscription(user_id)
+        if sub is not None:
+            return self.plan_feature(sub, key)
+        return replace(self.feature(key), auto_top_up=None, price_per_credit=None, credits=None)
 
     def plan_feature(self, sub: Subscription, key: str) -> Feature:
         self.feature(key)  # unknown anywhere: say so first

@@ -9,6 +9,7 @@ from .idempotency import remember, replay
 from .ledger import accounts
 from .renewals import refresh
 from .rules import check_key
+from .wallet import check_currency
 
 
 class Subscriptions:
@@ -48,6 +49,7 @@ class Subscriptions:
                     f"customer {user_id!r} is already subscribed to {current.plan.name!r} "
                     f"({current.interval}); cancel that subscription first"
                 )
+            check_currency(ctx, user_id, price.currency)
             now = ctx.now_for(user_id)
             anchor = now if anchor is None else int(anchor)
             new_id = accounts.insert_subscription(
