@@ -119,7 +119,7 @@ class Group(click.Group):
             if debug():
                 raise
             raise AppError(
-                one_line(f"ledger: {e}"),
+                one_line(f"ledger: {e} (usagebill doctor --offline checks it)"),
                 int(ExitCode.ERROR),
             ) from None
         except click.ClickException as e:
