@@ -57,3 +57,15 @@ def test_ledger_errors_are_one_line(runner, tmp_path):
     r = runner("--db", str(db), "customers", "list")
     assert r.exit_code == 1 and "Traceback" not in r.stderr
     one_error_line(r)
+
+
+@pytest.mark.parametrize("args", [
+    ("record", "alice", "api_calls", "9" * 5000),
+    ("credits", "grant", "alice", "api_calls", "9" * 5000),
+    ("wallet", "top-up", "alice", "-" + "9" * 5000),
+])
+def test_numbers_past_pythons_int_limit_are_one_line(runner, args):
+    r = runner(*args)
+    assert r.exit_code == 1
+    line = one_error_line(r)
+    assert "5,000 digits" in line and len(line) < 200

@@ -96,3 +96,13 @@ def test_cli_refuses_the_ledger_as_reject_file(runner, tmp_path):
     r = runner("import", str(src), "--reject-file", str(ledger))
     assert r.exit_code == 1 and "SQLite database" in r.stderr
     assert runner("customers", "list", "--json").stdout.count("alice") >= 1
+
+
+def test_an_amount_past_pythons_int_limit_is_that_rows_problem(b, tmp_path):
+    rows = "alice,api_calls," + "9" * 5000 + ",{T1},k1\nalice,api_calls,2,{T1},k2\n"
+    rej = tmp_path / "rej.csv"
+    r = b.usage.import_rows(usage(tmp_path, rows), reject_file=rej)
+    assert (r.imported, r.rejected) == (1, 1)
+    assert "5,000 digits" in r.errors[0].reason
+    again = b.usage.import_rows(usage(tmp_path, rows))
+    assert (again.imported, again.duplicates, again.rejected) == (0, 1, 1)

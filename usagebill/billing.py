@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from . import charges
+from . import charges, ownership
 from .charges import ChargeResult
 from .config import Config, load_config
 from .context import Context
@@ -49,9 +49,18 @@ class Billing:
         *,
         on_usage_recorded: Callable[[UsageEvent], None] | None = None,
         clock: Callable[[], int] | None = None,
+        adopting: bool = False,
     ) -> "Billing":
+        """``adopting``: skip the check that the ledger belongs to this config (for
+        ``usagebill config adopt``, which makes it so)."""
         config = load_config(config_path)
         ledger = open_ledger(db_path if db_path is not None else default_db_path(config))
+        if not adopting:
+            try:
+                ownership.check(ledger, config_path)
+            except BaseException:
+                ledger.close()
+                raise
         return cls(config, ledger, on_usage_recorded=on_usage_recorded, clock=clock)
 
     @property

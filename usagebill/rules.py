@@ -39,6 +39,11 @@ def _whole(value, what: str, unit_hint: str) -> int:
     elif isinstance(value, (str, float, Decimal)):
         text = value.strip(" \t") if isinstance(value, str) else str(value)
         if _DIGITS.match(text) or _NEGATIVE.match(text):
+            digits = text.lstrip("-").lstrip("0")
+            if len(digits) > len(str(MAX_AMOUNT)):
+                # far past the limit, whatever the digits (and Python's int() refuses 4,300 and more)
+                sign = "must be positive, not" if text.startswith("-") else "is too large:"
+                raise ValidationError(f"{what} {sign} a number of {len(digits):,} digits (at most 2^53 = {MAX_AMOUNT:,})")
             number = int(text)
         elif _FRACTION.match(text):
             if Decimal(text) == Decimal(text).to_integral_value():

@@ -33,6 +33,7 @@ class State:
         self.api_key = api_key
         self._billing = None
         self._connection = None
+        self.adopting = False  # config adopt: open a ledger that belongs to another config
 
     @property
     def connection(self):
@@ -61,7 +62,7 @@ class State:
         if self._billing is None:
             from ..billing import Billing
 
-            billing = Billing.open(self.config_path, self.db_path)
+            billing = Billing.open(self.config_path, self.db_path, adopting=self.adopting)
 
             def refresh_clock(clock_id: str) -> None:
                 from ..gateway.clocks import refresh_stale_clock
