@@ -122,9 +122,42 @@ def test_a_flag_beats_its_env_var_and_says_so(runner, monkeypatch, tmp_path):
     assert (tmp_path / "flag.db").exists() and not (tmp_path / "env.db").exists()
 
 
-def test_api_key_flag_is_checked_and_never_printed(runner):
+def test_the_key_is_never_taken_from_the_command_line(runner):
     r = runner("--api-key", "sk_live_flagsecret", "sync")
-    assert r.exit_code == 1 and "pass --live" in r.stderr and "flagsecret" not in r.output
+    assert r.exit_code == 2 and "flagsecret" not in r.output
+
+
+def test_api_key_file_is_checked_and_never_printed(runner, tmp_path, monkeypatch):
+    key = tmp_path / "stripe.key"
+    key.write_text("sk_live_filesecret\n")
+    key.chmod(0o600)
+    r = runner("--api-key-file", str(key), "sync")
+    assert r.exit_code == 1 and "pass --live" in r.stderr and "filesecret" not in r.output
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_envsecret")
+    r = runner("--api-key-file", str(key), "sync")
+    assert "pass --live" in r.stderr and "--api-key-file given, so STRIPE_API_KEY is not used" in r.stderr
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o602])
+def test_api_key_file_readable_by_others_is_refused(runner, tmp_path, mode):
+    key = tmp_path / "stripe.key"
+    key.write_text("sk_test_filesecret\n")
+    key.chmod(mode)
+    r = runner("--api-key-file", str(key), "customers", "list")
+    assert r.exit_code == 1 and "chmod 600" in r.stderr and "filesecret" not in r.output
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_api_key_file_must_be_a_regular_file_not_a_link(runner, tmp_path):
+    key = tmp_path / "stripe.key"
+    key.write_text("sk_test_filesecret\n")
+    key.chmod(0o600)
+    link = tmp_path / "link.key"
+    link.symlink_to(key)
+    assert runner("--api-key-file", str(link), "customers", "list").exit_code == 1
+    assert "not a regular file" in runner("--api-key-file", "/dev/null", "customers", "list").stderr
+    missing = runner("--api-key-file", str(tmp_path / "nope"), "customers", "list")
+    assert missing.exit_code == 1 and "cannot read it" in missing.stderr
 
 
 def test_cancel_bills_the_partial_period_and_stops_usage(runner, on_clock):

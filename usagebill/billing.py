@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from . import charges
+from . import charges, ownership
 from .charges import ChargeResult
 from .config import Config, load_config
 from .context import Context
@@ -51,6 +51,7 @@ class Billing:
         self._connection = None
         self._owns_connection = False
         self.on_connect = on_connect  # told the connection once it is open (the CLI's banner)
+        self.ctx.refresh_clock = self._refresh_clock
 
     @property
     def config(self) -> Config:
@@ -74,13 +75,22 @@ class Billing:
         live: bool = False,
         sandbox_url: str | None = None,
         on_connect: Callable[[object], None] | None = None,
+        adopting: bool = False,
     ) -> "Billing":
         """Open the config and its ledger. Usage is delivered to the Stripe that ``api_key``
         (default ``STRIPE_API_KEY``) names: test mode for ``sk_test_`` keys, live mode for
         ``sk_live_`` keys with ``live=True``; without a key the built-in sandbox (state beside
-        the ledger), or the one served at ``sandbox_url`` (default ``USAGEBILL_SANDBOX_URL``)."""
+        the ledger), or the one served at ``sandbox_url`` (default ``USAGEBILL_SANDBOX_URL``).
+        A ledger belongs to one config (``usagebill.ownership``); ``adopting`` skips that check
+        for ``usagebill config adopt``, which makes this config the ledger's."""
         config = load_config(config_path)
         ledger = open_ledger(db_path if db_path is not None else default_db_path(config))
+        if not adopting:
+            try:
+                ownership.check(ledger, config_path)
+            except BaseException:
+                ledger.close()
+                raise
         return cls(config, ledger, on_usage_recorded=on_usage_recorded, clock=clock,
                    api_key=api_key, live=live, sandbox_url=sandbox_url, on_connect=on_connect)
 
@@ -109,6 +119,13 @@ class Billing:
 
         bind(self.ledger, conn.mode)
         self._connection = conn
+
+    def _refresh_clock(self, clock_id: str) -> None:
+        """A customer's now is read while an advance of its test clock is unfinished: take the
+        clock's time from Stripe first (``gateway.clocks``)."""
+        from .gateway.clocks import refresh_stale_clock
+
+        refresh_stale_clock(self, self.connection, clock_id)
 
     def deliver(self, event_id: str, push: bool = True) -> Delivery:
         """Deliver a usage event just written (``push``), or tell its state (not ``push``)."""

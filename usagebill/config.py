@@ -228,7 +228,7 @@ def load_config(path: str | Path) -> Config:
     """Read and validate billing.toml. Raises ConfigError naming file, line and key path."""
     path = Path(path)
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = _read_capped(path)
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: no such file (create one from billing.toml.example, or pass --config / USAGEBILL_CONFIG)"
@@ -242,6 +242,8 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path.name}:{line}: not valid UTF-8") from None
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{path.name}: TOML nested too deeply to be a billing.toml") from None
     except tomllib.TOMLDecodeError as e:
         # tomllib says "Invalid value (at line 3, column 9)"; lead with the position
         msg = str(e)
@@ -250,7 +252,24 @@ def load_config(path: str | Path) -> Config:
             msg = msg[: m.start()].strip()
             raise ConfigError(f"{path.name}:{m.group(1)}:{m.group(2)}: TOML syntax error: {msg}") from None
         raise ConfigError(f"{path.name}: TOML syntax error: {msg}") from None
-    return parse_config(data, path, text)
+    except ValueError:
+        # tomllib lets Python's int() limit through: a number of more than 4,300 digits
+        raise ConfigError(f"{path.name}: a number too long to be an amount (more than 4,300 digits)") from None
+    try:
+        return parse_config(data, path, text)
+    except RecursionError:
+        raise ConfigError(f"{path.name}: values nested too deeply to be a billing.toml") from None
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a real billing.toml is a few KiB; /dev/zero must not fill memory
+
+
+def _read_capped(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        data = f.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB, not a billing.toml")
+    return data
 
 
 def parse_config(data: dict, path: Path, text: str = "") -> Config:

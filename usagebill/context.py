@@ -9,6 +9,7 @@ from typing import Callable
 from .config import Config, Feature, Plan
 from .errors import ConfigError, NotFoundError
 from .ledger import Ledger, accounts, subscription_prices
+from .ledger import clocks as ledger_clocks
 from .periods import now as real_now
 from .periods import period_at
 from .rules import check_user_id
@@ -77,6 +78,9 @@ class Context:
         self.config = config
         self.ledger = ledger
         self.clock = clock or real_now
+        # set by whoever holds a Stripe connection: takes a test clock's time from Stripe
+        # when an advance of it was not finished in the ledger (see gateway.clocks)
+        self.refresh_clock: Callable[[str], None] | None = None
 
     def customer(self, user_id: str):
         row = accounts.get_customer(self.ledger, check_user_id(user_id))
@@ -87,7 +91,14 @@ class Context:
     def now_for(self, user_id: str) -> int:
         """The customer's "now": its test clock's time when it has one, else real time."""
         frozen = accounts.clock_time(self.ledger, user_id)
-        return self.clock() if frozen is None else frozen
+        if frozen is None:
+            return self.clock()
+        if self.refresh_clock is not None:
+            stale = ledger_clocks.stale_clock_of(self.ledger, user_id)
+            if stale is not None:
+                self.refresh_clock(stale["clock_id"])
+                frozen = accounts.clock_time(self.ledger, user_id)
+        return frozen
 
     def subscription(self, user_id: str) -> Subscription | None:
         row = accounts.active_subscription(self.ledger, user_id)

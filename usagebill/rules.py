@@ -39,6 +39,12 @@ def _whole(value, what: str, unit_hint: str) -> int:
     elif isinstance(value, (str, float, Decimal)):
         text = value.strip(" \t") if isinstance(value, str) else str(value)
         if _DIGITS.match(text) or _NEGATIVE.match(text):
+            digits = text.lstrip("-").lstrip("0")
+            if len(digits) > 40:
+                # far past the limit, whatever the digits (and Python's int() refuses 4,300 and more)
+                if text.startswith("-"):
+                    raise ValidationError(f"{what} must be positive, not a negative number of {len(digits):,} digits")
+                raise ValidationError(f"{what} is too large (at most 2^53 = {MAX_AMOUNT:,}): a number of {len(digits):,} digits")
             number = int(text)
         elif _FRACTION.match(text):
             if Decimal(text) == Decimal(text).to_integral_value():

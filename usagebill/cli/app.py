@@ -3,6 +3,7 @@ errors into one line on stderr and a documented exit code."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import ExitCode, StripeAPIError, UsagebillError
+from ..textsafe import one_line
 from .output import debug, readable_times
 
 
@@ -30,6 +32,7 @@ class State:
         self.live = live
         self.api_key = api_key
         self._billing = None
+        self.adopting = False  # config adopt: open a ledger that belongs to another config
 
     @property
     def connection(self):
@@ -46,6 +49,7 @@ class State:
             self._billing = Billing.open(
                 self.config_path, self.db_path, api_key=self.api_key or "", live=self.live,
                 on_connect=lambda conn: click.echo(f"usagebill: {conn.description}", err=True),
+                adopting=self.adopting,
             )
         return self._billing
 
@@ -79,18 +83,41 @@ class Group(click.Group):
     def list_commands(self, ctx):
         return list(self.commands)
 
+    def parse_args(self, ctx, args):
+        for n, arg in enumerate(args, 1):
+            try:
+                arg.encode("utf-8")
+            except UnicodeEncodeError:
+                # bytes that are not UTF-8 arrive as lone surrogates: say so before anything
+                # tries to print or store them
+                raise click.UsageError(f"argument {n} ({one_line(arg, 80)}) is not valid UTF-8", ctx) from None
+        return super().parse_args(ctx, args)
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as e:
+            e.message = one_line(e.message)
+            raise
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except UsagebillError as e:
             if debug():
                 raise
-            raise AppError(readable_times(str(e)) if isinstance(e, StripeAPIError) else str(e),
-                           int(e.exit_code)) from None
-        except sqlite3.OperationalError as e:
+            message = readable_times(str(e)) if isinstance(e, StripeAPIError) else str(e)
+            raise AppError(one_line(message), int(e.exit_code)) from None
+        except sqlite3.Error as e:
             if debug():
                 raise
-            raise AppError(f"ledger: {e}", int(ExitCode.ERROR)) from None
+            raise AppError(
+                one_line(f"ledger: {e} (usagebill doctor --offline checks it)"),
+                int(ExitCode.ERROR),
+            ) from None
+        except click.ClickException as e:
+            e.message = one_line(e.message)
+            raise
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(int(ExitCode.INTERRUPTED))
@@ -158,12 +185,11 @@ def id_option(fn):
     help="The SQLite ledger [default: [ledger] path of the config, else .usagebill/ledger.db beside it].",
 )
 @click.option(
-    "--api-key",
-    envvar="STRIPE_API_KEY",
-    show_envvar=True,
-    metavar="KEY",
-    help="Stripe secret key (sk_test_..., sk_live_...). Prefer the environment variable: a "
-    "command line is visible to other users. Unset: the built-in sandbox.",
+    "--api-key-file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Read the Stripe secret key from FILE (readable by its owner only) instead of the "
+    "STRIPE_API_KEY environment variable. Neither: the built-in sandbox.",
 )
 @click.option(
     "--live",
@@ -172,13 +198,14 @@ def id_option(fn):
 )
 @click.version_option(package_name="usagebill", prog_name="usagebill")
 @click.pass_context
-def cli(ctx: click.Context, config: str, db: str | None, api_key: str | None, live: bool) -> None:
+def cli(ctx: click.Context, config: str, db: str | None, api_key_file: str | None, live: bool) -> None:
     """Usage-based billing on Stripe: credits, wallets and metered usage, kept in a local
     ledger and delivered to Stripe (or to the built-in offline sandbox).
 
     \b
-    Without a Stripe key every command runs against the built-in sandbox, whose state lives
-    beside the ledger.
+    The Stripe key comes from the STRIPE_API_KEY environment variable (or --api-key-file),
+    never from the command line, where other users could read it. Without a key every
+    command runs against the built-in sandbox, whose state lives beside the ledger.
 
     \b
     Example:
@@ -189,6 +216,13 @@ def cli(ctx: click.Context, config: str, db: str | None, api_key: str | None, li
       usagebill summary alice
     """
     _say_overrides(ctx)
+    from ..keyfile import read_key_file
+
+    api_key = os.environ.get("STRIPE_API_KEY")
+    if api_key_file:
+        if api_key:
+            click.echo("usagebill: --api-key-file given, so STRIPE_API_KEY is not used", err=True)
+        api_key = read_key_file(api_key_file)
     state = State(config, db, live, api_key)
     ctx.obj = state
     ctx.call_on_close(state.close)

@@ -86,11 +86,11 @@ def connect(
         mode = "test"
     elif key.startswith(("sk_live_", "rk_live_")):
         if not live:
-            raise LiveModeRefused("the Stripe key (STRIPE_API_KEY, --api-key) is a live key: pass --live to bill real customers")
+            raise LiveModeRefused("the Stripe key (STRIPE_API_KEY or --api-key-file) is a live key: pass --live to bill real customers")
         mode = "live"
     else:
         raise UsagebillError(
-            "the Stripe key (STRIPE_API_KEY, --api-key) is not a secret or restricted key (sk_test_..., sk_live_..., rk_...); "
+            "the Stripe key (STRIPE_API_KEY or --api-key-file) is not a secret or restricted key (sk_test_..., sk_live_..., rk_...); "
             "unset it to use the offline sandbox"
         )
     client = stripe.StripeClient(key, max_network_retries=max_network_retries)

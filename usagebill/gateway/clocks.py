@@ -11,6 +11,7 @@ from typing import Callable
 from ..billing import Billing
 from ..errors import UsagebillError, ValidationError
 from ..periods import boundary
+from ..ledger import clocks as ledger_clocks
 from ..timeparse import iso, parse_time
 from .accounts import refresh_periods
 from .client import Connection, stripe_errors
@@ -102,27 +103,72 @@ def advance_clock(
     on_wait: Callable[[str], None] | None = None,
 ) -> Clock:
     """Advance the clock and wait until Stripe has finished (status ``ready``); then refresh
-    the ledger's view of the clock and of its customers' periods."""
+    the ledger's view of the clock and of its customers' periods.
+
+    Crash-safe and idempotent: the absolute target is recorded in the ledger before Stripe is
+    asked, so a re-run after a failure or a kill finishes that advance (a relative ``+1month``
+    is not applied twice), and a target equal to the clock's time only refreshes the ledger."""
     _refuse_live(conn)
     clocks = conn.client.v1.test_helpers.test_clocks
+    spec = to.strip()
     with stripe_errors(f"advance test clock {clock_id}", typed_ids=(clock_id,)):
-        clock = clocks.retrieve(clock_id)
-        target = parse_target(to, clock.frozen_time)
-        if target <= clock.frozen_time:
-            raise ValidationError(f"--to must be after the clock's time ({iso(clock.frozen_time)}); clocks only move forward")
-        clock = clocks.advance(clock_id, params={"frozen_time": target})
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while clock.status != "ready":
-            if clock.status == "internal_failure":
-                raise UsagebillError(f"Stripe failed to advance test clock {clock_id} (internal_failure)")
-            if time.monotonic() > deadline:
-                raise UsagebillError(f"test clock {clock_id} still {clock.status} after {timeout:.0f}s; check it with: usagebill testclock show {clock_id}")
-            if on_wait:
-                on_wait(clock.status)
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-            clock = clocks.retrieve(clock_id)
+        clock = _wait_ready(clocks, clocks.retrieve(clock_id), timeout, on_wait)
+        unfinished = ledger_clocks.unfinished_advance(billing.ledger, clock_id)
+        if unfinished is not None:
+            # an earlier run recorded this advance and stopped before the ledger caught up
+            clock = _move(billing, clocks, clock, unfinished["target"], timeout, on_wait)
+            users = _settle(billing, conn, clock)
+            if unfinished["spec"] == spec:
+                return Clock(clock.id, clock.name, clock.frozen_time, clock.status, users)
+        target = parse_target(spec, clock.frozen_time)
+        if target < clock.frozen_time:
+            raise ValidationError(
+                f"--to {iso(target)} is before the clock's time ({iso(clock.frozen_time)}); clocks only move forward"
+            )
+        if target > clock.frozen_time:
+            ledger_clocks.start_advance(billing.ledger, clock_id, clock.frozen_time, target, spec, billing.ctx.clock())
+            clock = _move(billing, clocks, clock, target, timeout, on_wait)
+    users = _settle(billing, conn, clock)
+    return Clock(clock.id, clock.name, clock.frozen_time, clock.status, users)
+
+
+def _move(billing: Billing, clocks, clock, target: int, timeout: float, on_wait):
+    """Ask Stripe to move the clock to ``target`` unless it is there (or past it) already."""
+    import stripe
+
+    if clock.frozen_time < target:
+        try:
+            clock = clocks.advance(clock.id, params={"frozen_time": target})
+        except stripe.InvalidRequestError:
+            # refused (400): the clock did not move, so there is no advance left to finish;
+            # a network error keeps the record: Stripe may have moved it
+            ledger_clocks.finish_advance(billing.ledger, clock.id)
+            raise
+    return _wait_ready(clocks, clock, timeout, on_wait)
+
+
+def _wait_ready(clocks, clock, timeout: float, on_wait):
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while clock.status != "ready":
+        if clock.status == "internal_failure":
+            raise UsagebillError(f"Stripe failed to advance test clock {clock.id} (internal_failure)")
+        if time.monotonic() > deadline:
+            raise UsagebillError(
+                f"test clock {clock.id} still {clock.status} after {timeout:.0f}s; "
+                f"check it with: usagebill testclock show {clock.id}"
+            )
+        if on_wait:
+            on_wait(clock.status)
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+        clock = clocks.retrieve(clock.id)
+    return clock
+
+
+def _settle(billing: Billing, conn: Connection, clock) -> list[str]:
+    """The ledger catches up with a clock that is ready: its time, its customers' periods;
+    then the advance in flight, if any, is done."""
     billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
     users = _customers_on(billing, clock.id)
     refresh_periods(billing, conn, users)
@@ -130,4 +176,21 @@ def advance_clock(
         sub = billing.subscriptions.get(user_id)
         if sub is not None:
             mirror_period_invoices(billing, conn, sub)
-    return Clock(clock.id, clock.name, clock.frozen_time, clock.status, users)
+    ledger_clocks.finish_advance(billing.ledger, clock.id)
+    return users
+
+
+def refresh_stale_clock(billing: Billing, conn: Connection, clock_id: str, *, timeout: float = 300.0) -> None:
+    """Before a command reads the "now" of a customer whose clock has an unfinished advance:
+    take the clock's time from Stripe (usage must not be stamped in a period Stripe has
+    already invoiced). The advance itself is finished by re-running ``testclock advance``."""
+    clocks = conn.client.v1.test_helpers.test_clocks
+    with stripe_errors(f"test clock {clock_id}", typed_ids=(clock_id,)):
+        clock = _wait_ready(clocks, clocks.retrieve(clock_id), timeout, None)
+    unfinished = ledger_clocks.unfinished_advance(billing.ledger, clock_id)
+    if unfinished is not None and clock.frozen_time == unfinished["from_time"]:
+        # Stripe never moved it: nothing is stale, and a re-run resolves the same target
+        ledger_clocks.finish_advance(billing.ledger, clock_id)
+        billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
+        return
+    _settle(billing, conn, clock)

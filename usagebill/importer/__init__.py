@@ -39,6 +39,7 @@ from typing import Callable
 
 from ..errors import ValidationError
 from ..ledger.db import page_cache
+from . import reject_target
 from .checking import Checker
 from .reading import COLUMNS, EXTENSIONS, FORMATS, REQUIRED  # noqa: F401  (the file format, for callers)
 from .reading import open_source, scan_csv, scan_jsonl
@@ -77,12 +78,8 @@ def import_rows(
     started = time.monotonic()
     f, name, fmt, close = open_source(source, format)
     reject_path = None if reject_file is None else os.fspath(reject_file)
-    if reject_path is not None and isinstance(source, (str, os.PathLike)):
-        try:
-            if os.path.exists(reject_path) and os.path.samefile(reject_path, name):
-                raise ValidationError(f"{reject_path}: the reject file cannot be the file being imported")
-        except OSError:
-            pass
+    if reject_path is not None:
+        reject_target.check_target(reject_path, name if isinstance(source, (str, os.PathLike)) else None)
     try:
         start = f.tell()
         size = _size(f, start)

@@ -136,7 +136,8 @@ class Checker:
                 if why is not None:
                     reject(line, raw, "key", why)
                     continue
-            if type(amount) is str and amount.isdecimal() and amount.isascii() and 0 < (a := int(amount)) <= max_amount:
+            if type(amount) is str and amount.isdecimal() and amount.isascii() and len(amount) <= 16 \
+                    and 0 < (a := int(amount)) <= max_amount:  # 16 digits: 2^53; int() refuses 4,300+
                 amount = a
             elif amount is None or amount == "":
                 reject(line, raw, "amount", "amount is missing")

@@ -12,6 +12,7 @@ from ..ledger import events
 from ..ledger import idempotency as keys
 from ..ledger.occurrences import Occurrences
 from ..rules import key_reused, same_event
+from . import reject_target
 from .reading import Layout
 from .results import MAX_ERRORS_KEPT, ImportResult, RowError
 
@@ -33,12 +34,9 @@ class Rejects:
     def __init__(self, path: str | None, layout: Layout):
         self.path = path
         self.f = None
+        self.safe = reject_target.neutralise_csv if layout.format == "csv" else reject_target.neutralise_jsonl
         if path is not None:
-            self.partial = path + ".partial"
-            try:
-                self.f = open(self.partial, "wb")
-            except OSError as e:
-                raise ValidationError(f"{path}: cannot write the reject file: {e.strerror}") from None
+            self.partial, self.f = reject_target.open_partial(path)
             if layout.format == "csv":
                 self.f.write(layout.header)
                 self._ends_line = layout.header.endswith(b"\n")
@@ -49,7 +47,7 @@ class Rejects:
         if self.f is not None:
             if not self._ends_line:  # the previous record was the file's last line, without a newline
                 self.f.write(b"\n")
-            self.f.write(raw)
+            self.f.write(self.safe(raw))
             self._ends_line = raw.endswith(b"\n")
 
     def finish(self) -> None:

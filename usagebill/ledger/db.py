@@ -17,9 +17,10 @@ class Ledger:
     takes the write lock up front (BEGIN IMMEDIATE) so read-modify-write sequences such as
     ``consume`` are atomic across processes."""
 
-    def __init__(self, conn: sqlite3.Connection, path: str):
+    def __init__(self, conn: sqlite3.Connection, path: str, *, readonly: bool = False):
         self.conn = conn
         self.path = path
+        self.readonly = readonly  # opened read-only: this user may not write the file
         self._depth = 0
         self._lock = threading.RLock()
 
@@ -33,6 +34,11 @@ class Ledger:
                 finally:
                     self._depth -= 1
                 return
+            if self.readonly:
+                raise LedgerError(
+                    f"{self.path} is read-only for this user, and this needs to write to it "
+                    "(run it as the ledger's owner, or ask for write access)"
+                )
             self.conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
@@ -71,6 +77,8 @@ def open_ledger(path: str | os.PathLike) -> Ledger:
     from .migrations import migrate
 
     path = os.fspath(path)
+    if path != ":memory:" and _read_only_for_us(Path(path)):
+        return _open_read_only(path)
     if path != ":memory:":
         p = Path(path)
         try:
@@ -92,4 +100,47 @@ def open_ledger(path: str | os.PathLike) -> Ledger:
         migrate(ledger)
     except sqlite3.DatabaseError as e:
         raise LedgerError(f"{path}: not a usable usagebill ledger ({e})") from None
+    return ledger
+
+
+def _read_only_for_us(p: Path) -> bool:
+    """An existing ledger this user may read but not write (the file, or the folder where
+    SQLite keeps its -wal and -shm files)."""
+    if not p.exists() or not os.access(p, os.R_OK):
+        return False
+    if not os.access(p, os.W_OK):
+        return True
+    side = [Path(f"{p}-wal"), Path(f"{p}-shm")]
+    return not os.access(p.parent, os.W_OK) and not all(s.exists() and os.access(s, os.W_OK) for s in side)
+
+
+def _open_read_only(path: str) -> Ledger:
+    """Reads work; the first write says "read-only" (``Ledger.transaction``). Without write
+    access SQLite cannot create the WAL's -shm file: when no -wal file exists (no writer is
+    active), the file is opened as immutable."""
+    from urllib.parse import quote
+
+    from .migrations import MIGRATIONS, _applied
+
+    absolute = os.path.abspath(path)
+    params = "mode=ro" if os.path.exists(absolute + "-wal") else "mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(f"file:{quote(absolute)}?{params}", uri=True, isolation_level=None, timeout=30,
+                               check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        ledger = Ledger(conn, path, readonly=True)
+        applied = _applied(ledger)
+    except sqlite3.DatabaseError as e:
+        raise LedgerError(f"{path}: not a usable usagebill ledger ({e})") from None
+    known = {fn.__name__ for fn in MIGRATIONS}
+    if applied is not None and applied - known:
+        conn.close()
+        raise LedgerError(f"{path}: made by a newer usagebill (unknown migrations: {', '.join(sorted(applied - known))})")
+    if applied != known:
+        conn.close()
+        raise LedgerError(
+            f"{path}: read-only for this user, and it needs upgrading first (run any usagebill command "
+            "as the ledger's owner)"
+        )
     return ledger

@@ -279,3 +279,17 @@ def m005_subscription_prices(db) -> None:
             PRIMARY KEY (subscription_id, feature, effective_from)
         )"""
     )
+
+
+@migration
+def m006_clock_advances(db) -> None:
+    # a test-clock advance in flight: its absolute target, written before Stripe is asked
+    db.execute(
+        """CREATE TABLE clock_advances (
+            clock_id TEXT PRIMARY KEY,
+            from_time INTEGER NOT NULL,
+            target INTEGER NOT NULL,
+            spec TEXT NOT NULL,             -- the --to as given (+1month2h, or a time)
+            started_at INTEGER NOT NULL
+        )"""
+    )
