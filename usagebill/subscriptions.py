@@ -12,6 +12,10 @@ from .rules import check_key
 from .wallet import check_currency
 
 
+class _Rehearsal(Exception):
+    """Rolls a rehearsed start back."""
+
+
 class Subscriptions:
     def __init__(self, ctx: Context):
         self.ctx = ctx
@@ -58,6 +62,17 @@ class Subscriptions:
             remember(ctx.ledger, user_id, idempotency_key, "subscribe", request, {"id": new_id}, now)
             refresh(ctx, user_id)
             return ctx.subscription(user_id)
+
+    def rehearse(self, user_id: str, plan: str, interval: str | None = None, currency: str | None = None) -> None:
+        """Run ``start`` and roll it back: whatever the ledger would refuse once Stripe has made
+        the subscription (another plan active, a wallet in another currency, an allocation
+        that does not fit) is refused now, before Stripe is asked."""
+        try:
+            with self.ctx.ledger.transaction():
+                self.start(user_id, plan, interval, currency)
+                raise _Rehearsal
+        except _Rehearsal:
+            pass
 
     def get(self, user_id: str) -> Subscription | None:
         self.ctx.customer(user_id)

@@ -168,6 +168,8 @@ def subscribe(
         if found:
             remote = found[0]  # made by an earlier run that stopped before the ledger write
         else:
+            # what the ledger would refuse after Stripe bills it, refused before Stripe is asked
+            billing.subscriptions.rehearse(user_id, plan.name, price.interval, price.currency)
             params = {
                 "customer": customer.stripe_customer_id,
                 "items": items,
