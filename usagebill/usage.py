@@ -141,7 +141,8 @@ class Usage:
         from .importer import import_rows
 
         result = import_rows(self, source, format, **options)
-        if push and result.imported and not result.dry_run and self.deliverer is not None:
+        # a re-run that imports nothing new still finishes the delivery a killed run left
+        if push and not result.dry_run and self.deliverer is not None:
             result.delivery = self.deliverer.deliver_pending()
         return result
 
