@@ -55,24 +55,41 @@ def say_drops(named: int, unnamed: int) -> None:
 @click.argument("user_id", required=False)
 @click.option("--coalesce", is_flag=True,
               help="Send one meter event per customer, feature and billing period instead of one per usage event.")
+@click.option("--retry-failed", is_flag=True,
+              help="Send the events Stripe refused again (after fixing the cause: usagebill status says which can succeed).")
+@click.option("--id", "event_ids", multiple=True, metavar="EVENT",
+              help="With --retry-failed: only these failed events (repeatable).")
 @json_option
 @pass_state
-def push_cmd(state, user_id, coalesce, as_json) -> None:
+def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None:
     """Deliver pending usage events to Stripe (every customer's, or one's).
 
     Safe to repeat and to interrupt: each event reaches Stripe once. Exits 4 when Stripe
     refused events (see usagebill status) or stayed unreachable (the rest stays pending: run
     it again, from cron say). Events of customers not in Stripe stay pending, with a note.
+    Refused events stay failed until --retry-failed sends them again.
 
     \b
     Example:
       usagebill push
       usagebill push alice --coalesce --json
+      usagebill push --retry-failed --id ube_3f2a...
     """
     from ..gateway.delivery import push
 
+    if event_ids and not retry_failed:
+        raise click.UsageError("--id goes with --retry-failed (push sends every pending event)")
     progress = _progress()
-    r = push(state.billing, state.connection, user_id=user_id, coalesce=coalesce, on_progress=progress)
+    if retry_failed:
+        from ..gateway.retry import retry_failed as retry
+
+        requeued, r = retry(state.billing, state.connection, user_id=user_id, event_ids=list(event_ids) or None,
+                            coalesce=coalesce, on_progress=progress)
+        say(f"{requeued:,} refused event(s) sent again" if requeued else "No refused event to send again")
+        if r is None:
+            return
+    else:
+        r = push(state.billing, state.connection, user_id=user_id, coalesce=coalesce, on_progress=progress)
     if progress is not None:
         click.echo("", err=True)
     if as_json:
@@ -114,8 +131,12 @@ def status_cmd(state, user_id, as_json) -> None:
     from ..gateway.delivery import delivery_status
 
     s = delivery_status(state.billing, user_id)
+    from ..gateway.retry import outlook
+
+    seen = [(f, outlook(state.billing.ctx, f)) for f in s.failed_events]
     failed = [{"id": f.id, "user_id": f.user_id, "key": f.feature, "amount": f.amount,
-               "timestamp": iso(f.timestamp), "reason": f.reason} for f in s.failed_events]
+               "timestamp": iso(f.timestamp), "reason": f.reason, "retry": o.retry, "retry_why": o.why}
+              for f, o in seen]
     late = [{"id": i.id, "user_id": i.user_id, "key": i.feature, "description": i.description,
              "quantity": i.quantity, "unit_amount": i.unit_amount, "amount": cost(i.quantity, Decimal(i.unit_amount)),
              "currency": i.currency, "period_start": iso(i.period_start), "period_end": iso(i.period_end),
@@ -136,8 +157,12 @@ def status_cmd(state, user_id, as_json) -> None:
     elif failed:
         title = "Failed events" + (f" (the {len(failed)} most recent)" if len(failed) < s.failed else "")
         table(title, [Column("event", whole=True), Column("customer", drop=1), Column("feature", drop=2),
-                      Column("amount", right=True), Column("time", drop=3), Column("reason")],
-              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], readable_times(f["reason"])] for f in failed])
+                      Column("amount", right=True), Column("time", drop=3), Column("reason"),
+                      Column("retry can succeed?", "retry", drop=4)],
+              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], readable_times(f["reason"]),
+                f"{f['retry']}: {f['retry_why']}"] for f in failed])
+        if any(f["retry"] != "no" for f in failed):
+            say("Fix the cause, then: usagebill push --retry-failed [--id EVENT ...]")
     if late and not plain():
         table("Late usage, billed on the next invoice (its period's invoice was final)",
               [Column("customer", "user_id"), Column("item", "description", drop=2),
@@ -216,6 +241,9 @@ def _in_words(x) -> str:
         why = f"Stripe's meter has {x.stripe:,} unit(s), the ledger delivered {x.ledger:,} ({x.difference:+,})"
         if x.recent:
             why += "; deliveries in the last minutes may not show yet: run it again"
+        if x.failed:
+            why += (f"; {x.failed:,} unit(s) refused by Stripe and never billed: fix the cause, then "
+                    "usagebill push --retry-failed (usagebill status says which can succeed)")
         return f"{where} (open): {why}"
     parts = [f"the ledger has {x.ledger:,} unit(s), Stripe billed {x.stripe:,} (invoice {x.invoice_id}"
              + (f" and {x.late:,} late" if x.late else "") + ")"]

@@ -72,7 +72,7 @@ class ReconcileResult:
 
     @property
     def differences(self) -> list[Line]:
-        return [x for x in self.lines if x.difference or x.at_risk]
+        return [x for x in self.lines if x.difference or x.at_risk or x.failed]
 
     @property
     def at_risk(self) -> list[Line]:
@@ -211,6 +211,8 @@ def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None,
                 with stripe_errors(f"meter event summaries of {uid} ({feature})"):
                     page = summaries.list(meter, params={"customer": customer, "start_time": wlo, "end_time": whi})
                     stripe_total = sum(s.aggregated_value for s in page.auto_paging_iter())
+                # refused units of the open period are money at risk too, until a retry sends them
+                refused = outbox.units_in_window(billing.ledger, uid, feature, lo, hi).failed
                 result.lines.append(Line(uid, feature, p.start, p.end, wlo, whi, delivered, round(stripe_total),
-                                         pending, recent, OPEN, p.invoice_id))
+                                         pending, recent, OPEN, p.invoice_id, failed=refused))
     return result

@@ -472,3 +472,34 @@ def units_in_window(ledger: Ledger, user_id: str, feature: str, start: int, end:
 def features_of(ledger: Ledger, user_id: str) -> list[str]:
     return [r[0] for r in ledger.all("SELECT DISTINCT feature FROM usage_events WHERE user_id = ? ORDER BY feature",
                                      (user_id,))]
+
+
+# -- retrying refused usage (push --retry-failed) ----------------------------------------------
+
+def failed_ids(ledger: Ledger, scope: Scope) -> list[str]:
+    """The failed events in ``scope`` (all customers', one's, or the given ids), oldest first."""
+    where, args = scope.where()
+    return [r[0] for r in ledger.all(
+        f"SELECT e.id FROM usage_events e JOIN event_delivery d ON d.event_id = e.id "
+        f"WHERE d.status = '{FAILED}'{where} ORDER BY e.seq", args)]
+
+
+def requeue_failed(ledger: Ledger, event_ids: list[str]) -> int:
+    """Make failed events pending again, in one transaction; returns how many. One refused on
+    its own stays ``sending`` (its own identifier, never coalesced later); one refused inside
+    a coalesced batch is as if never sent (Stripe holds neither the batch nor it)."""
+    if not event_ids:
+        return 0
+    now = _now()
+    n = 0
+    with ledger.transaction() as db:
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            n += db.execute(
+                f"UPDATE event_delivery SET status = '{SENDING}', last_error = NULL, updated_at = ? "
+                f"WHERE status = '{FAILED}' AND batch_id IS NULL AND event_id IN ({marks})", [now, *chunk]).rowcount
+            n += db.execute(
+                f"DELETE FROM event_delivery WHERE status = '{FAILED}' AND batch_id IS NOT NULL AND event_id IN ({marks})",
+                chunk).rowcount
+    return n
