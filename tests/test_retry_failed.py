@@ -44,6 +44,8 @@ def test_a_refused_event_is_retried_after_the_fix(runner, alice, tmp_path):
     failed = J(runner("status", "--json"))["failed_events"]
     assert [(f["id"], f["amount"], f["retry"]) for f in failed] == [(refused, 30, "after a fix")]
     assert "usagebill sync" in failed[0]["retry_why"]
+    r = runner("status")
+    assert "Retry can succeed for 1 of them? after a fix" in r.stderr and "push --retry-failed" in r.stderr
     assert runner("sync").exit_code == 0  # reactivates the meter
     assert J(runner("push", "--json"))["delivered"] == 0  # a plain push leaves failed events alone
     r = runner("push", "--retry-failed", "--id", refused, "--json")

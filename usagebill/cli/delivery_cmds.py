@@ -157,10 +157,14 @@ def status_cmd(state, user_id, as_json) -> None:
     elif failed:
         title = "Failed events" + (f" (the {len(failed)} most recent)" if len(failed) < s.failed else "")
         table(title, [Column("event", whole=True), Column("customer", drop=1), Column("feature", drop=2),
-                      Column("amount", right=True), Column("time", drop=3), Column("reason"),
-                      Column("retry can succeed?", "retry", drop=4)],
-              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], readable_times(f["reason"]),
-                f"{f['retry']}: {f['retry_why']}"] for f in failed])
+                      Column("amount", right=True), Column("time", drop=3), Column("reason")],
+              [[f["id"], f["user_id"], f["key"], f["amount"], f["timestamp"], readable_times(f["reason"])] for f in failed])
+    if failed:
+        outlooks: dict[tuple[str, str], int] = {}
+        for f in failed:
+            outlooks[f["retry"], f["retry_why"]] = outlooks.get((f["retry"], f["retry_why"]), 0) + 1
+        for (can, why), n in outlooks.items():
+            say(f"Retry can succeed for {n:,} of them? {can}: {why}")
         if any(f["retry"] != "no" for f in failed):
             say("Fix the cause, then: usagebill push --retry-failed [--id EVENT ...]")
     if late and not plain():
