@@ -11,6 +11,7 @@ the next push re-sends the same identifiers and Stripe keeps each event once.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterable
 
@@ -19,7 +20,7 @@ from ..errors import StripeAPIError, ValidationError
 from ..ledger import drops as ledger_drops
 from ..ledger import outbox
 from . import mapping, meter_errors
-from .client import Connection
+from .client import Connection, stripe_errors
 from .late_usage import LateBilling
 from .meter_sender import STREAM_MAX_EVENTS, MeterEvent, MeterEventSender, Refused, RetryPolicy, Unavailable
 
@@ -105,6 +106,9 @@ class _Push:
         self.result = PushResult()
         self._batch_cursor = 0
         self.delivered_now: dict[str, int] = {}  # identifier -> usage events, delivered in this run
+        # first sent before this and never confirmed: Stripe may have forgotten the identifier,
+        # so settle_stale compares its totals first instead of re-sending blindly
+        self.sent_since = int(time.time()) - outbox.STALE_AFTER
 
     def _meter_event(self, identifier: str, user_id: str, feature: str, amount: int, timestamp: int) -> MeterEvent:
         return MeterEvent(identifier, mapping.event_name(feature), self.targets.customer(user_id), amount, timestamp)
@@ -164,7 +168,8 @@ class _Push:
 
     def send_batches(self) -> None:
         """Coalesced batches written but not confirmed yet (by an earlier run too)."""
-        batches = outbox.pending_batches(self.ledger, self.scope, after_rowid=self._batch_cursor)
+        batches = outbox.pending_batches(self.ledger, self.scope, after_rowid=self._batch_cursor,
+                                         sent_since=self.sent_since)
         for chunk in self._chunks(batches, lambda b: (b.user_id, b.feature), lambda b: b.events):
             self._batch_cursor = chunk[-1].rowid
             by_id = {b.id: b for b in chunk}
@@ -190,7 +195,7 @@ class _Push:
 
     def send_events(self) -> None:
         """Pending events on their own, oldest first, identifier = the ledger's event id."""
-        for chunk in self._chunks(outbox.pending_events(self.ledger, self.scope),
+        for chunk in self._chunks(outbox.pending_events(self.ledger, self.scope, sent_since=self.sent_since),
                                  lambda r: (r["user_id"], r["feature"]), lambda r: 1):
             claimed = outbox.claim_for_sending(self.ledger, [r["id"] for r in chunk])
             events = [self._meter_event(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"])
@@ -255,6 +260,7 @@ def push(
         if coalesce:
             run.coalesce()
         run.send_events()
+        settle_stale(run, conn)
     except Unavailable as e:
         run.result.error = f"{e} (tried {sender.policy.rounds} times)"
     except StripeAPIError as e:
@@ -265,6 +271,57 @@ def push(
     result.requests = sender.requests
     result.still_pending = outbox.count_pending(billing.ledger, scope)
     return result
+
+
+STALE_NOTE = ("sent more than 23 hours ago and Stripe's meter totals cannot tell whether it holds them "
+              "(it keeps identifiers 24 hours only): they stay pending; compare with usagebill reconcile")
+
+
+def settle_stale(run: _Push, conn: Connection) -> None:
+    """Events and batches first sent more than 23 hours ago and never confirmed. Stripe
+    de-duplicates identifiers for 24 hours only, so re-sending one could count it twice. Per
+    customer, feature and minute, Stripe's meter total is compared with what the ledger knows
+    it delivered there: the difference is exactly the stale units -> Stripe has them (now
+    delivered); no difference -> Stripe has none (re-sent, counted once); anything else is
+    doubt, and they stay pending with a note."""
+    groups: dict[tuple, list[outbox.Stale]] = {}
+    for item in outbox.stale_items(run.ledger, run.scope, run.sent_since):
+        if run.targets.why_not(item.user_id, item.feature):
+            continue  # counted as waiting by the pending count: nothing can go now
+        groups.setdefault((item.user_id, item.feature, item.timestamp - item.timestamp % 60), []).append(item)
+    summaries = conn.client.v1.billing.meters.event_summaries
+    for (user_id, feature, lo), items in groups.items():
+        hi = lo + 60
+        known, _, _ = outbox.delivered_in_window(run.ledger, user_id, feature, lo, hi, 0)
+        meter = mapping.get(run.ledger, mapping.meter_key(feature))
+        with stripe_errors(f"meter event summaries of {user_id} ({feature})"):
+            page = summaries.list(meter, params={"customer": run.targets.customer(user_id), "start_time": lo,
+                                                 "end_time": hi})
+            in_stripe = round(sum(x.aggregated_value for x in page.auto_paging_iter()))
+        missing = in_stripe - known
+        stale = sum(i.amount for i in items)
+        events = [i for i in items if i.kind == "event"]
+        batches = [i for i in items if i.kind == "batch"]
+        if missing == stale and stale:
+            outbox.mark_events(run.ledger, [i.id for i in events], {})
+            outbox.mark_batches(run.ledger, [i.id for i in batches], {})
+            for i in items:
+                run._count("duplicate", None, i.id, i.events)
+        elif missing == 0:
+            sent = [run._meter_event(i.id, i.user_id, i.feature, i.amount, i.timestamp) for i in items]
+
+            def record(verdicts, events={i.id for i in events}, held={i.id: i.events for i in items}):
+                ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
+                bad = {i: reason or "" for i, (v, reason) in verdicts.items() if v == "failed"}
+                outbox.mark_events(run.ledger, [i for i in ok if i in events], {i: r for i, r in bad.items() if i in events})
+                outbox.mark_batches(run.ledger, [i for i in ok if i not in events],
+                                    {i: r for i, r in bad.items() if i not in events})
+                for identifier, (verdict, reason) in verdicts.items():
+                    run._count(verdict, reason, identifier, held[identifier])
+
+            run._deliver(sent, record)
+        else:
+            run.result.waiting[STALE_NOTE] = run.result.waiting.get(STALE_NOTE, 0) + sum(i.events for i in items)
 
 
 def _absorb_drops(run: _Push, conn: Connection, *, streamed: bool) -> None:

@@ -293,3 +293,10 @@ def m006_clock_advances(db) -> None:
             started_at INTEGER NOT NULL
         )"""
     )
+
+
+@migration
+def m007_first_sent(db) -> None:
+    # when an event was first sent on its own: Stripe de-duplicates identifiers for 24 hours
+    # only, so a push must not blindly re-send one sent longer ago (gateway.delivery)
+    db.execute("ALTER TABLE event_delivery ADD COLUMN first_sent_at INTEGER")

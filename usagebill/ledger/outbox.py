@@ -73,10 +73,15 @@ def _now() -> int:
     return int(time.time())
 
 
-def pending_events(ledger: Ledger, scope: Scope, *, never_sent: bool = False) -> Iterator[sqlite3.Row]:
+def pending_events(ledger: Ledger, scope: Scope, *, never_sent: bool = False,
+                   sent_since: int | None = None) -> Iterator[sqlite3.Row]:
     """Pending events not in a batch, oldest first, read a page at a time (a ledger may hold
-    millions). ``never_sent`` keeps only those never sent at all (safe to coalesce)."""
+    millions). ``never_sent`` keeps only those never sent at all (safe to coalesce);
+    ``sent_since`` leaves out those first sent before it (``stale_items``)."""
     status = "d.event_id IS NULL" if never_sent else "(d.event_id IS NULL OR d.status = 'sending')"
+    if sent_since is not None and not never_sent:
+        status = (f"(d.event_id IS NULL OR (d.status = 'sending' AND "
+                  f"COALESCE(d.first_sent_at, d.updated_at) >= {int(sent_since)}))")
     where, args = scope.where()
     after = 0
     while True:
@@ -98,10 +103,10 @@ def claim_for_sending(ledger: Ledger, event_ids: list[str]) -> set[str]:
     now = _now()
     with ledger.transaction() as db:
         db.executemany(
-            "INSERT INTO event_delivery (event_id, status, attempts, updated_at) VALUES (?, 'sending', 1, ?) "
-            "ON CONFLICT (event_id) DO UPDATE SET attempts = attempts + 1, updated_at = excluded.updated_at "
-            "WHERE status = 'sending'",
-            [(i, now) for i in event_ids],
+            "INSERT INTO event_delivery (event_id, status, attempts, updated_at, first_sent_at) VALUES (?, 'sending', 1, ?, ?) "
+            "ON CONFLICT (event_id) DO UPDATE SET attempts = attempts + 1, updated_at = excluded.updated_at, "
+            "first_sent_at = COALESCE(first_sent_at, excluded.first_sent_at) WHERE status = 'sending'",
+            [(i, now, now) for i in event_ids],
         )
         rows = db.execute(
             f"SELECT event_id FROM event_delivery WHERE status = 'sending' AND event_id IN ({','.join('?' * len(event_ids))})",
@@ -180,11 +185,15 @@ def coalesce(
     return batches, (rows[-1]["seq"] if rows else 0)
 
 
-def pending_batches(ledger: Ledger, scope: Scope, *, after_rowid: int = 0) -> Iterator[Batch]:
-    """Batches written but not confirmed (a crash or an outage came between), oldest first."""
+def pending_batches(ledger: Ledger, scope: Scope, *, after_rowid: int = 0,
+                    sent_since: int | None = None) -> Iterator[Batch]:
+    """Batches written but not confirmed (a crash or an outage came between), oldest first;
+    ``sent_since`` leaves out those written (and first sent) before it (``stale_items``)."""
     if scope.event_ids is not None:
         return  # a push of given events sends those events only
     where, args = scope.where("b")
+    if sent_since is not None:
+        where += f" AND b.created_at >= {int(sent_since)}"
     while True:
         rows = ledger.all(
             "SELECT b.rowid, b.*, (SELECT COUNT(*) FROM event_delivery d WHERE d.batch_id = b.id) AS events "
@@ -503,3 +512,42 @@ def requeue_failed(ledger: Ledger, event_ids: list[str]) -> int:
                 f"DELETE FROM event_delivery WHERE status = '{FAILED}' AND batch_id IS NOT NULL AND event_id IN ({marks})",
                 chunk).rowcount
     return n
+
+
+
+# -- sent more than 23 hours ago and never confirmed ---------------------------------------------
+
+STALE_AFTER = 23 * 3600  # Stripe keeps meter event identifiers unique for 24 hours only
+
+
+@dataclass(frozen=True)
+class Stale:
+    """An event sent on its own, or a coalesced batch, first sent long enough ago that Stripe
+    may have forgotten its identifier: re-sending it blindly could count it twice."""
+
+    kind: str  # event | batch
+    id: str
+    user_id: str
+    feature: str
+    amount: int
+    timestamp: int
+    events: int = 1  # usage events it holds
+
+
+def stale_items(ledger: Ledger, scope: Scope, sent_before: int) -> list[Stale]:
+    where, args = scope.where()
+    rows = ledger.all(
+        "SELECT 'event', e.id, e.user_id, e.feature, e.amount, e.timestamp, 1 FROM usage_events e "
+        f"JOIN event_delivery d ON d.event_id = e.id WHERE d.status = '{SENDING}' AND d.batch_id IS NULL "
+        f"AND COALESCE(d.first_sent_at, d.updated_at) < ?{where} ORDER BY e.seq",
+        [int(sent_before), *args],
+    )
+    if scope.event_ids is None:
+        bwhere, bargs = scope.where("b")
+        rows += ledger.all(
+            "SELECT 'batch', b.id, b.user_id, b.feature, b.amount, b.timestamp, "
+            "(SELECT COUNT(*) FROM event_delivery d WHERE d.batch_id = b.id) FROM delivery_batches b "
+            f"WHERE b.status = '{BATCH_PENDING}' AND b.created_at < ?{bwhere} ORDER BY b.rowid",
+            [int(sent_before), *bargs],
+        )
+    return [Stale(*r) for r in rows]
