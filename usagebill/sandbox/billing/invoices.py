@@ -46,7 +46,7 @@ class LineSpec:
     live: bool = False  # a metered line of an ended period: re-read from the meter until finalized
 
 
-BILLED_THROUGH_NS = "billing.metered_through"  # kv: "customer meter" -> usage billed before this time
+BILLED_THROUGH_NS = "billing.metered_through"  # kv: "customer meter" -> [start, end) a final invoice billed
 
 
 def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end: int, real_now: int) -> int:
@@ -58,14 +58,17 @@ def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end
     meter = store.get("billing.meter", meter_id) if meter_id else None
     if meter is None:
         return 0
-    start = max(start, store.kv_get(BILLED_THROUGH_NS, f"{customer_id} {meter_id}") or start)
+    billed = store.kv_get(BILLED_THROUGH_NS, f"{customer_id} {meter_id}")
+    if billed and billed[0] <= start < billed[1]:
+        start = billed[1]
     return meters.aggregate(store, meter, customer_id, start, end, real_now) if start < end else 0
 
 
-def mark_billed_through(store: Store, item: dict, customer_id: str, end: int) -> None:
+def mark_billed(store: Store, item: dict, customer_id: str, start: int, end: int) -> None:
+    """A final invoice billed the item's meter over [start, end)."""
     meter_id = item["price"]["recurring"].get("meter")
     if meter_id:
-        store.kv_set(BILLED_THROUGH_NS, f"{customer_id} {meter_id}", end)
+        store.kv_set(BILLED_THROUGH_NS, f"{customer_id} {meter_id}", [start, end])
 
 
 def decimal_string(d: Decimal) -> str:

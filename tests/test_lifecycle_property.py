@@ -1,0 +1,125 @@
+"""The property of issue 8: whatever an operator does over a few billing periods (record, with
+or without delivery, at once or back-dated; push; charge; advance the test clock; cancel;
+subscribe again), once the last period is over every unit in the ledger is on exactly one of
+Stripe's finalized invoices (usage lines plus late-usage invoice items), and reconcile agrees."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from usagebill import Billing, UsagebillError
+from usagebill.gateway import mapping
+from usagebill.gateway.accounts import cancel, subscribe
+from usagebill.gateway.clocks import advance_clock
+from usagebill.gateway.delivery import push
+from usagebill.gateway.reconcile import reconcile
+from tests.lifecycle import on_clock
+
+USERS = ("alice", "bob")
+FEATURE = "api_calls"
+
+users = st.sampled_from(USERS)
+ops = st.one_of(
+    st.tuples(st.just("record"), users, st.integers(1, 50), st.booleans(), st.sampled_from([0, 0, 20, 90, 3 * 86400])),
+    st.tuples(st.just("charge"), users, st.integers(1, 150), st.booleans()),
+    st.tuples(st.just("push")),
+    st.tuples(st.just("advance"), st.sampled_from(["+30m", "+50m", "+2h", "+3d", "+12d", "+1month"])),
+    st.tuples(st.just("cancel"), users),
+    st.tuples(st.just("subscribe"), users),
+)
+
+
+def run(b: Billing, clock: str, op: tuple) -> None:
+    conn = b.connection
+    kind, *args = op
+    if kind == "record":
+        user, amount, now, back = args
+        if b.ctx.subscription(user) is None:
+            return
+        at = b.ctx.now_for(user) - back
+        try:
+            b.usage.record(user, FEATURE, amount, at=at if back else None, push=now)
+        except UsagebillError as e:  # a closed period or before the subscription: refused, nothing written
+            assert "already invoiced" in str(e) or "before" in str(e) or "previous subscription" in str(e), e
+    elif kind == "charge":
+        user, units, now = args
+        if b.ctx.subscription(user) is not None:
+            b.charge(user, FEATURE, units, push=now)
+    elif kind == "push":
+        assert push(b, conn).ok
+    elif kind == "advance":
+        advance_clock(b, conn, clock, args[0])
+    elif kind == "cancel":
+        if b.ctx.subscription(args[0]) is not None:
+            cancel(b, conn, args[0])
+    elif kind == "subscribe":
+        if b.ctx.subscription(args[0]) is None:
+            subscribe(b, conn, args[0], "Pro", "month")
+
+
+def billed_units(b: Billing, user: str) -> int:
+    """Units of FEATURE on the customer's finalized invoices: usage lines and late items."""
+    client = b.connection.client
+    product = mapping.get(b.ledger, mapping.feature_product_key(FEATURE))
+    total = 0
+    customer = b.customers.get(user).stripe_customer_id
+    for inv in client.v1.invoices.list(params={"customer": customer, "limit": 100}).auto_paging_iter():
+        if inv.status in ("draft", "void"):
+            continue
+        for line in client.v1.invoices.line_items.list(inv.id, params={"limit": 100}).auto_paging_iter():
+            if line.parent.type == "subscription_item_details":
+                total += line.quantity if line.pricing.price_details.product == product else 0
+            elif line.metadata.to_dict().get("usagebill_feature") == FEATURE:
+                total += line.quantity
+    return total
+
+
+# LIFECYCLE_EXAMPLES=200 for a longer hunt (each example is a few billing periods on the sandbox)
+@settings(max_examples=int(os.environ.get("LIFECYCLE_EXAMPLES", 8)), deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(ops, min_size=4, max_size=20))
+def test_every_unit_is_billed_exactly_once(config_path, tmp_path_factory, steps):
+    db = tmp_path_factory.mktemp("ledger") / "ledger.db"
+    with Billing.open(config_path, db) as b:
+        clock = on_clock(b, "alice")
+        on_clock(b, "bob", clock=clock)
+        for op in steps:
+            run(b, clock, op)
+        # the end: deliver what is left, then let the last period end and its invoice finalize
+        assert push(b, b.connection).ok
+        ends = [s.period(b.ctx.now_for(s.user_id))[1] for s in map(b.ctx.subscription, USERS) if s]
+        if ends:
+            advance_clock(b, b.connection, clock, str(max(ends) + 2 * 3600))
+        for user in USERS:
+            ledger = b.ledger.one("SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE user_id = ?", (user,))[0]
+            assert billed_units(b, user) == ledger, (user, steps)
+        r = reconcile(b, b.connection, periods=24)
+        assert r.ok, [x for x in r.differences]
+
+
+@pytest.mark.parametrize("steps", [
+    # the issue's cases, as sequences: late pending usage; cancel and re-subscribe in one second
+    [("record", "alice", 5, False, 0), ("advance", "+1month"), ("advance", "+2h"), ("push",)],
+    [("advance", "+12d"), ("record", "alice", 42, True, 0), ("cancel", "alice"), ("subscribe", "alice"),
+     ("record", "alice", 7, True, 0)],
+    [("advance", "+1month"), ("advance", "+30m"), ("record", "bob", 9, True, 90), ("advance", "+50m")],
+    # a cancel at the very second a period begins: that second is the final invoice's
+    [("charge", "alice", 101, False), ("push",), ("advance", "+1month"), ("cancel", "alice")],
+])
+def test_known_sequences(config_path, tmp_path, steps):
+    with Billing.open(config_path, tmp_path / "l.db") as b:
+        clock = on_clock(b, "alice")
+        on_clock(b, "bob", clock=clock)
+        for op in steps:
+            run(b, clock, op)
+        assert push(b, b.connection).ok
+        ends = [s.period(b.ctx.now_for(s.user_id))[1] for s in map(b.ctx.subscription, USERS) if s]
+        advance_clock(b, b.connection, clock, str(max(ends) + 2 * 3600))
+        for user in USERS:
+            ledger = b.ledger.one("SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE user_id = ?", (user,))[0]
+            assert billed_units(b, user) == ledger
+        assert reconcile(b, b.connection, periods=24).ok
