@@ -1,11 +1,17 @@
 """Contract check: a sandbox response carries every field the stripe SDK's resource class
-declares, with the declared nullability and object name."""
+declares, with the declared nullability and object name, and no includable field (one Stripe
+returns only when asked for with ``expand[]``) unless it was asked for. Nested objects are
+checked too: inner classes (``invoice.status_transitions``), embedded objects and lists."""
 
 from __future__ import annotations
 
 import sys
 import typing
 from typing import Any, ClassVar, Union
+
+import usagebill.sandbox.billing  # noqa: F401  (the resource modules register their includable fields)
+import usagebill.sandbox.resources  # noqa: F401
+from usagebill.sandbox.expand import INCLUDABLE, sdk_class
 
 _NONE = type(None)
 
@@ -45,19 +51,54 @@ def _optional(tp: Any) -> bool:
     )
 
 
-def assert_sdk_shape(obj: dict, cls: type) -> None:
+def includable(cls: type) -> set[str]:
+    return set(INCLUDABLE.get(getattr(cls, "OBJECT_NAME", None) or "", {}))
+
+
+def assert_sdk_shape(obj: dict, cls: type, *, included: tuple[str, ...] = (), path: str = "",
+                     inner: bool = False) -> None:
     """``obj`` (a plain dict, or a StripeObject) has every annotated field of ``cls`` (except
-    ``deleted`` on live objects); fields not typed Optional are not None; ``object`` equals
-    ``cls.OBJECT_NAME``."""
+    ``deleted`` on live objects and includable fields not in ``included``); fields not typed
+    Optional are not None; includable fields are absent unless included; ``object`` equals
+    ``cls.OBJECT_NAME``. Then the same, recursively, for nested objects; for inner classes
+    (``inner``) without the missing-field check: the SDK cannot tell which of their fields
+    Stripe may omit (``invoice.issuer.account`` is absent for ``type=self``)."""
     data = obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+    where = f"{cls.__name__}{' at ' + path if path else ''}"
     fields = _fields(cls)
     # `deleted` only appears on deleted objects ("Always true for a deleted object")
     if not data.get("deleted"):
         fields.pop("deleted", None)
-    missing = sorted(set(fields) - set(data))
-    assert not missing, f"{cls.__name__}: missing fields {missing}"
-    nulls = sorted(k for k, tp in fields.items() if data[k] is None and not _optional(tp))
-    assert not nulls, f"{cls.__name__}: non-Optional fields are None: {nulls}"
+    hidden = includable(cls) - set(included)
+    present = sorted(hidden & set(data))
+    assert not present, f"{where}: includable fields present without expand: {present}"
+    missing = [] if inner else sorted(set(fields) - set(data) - hidden)
+    assert not missing, f"{where}: missing fields {missing}"
+    nulls = sorted(k for k, tp in fields.items() if k in data and data[k] is None and not _optional(tp))
+    assert not nulls, f"{where}: non-Optional fields are None: {nulls}"
     name = getattr(cls, "OBJECT_NAME", None)
     if name is not None:
-        assert data.get("object") == name, f"{cls.__name__}: object is {data.get('object')!r}, expected {name!r}"
+        assert data.get("object") == name, f"{where}: object is {data.get('object')!r}, expected {name!r}"
+    inner_types = getattr(cls, "_inner_class_types", {})
+    for key, value in data.items():
+        _check_nested(value, inner_types.get(key), f"{path}.{key}" if path else key)
+
+
+def _check_nested(value: Any, inner: type | None, path: str) -> None:
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_nested(item, inner, f"{path}[{i}]")
+        return
+    if not isinstance(value, dict):
+        return
+    cls = sdk_class(value.get("object")) if value.get("object") not in (None, "list") else None
+    if cls is not None:
+        assert_sdk_shape(value, cls, path=path)
+    elif value.get("object") == "list":
+        _check_nested(value.get("data", []), None, f"{path}.data")
+    elif inner is not None and not _is_map(inner):
+        assert_sdk_shape(value, inner, path=path, inner=True)
+
+
+def _is_map(cls: type) -> bool:
+    return cls.__name__ == "UntypedStripeObject"

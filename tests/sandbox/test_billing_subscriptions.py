@@ -192,8 +192,44 @@ def test_cancel_with_invoice_now_bills_the_usage_so_far(stripe_client, catalog, 
     assert [(l.quantity, l.amount, l.period.start, l.period.end) for l in final.lines.data] == [
         (40, 400, T0, T0 + 3 * DAY)]
     assert (final.status, final.total) == ("paid", 400)
-    with pytest.raises(stripe.InvalidRequestError, match="prorate"):
-        c.v1.subscriptions.cancel(create(c, customer, {"price": catalog["base"].id}).id, {"prorate": True})
+
+
+def test_cancel_with_prorate_and_invoice_now_credits_the_unused_time(stripe_client, catalog, customer):
+    """Stripe's cancel guide: ``prorate`` credits the unused time; ``invoice_now`` bills the
+    usage so far and the pending prorations on a final invoice."""
+    c = stripe_client
+    sub = create(c, customer, {"price": catalog["base"].id}, {"price": catalog["metered"].id})
+    assert c.v1.invoices.retrieve(sub.latest_invoice).amount_paid == 2000
+    end = sub["items"].data[0].current_period_end  # Apr 10 + 1 month
+    c.v1.test_helpers.test_clocks.advance(catalog["clock"].id, {"frozen_time": T0 + 10 * DAY})
+    c.v1.billing.meter_events.create({"event_name": "calls", "timestamp": T0 + 10 * DAY,
+                                      "payload": {"stripe_customer_id": customer.id, "value": "30"}})
+    canceled = c.v1.subscriptions.cancel(sub.id, {"prorate": True, "invoice_now": True})
+    assert canceled.status == "canceled"
+    final = c.v1.invoices.retrieve(canceled.latest_invoice)
+    credit = round(-2000 * (end - (T0 + 10 * DAY)) / (end - T0))
+    assert [(ln.parent.type, ln.amount) for ln in final.lines.data] == [
+        ("invoice_item_details", credit), ("subscription_item_details", 300)]
+    (proration,) = [ln for ln in final.lines.data if ln.parent.type == "invoice_item_details"]
+    assert proration.parent.invoice_item_details.proration is True
+    assert proration.description.startswith("Unused time on Pro after ")
+    assert final.total == credit + 300 and final.total < 0
+    # a negative total is not charged: it becomes the customer's credit balance
+    assert (final.amount_due, final.starting_balance, final.ending_balance, final.status) == (
+        0, 0, final.total, "paid")
+    assert c.v1.customers.retrieve(customer.id).balance == final.total
+    item = c.v1.invoice_items.retrieve(proration.parent.invoice_item_details.invoice_item)
+    assert (item.proration, item.discountable, item.invoice, item.period.end) == (True, False, final.id, end)
+
+
+def test_cancel_with_prorate_alone_leaves_the_credit_pending(stripe_client, catalog, customer):
+    c = stripe_client
+    sub = create(c, customer, {"price": catalog["base"].id})
+    c.v1.test_helpers.test_clocks.advance(catalog["clock"].id, {"frozen_time": T0 + 10 * DAY})
+    canceled = c.v1.subscriptions.cancel(sub.id, {"prorate": True})
+    assert canceled.latest_invoice == sub.latest_invoice  # no final invoice
+    (credit,) = c.v1.invoice_items.list({"customer": customer.id, "pending": True}).data
+    assert credit.amount < 0 and credit.proration is True
 
 
 def test_future_billing_cycle_anchor_prorates_the_first_period(stripe_client, catalog, customer):
@@ -245,3 +281,13 @@ def test_deleting_a_customer_cancels_its_subscriptions(stripe_client):
         "days_until_due": 30})
     stripe_client.v1.customers.delete(customer.id)
     assert stripe_client.v1.subscriptions.retrieve(sub.id).status == "canceled"
+
+
+def test_a_credit_balance_lowers_the_next_invoice(stripe_client, catalog, customer):
+    c = stripe_client
+    c.v1.customers.update(customer.id, {"balance": -500})
+    sub = create(c, customer, {"price": catalog["base"].id})
+    first = c.v1.invoices.retrieve(sub.latest_invoice)
+    assert (first.total, first.starting_balance, first.amount_due, first.amount_paid, first.ending_balance) == (
+        2000, -500, 1500, 1500, 0)
+    assert c.v1.customers.retrieve(customer.id).balance == 0

@@ -64,6 +64,7 @@ def test_usage_reported_in_the_grace_hour_is_billed_at_finalization(c, plan):
     assert (metered_line(live).quantity, metered_line(live).amount, live.total) == (155, 1550, 3550)
     assert [ln.quantity for ln in c.v1.invoices.line_items.list(draft.id).data] == [1, 155]
     assert c.v1.invoices.list({"subscription": sub.id, "limit": 1}).data[0].total == 3550
+    assert c.v1.subscriptions.retrieve(sub.id, {"expand": ["latest_invoice"]}).latest_invoice.total == 3550
     advance(c, plan, FEB_1 + HOUR)
     final = c.v1.invoices.retrieve(draft.id)
     line = metered_line(final)

@@ -43,6 +43,14 @@ def say_waiting(waiting: dict[str, int]) -> None:
         say(note)
 
 
+def say_drops(named: int, unnamed: int) -> None:
+    """Events the stream accepted and Stripe dropped later (its error reports)."""
+    if named:
+        say(f"Note: Stripe dropped {named:,} event(s) after accepting them: they are failed now (usagebill status)")
+    if unnamed:
+        say(f"Note: Stripe dropped {unnamed:,} more event(s) without naming them: usagebill reconcile shows where")
+
+
 @cli.command("push")
 @click.argument("user_id", required=False)
 @click.option("--coalesce", is_flag=True,
@@ -78,6 +86,7 @@ def push_cmd(state, user_id, coalesce, as_json) -> None:
                 "customer's next invoice as late usage (see usagebill status)")
         for identifier, reason in r.failures:
             say(f"Refused {identifier}: {reason}")
+    say_drops(0, r.unattributed_drops)
     say_waiting(r.waiting)
     if r.error:
         left = f"; {r.still_pending:,} event(s) stay pending for the next usagebill push" if r.still_pending else ""
@@ -176,6 +185,7 @@ def reconcile_cmd(state, user_id, periods, closed_only, as_json) -> None:
         if x.state == "open" and x.pending:
             say(f"Note: {x.user_id} {x.feature}: {x.pending:,} unit(s) of the open period are not in Stripe yet "
                 "(usagebill push delivers them)")
+    say_drops(r.dropped, r.unattributed_drops)
     if r.ok:
         say("Stripe matches the ledger" + (": every closed period is billed as the ledger says" if any(
             x.state == "closed" for x in r.lines) else ""))

@@ -168,9 +168,11 @@ def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: boo
     """Cancel the customer's subscription now: first deliver its pending usage, then cancel
     in Stripe (``invoice_now``: a last invoice bills the usage of the unfinished period),
     then in the ledger. Credits and the wallet are kept; recording usage is refused after."""
+    from ..closing import check_cancel
     from .delivery import push
 
     sub = billing.ctx.require_subscription(user_id)
+    check_cancel(billing.ledger, sub, billing.ctx.now_for(user_id))
     if sub.stripe_subscription_id:
         pushed = push(billing, conn, user_id=user_id)
         if pushed.error or pushed.still_pending:

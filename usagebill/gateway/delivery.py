@@ -16,8 +16,9 @@ from typing import Callable, Hashable, Iterable
 
 from ..billing import Billing
 from ..errors import StripeAPIError, ValidationError
+from ..ledger import drops as ledger_drops
 from ..ledger import outbox
-from . import mapping
+from . import mapping, meter_errors
 from .client import Connection
 from .late_usage import LateBilling
 from .meter_sender import STREAM_MAX_EVENTS, MeterEvent, MeterEventSender, Refused, RetryPolicy, Unavailable
@@ -38,6 +39,7 @@ class PushResult:
     invoiced_late: int = 0  # events billed as late-usage invoice items (their period's invoice was final)
     waiting: dict[str, int] = field(default_factory=dict)  # why events cannot go yet -> how many
     failures: list[tuple[str, str]] = field(default_factory=list)  # (identifier, reason), the first few
+    unattributed_drops: int = 0  # events Stripe reported dropped without naming them (reconcile shows them)
     error: str | None = None  # why the push stopped before the end
 
     @property
@@ -102,6 +104,7 @@ class _Push:
         self.targets = _Targets(billing)
         self.result = PushResult()
         self._batch_cursor = 0
+        self.delivered_now: dict[str, int] = {}  # identifier -> usage events, delivered in this run
 
     def _meter_event(self, identifier: str, user_id: str, feature: str, amount: int, timestamp: int) -> MeterEvent:
         return MeterEvent(identifier, mapping.event_name(feature), self.targets.customer(user_id), amount, timestamp)
@@ -149,6 +152,7 @@ class _Push:
         r = self.result
         if verdict == "delivered":
             r.delivered += events
+            self.delivered_now[identifier] = events
         elif verdict == "invoiced":
             r.invoiced_late += events
         elif verdict == "duplicate":
@@ -255,10 +259,30 @@ def push(
         run.result.error = f"{e} (tried {sender.policy.rounds} times)"
     except StripeAPIError as e:
         run.result.error = str(e)
+    if scope.event_ids is None:  # record / charge send lone events through v1, refused at once
+        _absorb_drops(run, conn, streamed=sender.has_session)
     result = run.result
     result.requests = sender.requests
     result.still_pending = outbox.count_pending(billing.ledger, scope)
     return result
+
+
+def _absorb_drops(run: _Push, conn: Connection, *, streamed: bool) -> None:
+    """The stream validates later: mark failed what Stripe's error reports say it dropped,
+    including events this run counted as delivered (meter_errors.py)."""
+    if streamed:
+        ledger_drops.note_streamed(run.ledger)
+    if not meter_errors.reports_may_be_due(run.ledger):
+        return
+    try:
+        absorbed = meter_errors.absorb(run.ledger, conn)
+    except StripeAPIError as e:
+        run.result.error = run.result.error or str(e)
+        return
+    for identifier, reason, events in absorbed.dropped:
+        run.result.delivered -= min(run.delivered_now.get(identifier, 0), events)
+        run._count("failed", reason, identifier, events)
+    run.result.unattributed_drops += absorbed.unattributed
 
 
 def delivery_status(billing: Billing, user_id: str | None = None) -> outbox.DeliveryStatus:

@@ -26,7 +26,7 @@ from ..errors import NotFoundError, ValidationError
 from ..ledger import closing as ledger_closing
 from ..ledger import outbox
 from ..rules import MAX_AHEAD
-from . import mapping
+from . import mapping, meter_errors
 from .client import Connection, stripe_errors
 from .delivery import default_rate
 from .invoices import mirror_period_invoices
@@ -67,6 +67,8 @@ class Line:
 @dataclass
 class ReconcileResult:
     lines: list[Line] = field(default_factory=list)
+    dropped: int = 0  # usage events Stripe dropped after accepting them, found now (status lists them)
+    unattributed_drops: int = 0  # drops Stripe reported without naming the event
 
     @property
     def differences(self) -> list[Line]:
@@ -125,8 +127,9 @@ def _periods(billing: Billing, conn: Connection, user_id: str, count: int) -> li
 
 
 class _Billed:
-    """What Stripe billed a customer, per feature and period: usage lines of final invoices,
-    and the late-usage invoice items (billed already, or pending for the next invoice)."""
+    """What Stripe billed a customer, per feature and period: the lines of its final invoice
+    for the feature's product, and the late-usage invoice items (billed already, or pending
+    for the next invoice)."""
 
     def __init__(self, billing: Billing, conn: Connection, customer: str):
         self.billing, self.conn = billing, conn
@@ -146,9 +149,8 @@ class _Billed:
         product = mapping.get(self.billing.ledger, mapping.feature_product_key(feature))
         total = 0
         for line in self._lines[invoice_id]:
-            parent = getattr(line, "parent", None)
-            if parent is not None and getattr(parent, "type", None) != "subscription_item_details":
-                continue  # an invoice item (late usage is counted from the items themselves)
+            # metered lines, and the invoice items of usage before a price change (at the old
+            # price, the feature's product); late-usage items name no product: counted apart
             details = getattr(getattr(line, "pricing", None), "price_details", None)
             if details is not None and details.product == product:
                 total += line.quantity or 0
@@ -171,6 +173,9 @@ def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None,
     else:
         users = ledger_closing.customers_in_stripe(billing.ledger)
     result = ReconcileResult()
+    # events the stream accepted and Stripe dropped later are failed, not delivered
+    absorbed = meter_errors.absorb(billing.ledger, conn)
+    result.dropped, result.unattributed_drops = absorbed.events, absorbed.unattributed
     summaries = conn.client.v1.billing.meters.event_summaries
     limiter = RateLimiter(default_rate(conn))
     recent_since = int(time.time()) - RECENT

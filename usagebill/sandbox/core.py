@@ -163,8 +163,8 @@ class Sandbox:
                     hook(req)
                 result = route.handler(req, **{k: unquote(v) for k, v in path_args.items()})
                 status, obj = result if isinstance(result, tuple) else (200, result)
-                if expand_paths and isinstance(obj, dict):
-                    obj = expand.apply(store, obj, expand_paths)
+                if isinstance(obj, dict):  # also drops includable fields nobody asked for
+                    obj = expand.apply(store, obj, expand_paths, now)
                 raw = json.dumps(obj).encode()
                 if idem_key:
                     idempotency.save(store, idem_key, fp, now, status, raw)

@@ -282,6 +282,8 @@ def schema(name: str) -> _Object:
     assert isinstance(node, _Object), name
     # `expand` is accepted on every endpoint, as Stripe does
     node.fields.setdefault("expand", _List(_Str()))
+    if name.startswith("v2.") and name.endswith("ListParams"):
+        node.fields.setdefault("page", _Str())  # v2 lists page with the token of next_page_url
     return node
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..errors import invalid
 from ..routing import Request, router
 from ..store import Store
-from . import invoices, periods, subscriptions
+from . import invoice_items, invoices, periods, subscriptions
 
 DUE_NS = "billing.due"  # kv: subscription id -> real time of its next event (no test clock)
 
@@ -133,23 +133,31 @@ def _period_end(store: Store, sub: dict, end: int, real_now: int) -> None:
     subscriptions.save(store, sub)
 
 
-def cancel_now(store: Store, sub: dict, now: int, real_now: int, *, invoice_now: bool, details: dict) -> None:
-    """DELETE /v1/subscriptions/{id}: the subscription ends now. Usage of the current period is
-    billed on a final, immediately finalized invoice with ``invoice_now``, otherwise dropped
-    (as Stripe does). Drafts already created still finalize."""
-    if invoice_now and sub["status"] in ("active", "past_due"):
-        start = sub["items"]["data"][0]["current_period_start"]
-        specs = [invoices.LineSpec(i, usage(store, i, sub["customer"], start, now + 1, real_now), start, now)
-                 for i in sub["items"]["data"] if subscriptions.is_metered(i)]
-        for spec in specs:  # the final invoice bills the cancel's own second: no later one does
-            invoices.mark_billed(store, spec.item, sub["customer"], start, now + 1)
-        if specs:
-            customer = _customer(store, sub)
-            invoice = invoices.build_invoice(
-                store, sub, customer, created=now, billing_reason="subscription_cycle",
-                period_start=start, period_end=now, specs=specs)
-            invoices.finalize(store, invoice, sub, customer, now)
-            sub["latest_invoice"] = invoice["id"]
+def cancel_now(store: Store, sub: dict, now: int, real_now: int, *, invoice_now: bool, details: dict,
+               prorate: bool = False) -> None:
+    """DELETE /v1/subscriptions/{id}: the subscription ends now. ``prorate`` credits the unused
+    time of licensed items as proration invoice items; ``invoice_now`` bills the usage of the
+    current period and the pending invoice items (those credits included) on a final,
+    immediately finalized invoice. Without it, usage is dropped and credits stay pending (as
+    Stripe does). Drafts already created still finalize."""
+    if sub["status"] in ("active", "past_due"):
+        if prorate:
+            for item in sub["items"]["data"]:
+                if not subscriptions.is_metered(item):
+                    invoice_items.proration_credit(store, sub, item, now)
+        if invoice_now:
+            start = sub["items"]["data"][0]["current_period_start"]
+            specs = [invoices.LineSpec(i, usage(store, i, sub["customer"], start, now + 1, real_now), start, now)
+                     for i in sub["items"]["data"] if subscriptions.is_metered(i)]
+            for spec in specs:  # the final invoice bills the cancel's own second: no later one does
+                invoices.mark_billed(store, spec.item, sub["customer"], start, now + 1)
+            if specs or invoices.pending_items(store, sub):
+                customer = _customer(store, sub)
+                invoice = invoices.build_invoice(
+                    store, sub, customer, created=now, billing_reason="subscription_cycle",
+                    period_start=start, period_end=now, specs=specs)
+                invoices.finalize(store, invoice, sub, customer, now)
+                sub["latest_invoice"] = invoice["id"]
     sub["status"] = "canceled"
     sub["canceled_at"] = now
     sub["ended_at"] = now

@@ -7,6 +7,7 @@ subscription's invoices. It can be deleted while pending or while its invoice is
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
 
 from .. import clock
@@ -185,3 +186,45 @@ def delete_customer_items(store: Store, customer_id: str) -> None:
     """For a deleted test clock: its customers' items go with them."""
     for item in store.all(ITEM, customer=customer_id):
         store.delete(ITEM, item["id"])
+
+
+def proration_credit(store: Store, sub: dict, sub_item: dict, now: int) -> dict:
+    """The credit for the unused time of a licensed item from ``now`` to its period end (a
+    cancellation with ``prorate``): a pending proration invoice item, amount < 0."""
+    start, end = sub_item["current_period_start"], sub_item["current_period_end"]
+    price, quantity = sub_item["price"], sub_item["quantity"]
+    unit = amounts.unit_amount(price)
+    share = Decimal(max(end - now, 0)) / Decimal(end - start)
+    amount = -amounts.line_amount(1, unit * quantity * share)
+    name = invoices.product_name(store, price["product"])
+    day = datetime.fromtimestamp(now, timezone.utc).strftime("%d %b %Y")
+    item = {
+        "id": Store.new_id("ii"),
+        "object": ITEM,
+        "amount": amount,
+        "currency": price["currency"],
+        "customer": sub["customer"],
+        "customer_account": None,
+        "date": now,
+        "description": f"Unused time on {f'{quantity} × ' if quantity != 1 else ''}{name} after {day}",
+        "discountable": False,  # "Always false for prorations"
+        "discounts": [],
+        "frozen_fields": ["discounts", "pricing", "quantity"],  # derived values
+        "invoice": None,
+        "invoicing_rules": None,
+        "livemode": False,
+        "metadata": {},
+        "net_amount": amount,
+        "parent": {"subscription_details": {"subscription": sub["id"], "subscription_item": sub_item["id"]},
+                   "type": "subscription_details"},
+        "period": {"end": end, "start": now},
+        "pricing": {"price_details": {"price": price["id"], "product": price["product"]}, "type": "price_details",
+                    "unit_amount_decimal": invoices.decimal_string(Decimal(amount) / quantity if quantity else unit)},
+        "proration": True,
+        "proration_details": {"credited_items": None, "discount_amounts": []},
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "tax_rates": [],
+        "test_clock": sub.get("test_clock"),
+    }
+    return store.insert(item)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..errors import StripeError, invalid
+from ..expand import register_current, register_includable
 from ..resources import meters
 from ..routing import Request, list_response, router
 from ..store import Store
@@ -144,7 +145,7 @@ def item_line(item: dict, invoice_id: str, line_id: str, subscription_id: str | 
         "parent": {
             "invoice_item_details": {
                 "invoice_item": item["id"],
-                "proration": False,
+                "proration": item["proration"],
                 "proration_details": {"credited_items": None},
                 "subscription": subscription_id,
             },
@@ -245,7 +246,6 @@ def build_invoice(
         "automatically_finalizes_at": None if preview else created + DRAFT_GRACE,
         "billing_reason": billing_reason,
         "collection_method": sub["collection_method"],
-        "confirmation_secret": None,
         "created": created,
         "currency": currency,
         "custom_fields": None,
@@ -286,7 +286,6 @@ def build_invoice(
             "type": "subscription_details",
         },
         "payment_settings": {"default_mandate": None, "payment_method_options": None, "payment_method_types": None},
-        "payments": None,  # Stripe only includes invoice payments when expanded; none are emulated
         "period_end": period_end,
         "period_start": period_start,
         "post_payment_credit_notes_amount": 0,
@@ -304,7 +303,6 @@ def build_invoice(
         "subtotal": subtotal,
         "subtotal_excluding_tax": subtotal,
         "test_clock": sub.get("test_clock"),
-        "threshold_reason": None,
         "total": subtotal,
         "total_discount_amounts": [],
         "total_excluding_tax": subtotal,
@@ -383,8 +381,7 @@ def finalize(store: Store, invoice: dict, sub: dict, customer: dict | None, t: i
     invoice["status_transitions"]["finalized_at"] = t
     invoice["effective_at"] = t
     invoice["automatically_finalizes_at"] = None
-    invoice["starting_balance"] = 0
-    invoice["ending_balance"] = 0
+    _apply_customer_balance(store, invoice, customer)
     if invoice["collection_method"] == "send_invoice":
         invoice["due_date"] = t + 86400 * int(sub.get("days_until_due") or 0)
     if invoice["amount_due"] == 0:
@@ -398,6 +395,19 @@ def finalize(store: Store, invoice: dict, sub: dict, customer: dict | None, t: i
             invoice["auto_advance"] = False  # no smart retries in the sandbox
     store.put(invoice)
     return invoice
+
+
+def _apply_customer_balance(store: Store, invoice: dict, customer: dict | None) -> None:
+    """Stripe's customer credit balance at finalization: a credit (negative balance) lowers
+    the amount due, and a negative total is not charged but credited to the balance."""
+    balance = int((customer or {}).get("balance") or 0)
+    due = invoice["total"] + balance
+    invoice["starting_balance"] = balance
+    invoice["ending_balance"] = min(due, 0)
+    invoice["amount_due"] = invoice["amount_remaining"] = max(due, 0)
+    if customer is not None and customer.get("balance", 0) != invoice["ending_balance"]:
+        customer["balance"] = invoice["ending_balance"]
+        store.put(customer)
 
 
 def _mark_paid(invoice: dict, t: int) -> None:
@@ -438,6 +448,14 @@ def delete_invoice(store: Store, invoice_id: str) -> None:
         store.delete(LINE, line["id"])
     store.delete(INVOICE, invoice_id)
     store.kv_delete(LIVE_NS, invoice_id)
+
+
+# -- fields Stripe returns only when asked for with expand[] --------------------------------
+register_includable(INVOICE, "payments", lambda store, inv: {
+    "object": "list", "data": [], "has_more": False, "url": f"/v1/invoice_payments?invoice={inv['id']}"})  # none emulated
+register_includable(INVOICE, "threshold_reason", lambda store, inv: None)  # no billing thresholds
+register_includable(INVOICE, "confirmation_secret", lambda store, inv: None)  # no PaymentIntents
+register_current(INVOICE, refresh_live)  # an expanded draft shows its usage live too
 
 
 # -- endpoints ------------------------------------------------------------------------------

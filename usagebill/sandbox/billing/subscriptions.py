@@ -386,11 +386,9 @@ def cancel_subscription(req: Request, id: str) -> dict:
     sub = get(store, id)
     if sub["status"] in ("canceled", "incomplete_expired"):
         raise invalid(f"This subscription ({id}) is already canceled and cannot be canceled again.")
-    if p.get("prorate"):
-        raise invalid("The usagebill sandbox does not emulate `prorate` on cancellation.", param="prorate")
     now = clock.customer_now(store, sub["customer"], req.now)
     engine.cancel_now(store, sub, now, req.now, invoice_now=bool(p.get("invoice_now")),
-                      details=p.get("cancellation_details") or {})
+                      prorate=bool(p.get("prorate")), details=p.get("cancellation_details") or {})
     return store.get(SUBSCRIPTION, id)
 
 

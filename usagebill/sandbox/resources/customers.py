@@ -7,6 +7,7 @@ import string
 
 from ..clock import clock_now
 from ..errors import StripeError, invalid
+from ..expand import register_includable
 from ..routing import Request, list_response, router
 from ..store import Store
 from ._common import created_filter, merge_metadata, new_metadata, reference, require
@@ -91,7 +92,6 @@ def create_customer(req: Request) -> dict:
         "address": None,
         "balance": 0,
         "business_name": None,
-        "cash_balance": None,
         "created": req.now if not clock_id else _clock_time(req, clock_id),
         "currency": None,
         "customer_account": None,
@@ -101,7 +101,6 @@ def create_customer(req: Request) -> dict:
         "discount": None,
         "email": None,
         "individual_name": None,
-        "invoice_credit_balance": {},
         "invoice_prefix": _invoice_prefix(),
         "invoice_settings": _invoice_settings(None),
         "livemode": False,
@@ -111,11 +110,7 @@ def create_customer(req: Request) -> dict:
         "phone": None,
         "preferred_locales": [],
         "shipping": None,
-        "sources": None,
-        "subscriptions": None,
-        "tax": None,
         "tax_exempt": "none",
-        "tax_ids": None,
         "test_clock": clock_id or None,
     }
     _apply(customer, p)
@@ -169,3 +164,23 @@ def list_customers(req: Request) -> dict:
         customers = [c for c in customers if c.get("email") == p["email"]]
     customers = created_filter(customers, p.get("created"))
     return list_response(req, customers, "/v1/customers")
+
+
+# -- fields Stripe returns only when asked for with expand[] --------------------------------
+def _empty_list(url: str) -> dict:
+    return {"object": "list", "data": [], "has_more": False, "total_count": 0, "url": url}
+
+
+def _subscriptions(store: Store, customer: dict) -> dict:
+    subs = [s for s in store.all("subscription", customer=customer["id"]) if s["status"] != "canceled"]
+    return {"object": "list", "data": subs[:10], "has_more": len(subs) > 10, "total_count": len(subs),
+            "url": f"/v1/customers/{customer['id']}/subscriptions"}
+
+
+register_includable("customer", "sources", lambda store, c: _empty_list(f"/v1/customers/{c['id']}/sources"))
+register_includable("customer", "tax_ids", lambda store, c: _empty_list(f"/v1/customers/{c['id']}/tax_ids"))
+register_includable("customer", "subscriptions", _subscriptions)
+register_includable("customer", "tax", lambda store, c: {
+    "automatic_tax": "unrecognized_location", "ip_address": None, "location": None, "provider": "stripe"})
+register_includable("customer", "cash_balance", lambda store, c: None)  # no cash balances are emulated
+register_includable("customer", "invoice_credit_balance", lambda store, c: {})

@@ -1,9 +1,11 @@
 """Meter events (v1): /v1/billing/meter_events and /v1/billing/meter_event_adjustments.
 
-``prepare_events`` is the validation every ingestion path shares (v1, v2 single, v2 stream):
+``check_event`` is the validation every ingestion path shares (v1, v2 single, v2 stream):
 an active meter for the event name, an existing customer under the meter's mapping key, a
-whole-number value, a timestamp inside Stripe's window of the customer's own clock, and an
-identifier not used in the last 24 hours."""
+whole-number value, a timestamp inside Stripe's window of the customer's own clock. v1 and
+the v2 single-event endpoint refuse an invalid event at once (``prepare_events``); the v2
+stream accepts the batch and drops invalid events later, reporting them as Stripe does
+(``split_events``, meter_errors.py). Identifiers must not repeat within 24 hours."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..clock import customer_now
 from ..errors import StripeError, invalid
 from ..routing import Request, router
 from . import meter_event_log as log
+from .meter_errors import EventError
 from .meters import active_meter_for
 
 PAST_WINDOW = 35 * 86400
@@ -32,63 +35,98 @@ def duplicate_identifier(identifier: str, param: str = "identifier") -> StripeEr
     )
 
 
-def _value(meter: dict, payload: dict, param: str) -> int:
+def _value(meter: dict, payload: dict, param: str, identifier: str) -> int | EventError:
     key = meter["value_settings"]["event_payload_key"]
     if key not in payload:
         if meter["default_aggregation"]["formula"] == "count":
             return 1  # a count meter counts events; their value is not read
-        raise invalid(f"Missing required payload key '{key}' (the meter's value_settings.event_payload_key).",
-                      param=f"{param}[{key}]")
+        return EventError("meter_event_invalid_value",
+                          f"Missing required payload key '{key}' (the meter's value_settings.event_payload_key).",
+                          f"{param}[{key}]", identifier, meter)
     raw = payload[key]
     text = str(raw).strip() if not isinstance(raw, bool) else ""
     if isinstance(raw, float) or not _INTEGER.match(text):
-        raise invalid(f"The value of payload[{key}] must be a whole number, not {raw!r}.", param=f"{param}[{key}]")
+        return EventError("meter_event_invalid_value", f"The value of payload[{key}] must be a whole number, not {raw!r}.",
+                          f"{param}[{key}]", identifier, meter)
     return int(text)
 
 
+def check_event(req: Request, event: dict, at, meters: dict) -> dict | EventError:
+    """One event (event_name, payload, optional identifier and int timestamp) as a row for
+    ``meter_event_log.insert_events`` (with its ``meter``), or why it is invalid. ``at(name)``
+    is the parameter path of one of its fields; ``meters`` caches meters by event name."""
+    store = req.store
+    identifier = event.get("identifier") or _generated_identifier()
+    if len(identifier) > MAX_IDENTIFIER:
+        raise invalid(f"identifier can be at most {MAX_IDENTIFIER} characters long.", param=at("identifier"))
+    name = event["event_name"]
+    if name not in meters:
+        meters[name] = active_meter_for(store, name)
+    meter = meters[name]
+    if meter is None:
+        archived = store.all("billing.meter", event_name=name)
+        return EventError("archived_meter" if archived else "no_meter",
+                          f"No active meter was found for event_name '{name}'.", at("event_name"), identifier,
+                          archived[0] if archived else None)
+    payload = {str(k): str(v) if not isinstance(v, str) else v for k, v in (event.get("payload") or {}).items()}
+    customer_key = meter["customer_mapping"]["event_payload_key"]
+    customer_id = payload.get(customer_key)
+    if not customer_id:
+        return EventError("meter_event_no_customer_defined",
+                          f"Customer mapping key {customer_key} not found in payload.",
+                          f"{at('payload')}[{customer_key}]", identifier, meter)
+    customer = store.get("customer", customer_id)
+    if customer is None or customer.get("deleted"):
+        return EventError("meter_event_customer_not_found", f"No such customer: '{customer_id}'",
+                          f"{at('payload')}[{customer_key}]", identifier, meter, resource_missing=True)
+    value = _value(meter, payload, at("payload"), identifier)
+    if isinstance(value, EventError):
+        return value
+    now = customer_now(store, customer_id, req.now)
+    timestamp = event.get("timestamp")
+    if timestamp is None:
+        timestamp = now
+    if timestamp < now - PAST_WINDOW or timestamp > now + FUTURE_WINDOW:
+        return EventError(
+            "timestamp_too_far_in_past" if timestamp < now else "timestamp_in_future",
+            "Timestamp must be within the past 35 calendar days or up to 5 minutes in the future "
+            f"(the customer's time is {now}, the event's {timestamp}).", at("timestamp"), identifier, meter)
+    return {"identifier": identifier, "event_name": name, "customer": customer_id, "value": value,
+            "timestamp": timestamp, "payload": payload, "meter": meter}
+
+
+def _at(param_prefix: str, i: int):
+    return (lambda name: f"{param_prefix}[{i}][{name}]") if param_prefix else (lambda name: name)
+
+
 def prepare_events(req: Request, events: list[dict], *, param_prefix: str = "") -> list[dict]:
-    """Validate ``events`` (dicts with event_name, payload, optional identifier and int
-    timestamp) and return rows for ``meter_event_log.insert_events``, plus their ``meter``."""
-    store, rows, seen = req.store, [], set()
-    meters: dict[str, dict | None] = {}
+    """Validate ``events`` synchronously (the v1 and v2 single-event endpoints): the first
+    invalid event is refused with a 400."""
+    rows, seen, meters = [], set(), {}
     for i, event in enumerate(events):
-        at = (lambda name: f"{param_prefix}[{i}][{name}]") if param_prefix else (lambda name: name)
-        name = event["event_name"]
-        if name not in meters:
-            meters[name] = active_meter_for(store, name)
-        meter = meters[name]
-        if meter is None:
-            raise invalid(f"No active meter was found for event_name '{name}'.", param=at("event_name"))
-        payload = {str(k): str(v) if not isinstance(v, str) else v for k, v in (event.get("payload") or {}).items()}
-        customer_key = meter["customer_mapping"]["event_payload_key"]
-        customer_id = payload.get(customer_key)
-        if not customer_id:
-            raise invalid(f"Missing required payload key '{customer_key}' (the meter's customer_mapping key).",
-                          param=f"{at('payload')}[{customer_key}]")
-        customer = store.get("customer", customer_id)
-        if customer is None or customer.get("deleted"):
-            raise StripeError(400, f"No such customer: '{customer_id}'", code="resource_missing",
-                              param=f"{at('payload')}[{customer_key}]")
-        value = _value(meter, payload, at("payload"))
-        now = customer_now(store, customer_id, req.now)
-        timestamp = event.get("timestamp")
-        if timestamp is None:
-            timestamp = now
-        if timestamp < now - PAST_WINDOW or timestamp > now + FUTURE_WINDOW:
-            raise invalid(
-                "Timestamp must be within the past 35 calendar days or up to 5 minutes in the future "
-                f"(the customer's time is {now}, the event's {timestamp}).",
-                param=at("timestamp"),
-            )
-        identifier = event.get("identifier") or _generated_identifier()
-        if len(identifier) > MAX_IDENTIFIER:
-            raise invalid(f"identifier can be at most {MAX_IDENTIFIER} characters long.", param=at("identifier"))
-        if identifier in seen:
-            raise duplicate_identifier(identifier, at("identifier"))
-        seen.add(identifier)
-        rows.append({"identifier": identifier, "event_name": name, "customer": customer_id, "value": value,
-                     "timestamp": timestamp, "payload": payload, "meter": meter})
+        at = _at(param_prefix, i)
+        row = check_event(req, event, at, meters)
+        if isinstance(row, EventError):
+            raise row.refusal()
+        if row["identifier"] in seen:
+            raise duplicate_identifier(row["identifier"], at("identifier"))
+        seen.add(row["identifier"])
+        rows.append(row)
     return rows
+
+
+def split_events(req: Request, events: list[dict], param_prefix: str) -> tuple[list[dict], list[EventError]]:
+    """The stream's asynchronous validation: the valid rows (an identifier repeated in the batch
+    kept once) and the errors of the events to drop."""
+    rows, errors, seen, meters = [], [], set(), {}
+    for i, event in enumerate(events):
+        row = check_event(req, event, _at(param_prefix, i), meters)
+        if isinstance(row, EventError):
+            errors.append(row)
+        elif row["identifier"] not in seen:
+            seen.add(row["identifier"])
+            rows.append(row)
+    return rows, errors
 
 
 def _generated_identifier() -> str:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from ..currencies import check_currency
 from ..errors import StripeError, invalid
+from ..expand import register_includable
 from ..routing import Request, list_response, router
 from ..store import Store
 from ._common import created_filter, exclusive, merge_metadata, new_metadata, reference, require
@@ -113,7 +114,6 @@ def create_price(req: Request) -> dict:
         "billing_scheme": "per_unit",
         "created": req.now,
         "currency": currency,
-        "currency_options": None,
         "custom_unit_amount": None,
         "livemode": False,
         "lookup_key": lookup_key,
@@ -122,7 +122,6 @@ def create_price(req: Request) -> dict:
         "product": product_id,
         "recurring": recurring,
         "tax_behavior": p.get("tax_behavior", "unspecified"),
-        "tiers": None,
         "tiers_mode": None,
         "transform_quantity": None,
         "type": "recurring" if recurring else "one_time",
@@ -181,3 +180,15 @@ def list_prices(req: Request) -> dict:
         prices = [o for o in prices if o.get("recurring") and o["recurring"].get(name) == value]
     prices = created_filter(prices, p.get("created"))
     return list_response(req, prices, "/v1/prices")
+
+
+# -- fields Stripe returns only when asked for with expand[] --------------------------------
+def _currency_options(store, price: dict) -> dict:
+    """Only the price's own currency: the sandbox refuses extra currency options."""
+    return {price["currency"]: {"custom_unit_amount": None, "tax_behavior": price["tax_behavior"],
+                                "unit_amount": price["unit_amount"], "unit_amount_decimal": price["unit_amount_decimal"]}}
+
+
+register_includable("price", "currency_options", _currency_options)
+register_includable("price", "tiers", lambda store, price: None)  # per-unit prices only
+register_includable("plan", "tiers", lambda store, plan: None)

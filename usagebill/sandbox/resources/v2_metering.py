@@ -9,8 +9,9 @@ from .. import auth
 from ..errors import StripeError
 from ..routing import Request, router
 from ..store import Store
+from . import meter_errors
 from . import meter_event_log as log
-from .meter_events import cancel_event, duplicate_identifier, iso, parse_iso, prepare_events
+from .meter_events import cancel_event, duplicate_identifier, iso, parse_iso, prepare_events, split_events
 
 MAX_STREAM_EVENTS = 100
 
@@ -48,11 +49,15 @@ def create_meter_event_stream(req: Request):
         raise StripeError(400, "events must contain at least one event.", param="events")
     if len(events) > MAX_STREAM_EVENTS:
         raise StripeError(400, f"events can contain at most {MAX_STREAM_EVENTS} events per request.", param="events")
-    rows = prepare_events(req, _with_int_timestamps(events, "events"), param_prefix="events")
+    # Stripe validates the stream's events asynchronously: the batch is accepted, invalid
+    # events are dropped and reported as meter error reports (v2 core events).
+    rows, errors = split_events(req, _with_int_timestamps(events, "events"), "events")
     # A re-sent batch is normal after a lost response: events whose identifier Stripe already
     # has are dropped, not refused, so a retry never fails and never counts twice.
     taken = log.taken_identifiers(req.store, [r["identifier"] for r in rows], req.now)
     log.insert_events(req.store, [r for r in rows if r["identifier"] not in taken], received=req.now)
+    if errors:
+        meter_errors.report(req.store, errors, req.now)
     return 202, {}
 
 

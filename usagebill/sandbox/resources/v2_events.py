@@ -1,0 +1,66 @@
+"""v2 core events: ``GET /v2/core/events`` (newest first, filtered by ``types``,
+``object_id`` and ``created``; v2 pagination with ``page`` tokens and ``next_page_url``) and
+``GET /v2/core/events/{id}``. The sandbox publishes the meter error reports (meter_errors.py)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from ..errors import StripeError, invalid
+from ..routing import Request, router
+from .meter_errors import EVENT
+from .meter_events import parse_iso
+
+MAX_TYPES = 20
+DEFAULT_LIMIT, MAX_LIMIT = 20, 100
+
+
+@router.route("GET", "/v2/core/events/{id}", params="v2.core.EventRetrieveParams")
+def retrieve_event(req: Request, id: str) -> dict:
+    event = req.store.get(EVENT, id)
+    if event is None:
+        raise StripeError(404, f"No such event: '{id}'", type="invalid_request_error", code="resource_missing")
+    return event
+
+
+def _in_window(event: dict, created: dict) -> bool:
+    t = parse_iso(event["created"], "created")
+    checks = {"gt": lambda b: t > b, "gte": lambda b: t >= b, "lt": lambda b: t < b, "lte": lambda b: t <= b}
+    return all(checks[op](parse_iso(bound, f"created[{op}]")) for op, bound in created.items())
+
+
+@router.route("GET", "/v2/core/events", params="v2.core.EventListParams")
+def list_events(req: Request) -> dict:
+    p = req.params
+    types = p.get("types") or []
+    if isinstance(types, str):
+        types = [types]
+    if len(types) > MAX_TYPES:
+        raise invalid(f"types can hold at most {MAX_TYPES} event names.", param="types")
+    limit = int(p.get("limit") or DEFAULT_LIMIT)
+    if not 1 <= limit <= MAX_LIMIT:
+        raise invalid(f"limit must be between 1 and {MAX_LIMIT}.", param="limit")
+    events = req.store.all(EVENT)
+    if types:
+        events = [e for e in events if e["type"] in types]
+    if p.get("object_id"):
+        events = [e for e in events if (e.get("related_object") or {}).get("id") == p["object_id"]]
+    if p.get("created"):
+        events = [e for e in events if _in_window(e, p["created"])]
+    offset = _offset(p.get("page"))
+    page = events[offset : offset + limit]
+    next_url = None
+    if offset + limit < len(events):
+        query = {k: v for k, v in (("object_id", p.get("object_id")), ("limit", limit)) if v}
+        query["page"] = f"o{offset + limit}"
+        next_url = "/v2/core/events?" + urlencode(query) + "".join(f"&types={t}" for t in types) + "".join(
+            f"&created[{op}]={bound}" for op, bound in (p.get("created") or {}).items())
+    return {"data": page, "next_page_url": next_url, "previous_page_url": None}
+
+
+def _offset(page: str | None) -> int:
+    if not page:
+        return 0
+    if not (page.startswith("o") and page[1:].isdigit()):
+        raise invalid(f"Invalid page token: {page}", param="page")
+    return int(page[1:])
