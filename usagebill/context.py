@@ -3,12 +3,12 @@ customer's active subscription and current billing period."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from .config import Config, Feature, Plan
-from .errors import NotFoundError
-from .ledger import Ledger, accounts
+from .errors import ConfigError, NotFoundError
+from .ledger import Ledger, accounts, subscription_prices
 from .periods import now as real_now
 from .periods import period_at
 from .rules import check_user_id
@@ -18,7 +18,7 @@ from .rules import check_user_id
 class Subscription:
     id: int
     user_id: str
-    plan: Plan
+    plan_key: str
     interval: str
     currency: str
     anchor: int
@@ -31,10 +31,33 @@ class Subscription:
     closed_invoice: str | None = None  # the last finalized invoice
     canceled_at: int | None = None
     usage_from: int = 0  # its first usage second: the anchor, or one past the previous one's end
+    config: Config | None = field(default=None, repr=False, compare=False)
+    # feature -> when Stripe began billing it at its current price (subscribe, or a sync that
+    # added it or changed its price); earlier usage of it is billed already, or never
+    priced_since: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         if self.usage_from < self.anchor:
             object.__setattr__(self, "usage_from", self.anchor)
+
+    @property
+    def plan(self) -> Plan:
+        """The subscription's plan in the config. A plan the config no longer has is an error
+        for this customer only, when its plan is needed: other customers, and this one's
+        periods, delivery and cancellation, keep working."""
+        try:
+            return self.config.plan(self.plan_key)
+        except NotFoundError:
+            raise ConfigError(
+                f"customer {self.user_id!r} is subscribed to plan {self.plan_key!r}, which {self.config.path.name} "
+                f"no longer has: put the plan back, or cancel the subscription (usagebill cancel {self.user_id})"
+            ) from None
+
+    @property
+    def plan_name(self) -> str:
+        """The plan's name, or its key when the config no longer has it."""
+        found = [p for p in self.config.plans if p.key == self.plan_key]
+        return found[0].name if found else self.plan_key
 
     def period(self, at: int) -> tuple[int, int]:
         """The billing period containing ``at``: Stripe's mirrored one when it covers ``at``,
@@ -77,7 +100,7 @@ class Context:
         return Subscription(
             id=row["id"],
             user_id=row["user_id"],
-            plan=self.config.plan(row["plan"]),
+            plan_key=row["plan"],
             interval=row["interval"],
             currency=row["currency"],
             anchor=row["anchor"],
@@ -91,6 +114,8 @@ class Context:
             canceled_at=row["canceled_at"],
             # the second a subscription is cancelled in is its own (its final invoice bills it)
             usage_from=before + 1 if before is not None else row["anchor"],
+            config=self.config,
+            priced_since=subscription_prices.latest(self.ledger, row["id"]),
         )
 
     def require_subscription(self, user_id: str) -> Subscription:

@@ -590,7 +590,7 @@ class _Importer:
                         times[ts] = t
                 if not c.lo <= t <= c.hi:
                     try:
-                        check_event_time(t, c.now, c.sub)
+                        check_event_time(t, c.now, c.sub, key)
                     except UsagebillError as e:
                         reject(line, raw, "timestamp", str(e))
                         continue

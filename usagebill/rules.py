@@ -141,7 +141,7 @@ def check_window(ts: int, now: int) -> None:
         )
 
 
-def check_started(ts: int, sub) -> None:
+def check_started(ts: int, sub, feature: str | None = None) -> None:
     if ts < sub.anchor:
         raise ValidationError(
             f"timestamp {iso(ts)} is before {sub.user_id!r}'s subscription started ({iso(sub.anchor)})"
@@ -151,6 +151,13 @@ def check_started(ts: int, sub) -> None:
             f"timestamp {iso(ts)} is the second {sub.user_id}'s previous subscription ended in, which its final "
             f"invoice bills; this subscription bills usage from {iso(sub.usage_from)}"
         )
+    since = sub.priced_since.get(feature) if feature is not None else None
+    if since is not None and ts < since:
+        raise ValidationError(
+            f"timestamp {iso(ts)} is before {iso(since)}, when sync put {feature!r} on {sub.user_id}'s subscription "
+            f"at its current price: Stripe has billed (or never bills) the usage before that moment, so record it "
+            f"at {iso(since)} or later"
+        )
 
 
 def default_event_time(now: int, sub) -> int:
@@ -159,23 +166,25 @@ def default_event_time(now: int, sub) -> int:
     return max(now, sub.usage_from)
 
 
-def check_event_time(ts: int, now: int, sub) -> None:
+def check_event_time(ts: int, now: int, sub, feature: str | None = None) -> None:
     """The rules for an event's time: within Stripe's window around the customer's ``now``
     (its test clock's time when it has one), not before the subscription started, and not in
-    a period Stripe has invoiced for good (``usagebill.closing``).
+    a period Stripe has invoiced for good (``usagebill.closing``), nor, for a ``feature``, before
+    its current price took effect (``gateway.live_subscriptions``).
     ``record``, ``charge`` and the importer all end here (the one place for more time rules)."""
     from .closing import check_open
 
     check_range(ts, "timestamp")
     check_window(ts, now)
-    check_started(ts, sub)
+    check_started(ts, sub, feature)
     check_open(ts, sub)
 
 
 def event_time_bounds(now: int, sub) -> tuple[int, int]:
     """(lowest, highest) timestamp ``check_event_time`` accepts: the importer's fast path
     compares with these and calls ``check_event_time`` only outside them."""
-    return max(now - MAX_AGE, sub.usage_from, sub.closed_until or 0), now + MAX_AHEAD
+    priced = max(sub.priced_since.values(), default=0)  # any feature's: the slow path checks which
+    return max(now - MAX_AGE, sub.usage_from, sub.closed_until or 0, priced), now + MAX_AHEAD
 
 
 # -- the same event again --------------------------------------------------------------------
@@ -191,3 +200,9 @@ def key_reused(idempotency_key: str, user_id: str, amount: int, feature: str, ti
         f"idempotency key {idempotency_key!r} was already used by {user_id!r} for {amount} "
         f"{feature} at {iso(timestamp)}; use a new key"
     )
+
+
+def check_email(email: str | None) -> str | None:
+    if email is not None and ("@" not in email or len(email) > 512 or email != email.strip()):
+        raise ValidationError(f"not an e-mail address: {email!r}")
+    return email

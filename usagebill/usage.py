@@ -10,11 +10,11 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Callable
 
+from .billed_prices import check_billed, estimate
 from .context import Context, Subscription
 from .errors import IdempotencyError, ValidationError
 from .ledger import events
 from .ledger import idempotency as keys
-from .money import cost
 from .rules import MAX_AGE, MAX_AHEAD  # noqa: F401  (their old home: gateway.reconcile imports them from here)
 from .rules import check_amount, check_event_time, check_key, default_event_time, key_reused, same_event
 from .timeparse import parse_time
@@ -86,6 +86,7 @@ class Usage:
                 f"feature {key!r} of plan {sub.plan.name!r} does not track usage (track_usage is not set); "
                 "use credits or charge for it"
             )
+        check_billed(self.ctx, sub, key)
         return feature
 
     def record(
@@ -118,7 +119,7 @@ class Usage:
         self.usage_feature(sub, key)
         now = ctx.now_for(user_id)
         ts = default_event_time(now, sub) if ts is None else ts
-        check_event_time(ts, now, sub)
+        check_event_time(ts, now, sub, key)
         event = UsageEvent(new_event_id(), user_id, key, amount, ts, ctx.clock(), idempotency_key)
         events.insert_event(ctx.ledger, event.id, user_id, key, amount, ts, event.recorded_at, idempotency_key, source)
         return event
@@ -149,15 +150,17 @@ class Usage:
         sub = self.ctx.require_subscription(user_id)
         feature = self.usage_feature(sub, key)
         start, end = sub.period(self.ctx.now_for(user_id))
-        total, n = events.usage_total(self.ctx.ledger, user_id, key, max(start, sub.usage_from), end)
+        counted_from = max(start, sub.usage_from)
+        total, n = events.usage_total(self.ctx.ledger, user_id, key, counted_from, end)
+        estimated, unit_price = estimate(self.ctx, sub, key, counted_from, end, feature.price_per_credit)
         return UsageSummary(
             user_id=user_id,
             key=key,
             display_name=feature.display_name,
             total_amount=total,
-            estimated_cost=cost(total, feature.price_per_credit),
+            estimated_cost=estimated,
             currency=sub.currency,
-            unit_price=feature.price_per_credit,
+            unit_price=unit_price,
             period_start=start,
             period_end=end,
             events=n,

@@ -128,3 +128,94 @@ def test_a_ledger_only_subscription_is_linked_when_subscribing_in_stripe(billing
     assert sub.stripe_subscription_id and sub.stripe_subscription_id.startswith("sub_")
     assert conn.client.v1.subscriptions.retrieve(sub.stripe_subscription_id).customer == \
         billing.customers.get("local").stripe_customer_id
+
+
+def _repriced(config, plan_name: str, feature: str, price):
+    """The config with one usage feature of one plan at another price (what the property test
+    of the lifecycle work does between two advances)."""
+    import dataclasses
+
+    plans = []
+    for p in config.plans:
+        if p.name == plan_name:
+            features = dict(p.features)
+            features[feature] = dataclasses.replace(features[feature], price_per_credit=Decimal(price))
+            p = dataclasses.replace(p, features=features)
+        plans.append(p)
+    return dataclasses.replace(config, plans=tuple(plans))
+
+
+def test_library_sync_after_changing_the_config_object_moves_live_subscriptions(billing, conn):
+    from usagebill.gateway.accounts import add_customer, subscribe
+    from usagebill.gateway.clocks import advance_clock, create_clock
+    from usagebill.gateway.delivery import push
+    from usagebill.gateway.invoices import list_invoices
+
+    sync(billing, conn)
+    clock = create_clock(billing, conn, at=1767225600)  # 2026-01-01
+    add_customer(billing, conn, "carol", test_clock=clock.id)
+    subscribe(billing, conn, "carol", "Pay As You Go")
+    billing.usage.record("carol", "api_calls", 30)
+    push(billing, conn)
+    advance_clock(billing, conn, clock.id, "+10d")
+    billing.config = _repriced(billing.config, "Pay As You Go", "api_calls", "7.5")
+    result = sync(billing, conn)
+    assert [(a.verb, a.kind, a.key) for a in result.actions] == [
+        ("replace", "price", "price:usage:pay_as_you_go:api_calls:usd:month"), ("move", "subscription", "carol")]
+    billing.usage.record("carol", "api_calls", 3)
+    push(billing, conn)
+    summary = billing.usage.get_summary("carol", "api_calls")
+    assert (summary.total_amount, summary.estimated_cost, summary.unit_price) == (33, 30 * 5 + 23, Decimal("7.5"))
+    advance_clock(billing, conn, clock.id, "2026-02-01T02:00:00Z")
+    cycle = [i for i in list_invoices(billing, conn, "carol") if i.billing_reason == "subscription_cycle"]
+    assert len(cycle) == 1
+    assert sorted((x.quantity, x.unit_amount, x.amount) for x in cycle[0].lines if x.description == "API Calls") == [
+        (3, Decimal("7.5"), 23), (30, Decimal("5"), 150)]
+    assert cycle[0].total == summary.estimated_cost  # the base price is $0
+    assert sync(billing, conn).actions == []
+
+
+def test_a_sync_cut_short_after_stripe_moved_the_price_is_completed_by_the_next(billing, conn, monkeypatch):
+    from usagebill.gateway import live_subscriptions
+    from usagebill.gateway.accounts import add_customer, subscribe
+    from usagebill.gateway.clocks import create_clock
+
+    sync(billing, conn)
+    clock = create_clock(billing, conn, at=1767225600)  # 2026-01-01
+    add_customer(billing, conn, "dan", test_clock=clock.id)
+    subscribe(billing, conn, "dan", "Pro")
+    billing.config = _repriced(billing.config, "Pro", "api_calls", "11")
+    with monkeypatch.context() as m:
+        m.setattr(live_subscriptions, "apply", lambda *a, **k: None)  # cut short: Stripe's side done by hand below
+        sync(billing, conn)
+    sub = billing.subscriptions.get("dan")
+    remote = conn.client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
+    item = next(i for i in remote["items"].data if i.price.recurring.usage_type == "metered")
+    new_price = mapping.get(billing.ledger, "price:usage:pro:api_calls:usd:month")
+    conn.client.v1.subscription_items.update(item.id, params={
+        "price": new_price, "metadata": {live_subscriptions.SINCE: "1767230000"}})
+    assert billing.usage.get_summary("dan", "api_calls").unit_price == 10  # the ledger does not know yet
+    assert sync(billing, conn).actions == []  # Stripe is in line: nothing to change there...
+    assert billing.usage.get_summary("dan", "api_calls").unit_price == 11  # ...and the ledger learnt the price
+    from usagebill.ledger import subscription_prices
+
+    assert subscription_prices.history(billing.ledger, sub.id)["api_calls"][-1] == (1767230000, Decimal("11"))
+
+
+def test_a_classic_billing_mode_subscription_is_not_repriced(billing, conn):
+    """Stripe's classic billing mode drops the usage before a metered price change: sync says
+    so instead of losing it."""
+    from usagebill import UsagebillError
+    from usagebill.gateway.accounts import add_customer, subscribe
+
+    sync(billing, conn)
+    add_customer(billing, conn, "erin")
+    sub = subscribe(billing, conn, "erin", "Pro")
+    store = conn.sandbox.store
+    remote = store.get("subscription", sub.stripe_subscription_id)
+    remote["billing_mode"]["type"] = "classic"
+    store.put(remote)
+    billing.config = _repriced(billing.config, "Pro", "api_calls", "11")
+    with pytest.raises(UsagebillError, match="classic billing mode.*migrate it to flexible"):
+        sync(billing, conn)
+    assert billing.usage.get_summary("erin", "api_calls").unit_price == 10

@@ -26,13 +26,17 @@ def config_group() -> None:
 @json_option
 @pass_state
 def config_check(state, as_json: bool) -> None:
-    """Validate billing.toml and show its plans and features.
+    """Validate billing.toml and show its plans and features. With a ledger, also refuse a
+    config that drops a plan, price or usage feature that active subscriptions still use.
 
     \b
     Example:
       usagebill --config billing.toml config check
     """
+    from ..live_plans import check_config_file
+
     config = state.config
+    check_config_file(config, state.db_path)
     if as_json:
         emit_json(
             {

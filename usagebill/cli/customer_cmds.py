@@ -12,7 +12,7 @@ from .output import emit_json, say, table
 
 @cli.group("customers")
 def customers_group() -> None:
-    """Add, list and show customers (in the ledger and in Stripe).
+    """Add, update, remove, list and show customers (in the ledger and in Stripe).
 
     \b
     Example:
@@ -31,7 +31,7 @@ def _customer_json(c, sub, remote=None):
         "subscription": None
         if sub is None
         else {
-            "plan": sub.plan.name,
+            "plan": sub.plan_name,
             "interval": sub.interval,
             "currency": sub.currency,
             "anchor": iso(sub.anchor),
@@ -61,11 +61,64 @@ def customers_add(state, user_id, email, test_clock, stripe_id, as_json) -> None
     from ..gateway.accounts import add_customer
 
     b = state.billing
-    c = add_customer(b, state.connection, user_id, email=email, test_clock=test_clock, stripe_id=stripe_id)
+    _say_customer(b, add_customer(b, state.connection, user_id, email=email, test_clock=test_clock, stripe_id=stripe_id),
+                  as_json)
+
+
+def _say_customer(b, c, as_json: bool) -> None:
     if as_json:
-        emit_json(_customer_json(c, b.subscriptions.get(user_id)))
+        emit_json(_customer_json(c, b.subscriptions.get(c.user_id)))
+        return
+    extra = "".join(f", {what} {value}" for what, value in (("e-mail", c.email), ("on test clock", c.test_clock)) if value)
+    say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe{extra}")
+
+
+@customers_group.command("update")
+@click.argument("user_id")
+@click.option("--email", help="The customer's new e-mail address (in Stripe too).")
+@click.option("--stripe-id", "stripe_id", metavar="CUS",
+              help="Link another existing Stripe customer (not while a subscription or undelivered usage is on the old one).")
+@json_option
+@pass_state
+def customers_update(state, user_id, email, stripe_id, as_json) -> None:
+    """Change a customer's e-mail or the Stripe customer it is linked to; Stripe is changed
+    first, so a failed call changes nothing.
+
+    \b
+    Example:
+      usagebill customers update alice --email alice@example.org
+      usagebill customers update ghost --stripe-id cus_1Nx...
+    """
+    from ..gateway.accounts import update_customer
+
+    if email is None and stripe_id is None:
+        raise click.UsageError("nothing to update: give --email or --stripe-id")
+    b = state.billing
+    _say_customer(b, update_customer(b, state.connection, user_id, email=email, stripe_id=stripe_id), as_json)
+
+
+@customers_group.command("remove")
+@click.argument("user_id")
+@json_option
+@pass_state
+def customers_remove(state, user_id, as_json) -> None:
+    """Remove a customer (refused while it has an active subscription or undelivered usage).
+    A customer without history is deleted; one with history is retired: its usage, credits,
+    wallet and subscriptions stay in the ledger, its user id cannot be added again, and the
+    Stripe customer and its invoices are left as they are.
+
+    \b
+    Example:
+      usagebill customers remove ghost
+    """
+    r = state.billing.customers.remove(user_id)
+    if as_json:
+        emit_json({"user_id": r.user_id, "removed": "deleted" if r.deleted else "retired", "history": r.history})
+    elif r.deleted:
+        say(f"Removed customer {user_id} (it had no history)")
     else:
-        say(f"Customer {c.user_id} is {c.stripe_customer_id} in Stripe" + (f", on test clock {c.test_clock}" if c.test_clock else ""))
+        kept = ", ".join(f"{n} {table.replace('_', ' ')} row(s)" for table, n in r.history.items() if n)
+        say(f"Retired customer {user_id}: the ledger keeps its history ({kept}); Stripe is left as it is")
 
 
 @customers_group.command("list")
@@ -84,7 +137,7 @@ def customers_list(state, as_json: bool) -> None:
         emit_json([_customer_json(c, s) for c, s in items])
         return
     table(None, ["customer", "email", "plan", "stripe customer", "stripe subscription"], [
-        [c.user_id, c.email, s.plan.name if s else "-", c.stripe_customer_id, s.stripe_subscription_id if s else None]
+        [c.user_id, c.email, s.plan_name if s else "-", c.stripe_customer_id, s.stripe_subscription_id if s else None]
         for c, s in items
     ])
 
@@ -112,7 +165,7 @@ def customers_show(state, user_id: str, as_json: bool) -> None:
     sub = view.subscription
     if sub is not None:
         start, end = sub.period(b.ctx.now_for(user_id))
-        rows += [["plan", f"{sub.plan.name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"],
+        rows += [["plan", f"{sub.plan_name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"],
                  ["stripe subscription", sub.stripe_subscription_id]]
     rows.append(["in Stripe", "yes" if view.stripe else "no"])
     if view.stripe and view.stripe.get("email") != view.customer.email:
@@ -169,7 +222,7 @@ def cancel(state, user_id, no_invoice, as_json) -> None:
 
     sub = do_cancel(state.billing, state.connection, user_id, invoice_now=not no_invoice)
     if as_json:
-        emit_json({"user_id": user_id, "plan": sub.plan.name, "status": "canceled",
+        emit_json({"user_id": user_id, "plan": sub.plan_name, "status": "canceled",
                    "stripe_subscription_id": sub.stripe_subscription_id})
     else:
-        say(f"Cancelled {user_id}'s {sub.plan.name} subscription ({sub.stripe_subscription_id})")
+        say(f"Cancelled {user_id}'s {sub.plan_name} subscription ({sub.stripe_subscription_id})")

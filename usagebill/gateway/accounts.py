@@ -1,14 +1,20 @@
 """Customers and subscriptions on both sides: the ledger first, then Stripe, then the ledger
-mirrors what Stripe made (ids, billing cycle anchor, current period)."""
+mirrors what Stripe made (ids, billing cycle anchor, current period). What only Stripe can
+confirm (a Stripe customer or test clock the user names) is read before the ledger is
+written, so a failed Stripe call leaves the ledger as it was."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
+from .. import billed_prices
 from ..billing import Billing
 from ..context import Subscription
 from ..customers import Customer
 from ..errors import NotFoundError, UsagebillError
+from ..ledger import accounts
+from ..rules import check_email
 from . import mapping
 from .client import Connection, stripe_errors
 
@@ -31,32 +37,89 @@ def add_customer(
     test_clock: str | None = None,
     stripe_id: str | None = None,
 ) -> Customer:
-    """Add the customer to the ledger, then create it in Stripe (or link an existing Stripe
-    customer with ``stripe_id``). Safe to repeat: a second run finds what the first made."""
-    with stripe_errors(f"customer {user_id}"):
-        if test_clock:
-            if conn.is_live:
-                raise UsagebillError("test clocks exist only in test mode and the sandbox, not live mode")
-            clock = conn.client.v1.test_helpers.test_clocks.retrieve(test_clock)
-            billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
-        local = billing.customers.add(user_id, email=email, test_clock=test_clock, stripe_customer_id=stripe_id)
+    """Add the customer to the ledger and create it in Stripe, or link an existing Stripe
+    customer with ``stripe_id``. Safe to repeat: a second run finds what the first made.
+    A failed Stripe call leaves the ledger as it was: what Stripe must confirm (the test
+    clock, the customer to link) is read before the ledger is written, and a customer this
+    call added is taken out again when Stripe refuses to create it."""
+    if test_clock and conn.is_live:
+        raise UsagebillError("test clocks exist only in test mode and the sandbox, not live mode")
+    existing = billing.customers.find(user_id)
+    if existing is not None and existing.stripe_customer_id:
+        # done before: same details returned, others refused, before any Stripe call
+        return billing.customers.add(user_id, email=email, test_clock=test_clock, stripe_customer_id=stripe_id)
+    with stripe_errors(f"customer {user_id}", typed_ids=(test_clock, stripe_id)):
+        clock = conn.client.v1.test_helpers.test_clocks.retrieve(test_clock) if test_clock else None
         if stripe_id:
-            remote = conn.client.v1.customers.retrieve(stripe_id)
-            if test_clock and remote.test_clock != test_clock:
-                raise UsagebillError(f"Stripe customer {stripe_id} is not on test clock {test_clock}")
-            return billing.customers.get(user_id)
-        if local.stripe_customer_id:
-            return local
-        params: dict = {"metadata": {"usagebill_user_id": user_id}, "name": user_id}
-        if email:
-            params["email"] = email
-        if test_clock:
-            params["test_clock"] = test_clock
-        # the key ties a retry (after a crash before the link below) to the same customer
-        key = f"usagebill-customer-{user_id}-{local.created_at}"
-        remote = conn.client.v1.customers.create(params=params, options={"idempotency_key": key})
-        billing.customers.link_stripe(user_id, remote.id)
+            _check_linkable(conn, stripe_id, test_clock or (existing.test_clock if existing else None))
+    if clock is not None:
+        billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
+    if existing is not None and stripe_id:  # in the ledger, not in Stripe yet: link it
+        billing.customers.add(user_id, email=email, test_clock=test_clock)
+        billing.customers.link_stripe(user_id, stripe_id)
+        return billing.customers.get(user_id)
+    local = billing.customers.add(user_id, email=email, test_clock=test_clock, stripe_customer_id=stripe_id)
+    if local.stripe_customer_id:
+        return local
+    params: dict = {"metadata": {"usagebill_user_id": user_id}, "name": user_id}
+    if email:
+        params["email"] = email
+    if test_clock:
+        params["test_clock"] = test_clock
+    # the key ties a retry (after a crash before the link below) to the same customer
+    key = f"usagebill-customer-{user_id}-{local.created_at}"
+    try:
+        with stripe_errors(f"customer {user_id}"):
+            remote = conn.client.v1.customers.create(params=params, options={"idempotency_key": key})
+    except UsagebillError:
+        if local.created:
+            billing.customers.forget_new(user_id)
+        raise
+    billing.customers.link_stripe(user_id, remote.id)
     return billing.customers.get(user_id)
+
+
+def _check_linkable(conn: Connection, stripe_id: str, test_clock: str | None):
+    """The Stripe customer a ``--stripe-id`` names: it must exist, not be deleted, and be on
+    the test clock the ledger says (or on none)."""
+    remote = conn.client.v1.customers.retrieve(stripe_id)
+    if getattr(remote, "deleted", False):
+        raise NotFoundError(f"Stripe customer {stripe_id} is deleted: it cannot be linked")
+    have = remote.test_clock if isinstance(remote.test_clock, str) or remote.test_clock is None else remote.test_clock.id
+    if have != test_clock:
+        where = f"on test clock {have}" if have else "on no test clock"
+        raise UsagebillError(
+            f"Stripe customer {stripe_id} is {where}, not {f'on {test_clock}' if test_clock else 'on none'}"
+        )
+    return remote
+
+
+def update_customer(
+    billing: Billing, conn: Connection, user_id: str, *, email: str | None = None, stripe_id: str | None = None
+) -> Customer:
+    """Change a customer's e-mail (in Stripe, then the ledger) or the Stripe customer it is
+    linked to (checked in Stripe first: it must exist and be on the customer's test clock).
+    Relinking is refused while the customer has an active subscription or undelivered usage:
+    both belong to the Stripe customer it has now. A failed Stripe call changes nothing."""
+    check_email(email)
+    customer = billing.customers.get(user_id)
+    relink = stripe_id is not None and stripe_id != customer.stripe_customer_id
+    if relink:
+        sub = billing.subscriptions.get(user_id)
+        pending = billing.customers.pending_usage(user_id)
+        if sub is not None or pending:
+            what = f"an active {sub.plan_name!r} subscription" if sub is not None else f"{pending} undelivered usage event(s)"
+            raise UsagebillError(
+                f"customer {user_id!r} has {what} on Stripe customer {customer.stripe_customer_id}: "
+                "cancel or deliver first, then change its Stripe id"
+            )
+    target = stripe_id or customer.stripe_customer_id
+    with stripe_errors(f"customer {user_id}", typed_ids=(stripe_id,)):
+        if relink:
+            _check_linkable(conn, stripe_id, customer.test_clock)
+        if email is not None and target:
+            conn.client.v1.customers.update(target, params={"email": email})
+    return billing.customers.update(user_id, email=email, stripe_customer_id=stripe_id if relink else None)
 
 
 def subscribe(
@@ -76,6 +139,8 @@ def subscribe(
     plan = billing.config.plan(plan_name)
     price = plan.price_for(interval, currency)
     customer = billing.customers.get(user_id)
+    if customer.removed_at is not None:
+        raise UsagebillError(f"customer {user_id!r} was removed: it cannot be subscribed again")
     current = billing.subscriptions.get(user_id)
     if current is not None and current.stripe_subscription_id:
         # same plan: nothing to do; another plan: the ledger explains
@@ -134,11 +199,36 @@ def subscribe(
         if sub.stripe_subscription_id != remote.id:  # subscribed in the ledger alone before
             billing.subscriptions.set_period(user_id, *period, stripe_subscription_id=remote.id)
             sub = billing.subscriptions.get(user_id)
+        billed_prices.record(billing.ctx, sub, usage_prices(remote["items"].data), remote.start_date)
         return sub
 
 
+def usage_prices(items) -> dict[str, Decimal]:
+    """feature -> unit price of a Stripe subscription's metered items (by the usagebill key
+    their prices carry in their metadata)."""
+    out = {}
+    for item in items:
+        key = mapping.key_of(item.price) or ""
+        if key.startswith("price:usage:"):
+            out[key.split(":")[3]] = Decimal(item.price.unit_amount_decimal)
+    return out
+
+
+def deliver_first(billing: Billing, conn: Connection, user_id: str, otherwise: str) -> None:
+    """Deliver the customer's pending usage before a change that Stripe bills from what its
+    meter holds at that moment (a cancel, a price change); refuse the change when it cannot."""
+    from .delivery import push
+
+    pushed = push(billing, conn, user_id=user_id)
+    if pushed.error or pushed.still_pending:
+        raise UsagebillError(
+            f"{pushed.still_pending} usage event(s) of {user_id!r} could not be delivered "
+            f"({pushed.error or 'see usagebill status'}); {otherwise}: deliver them first"
+        )
+
+
 def _attempt(billing: Billing, user_id: str) -> int:
-    return billing.ledger.one("SELECT COUNT(*) FROM subscriptions WHERE user_id = ?", (user_id,))[0]
+    return accounts.count_subscriptions(billing.ledger, user_id)
 
 
 def refresh_periods(billing: Billing, conn: Connection, user_ids: list[str]) -> None:
@@ -169,17 +259,11 @@ def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: boo
     in Stripe (``invoice_now``: a last invoice bills the usage of the unfinished period),
     then in the ledger. Credits and the wallet are kept; recording usage is refused after."""
     from ..closing import check_cancel
-    from .delivery import push
 
     sub = billing.ctx.require_subscription(user_id)
     check_cancel(billing.ledger, sub, billing.ctx.now_for(user_id))
     if sub.stripe_subscription_id:
-        pushed = push(billing, conn, user_id=user_id)
-        if pushed.error or pushed.still_pending:
-            raise UsagebillError(
-                f"{pushed.still_pending} usage event(s) of {user_id!r} could not be delivered "
-                f"({pushed.error or 'see usagebill status'}); nothing was cancelled: deliver them first"
-            )
+        deliver_first(billing, conn, user_id, "nothing was cancelled")
         with stripe_errors(f"cancel {user_id}"):
             remote = conn.client.v1.subscriptions.retrieve(sub.stripe_subscription_id)
             if remote.status not in ("canceled", "incomplete_expired"):

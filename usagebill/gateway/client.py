@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..errors import StripeAPIError, UsagebillError
+from ..errors import NotFoundError, StripeAPIError, UsagebillError
 
 SANDBOX_KEY = "sk_test_usagebill_sandbox"
 MAX_NETWORK_RETRIES = 3
@@ -96,14 +96,26 @@ def connect(
 
 
 @contextmanager
-def stripe_errors(action: str) -> Iterator[None]:
-    """Turn the SDK's errors into StripeAPIError (exit 4) with one clear line."""
+def stripe_errors(action: str, typed_ids: tuple[str | None, ...] = ()) -> Iterator[None]:
+    """Turn the SDK's errors into StripeAPIError (exit 4) with one clear line. ``typed_ids``:
+    ids the user typed; Stripe's 404 ``resource_missing`` for one of them is the user's
+    mistake (NotFoundError, exit 1), not a failure of Stripe."""
     import stripe
 
     try:
         yield
     except stripe.StripeError as e:
+        if is_missing(e, typed_ids):
+            raise NotFoundError(describe(e, action)) from e
         raise StripeAPIError(describe(e, action)) from e
+
+
+def is_missing(e: Exception, ids: tuple[str | None, ...]) -> bool:
+    """Stripe's "No such <object>: '<id>'" (404 resource_missing) for one of ``ids``."""
+    if getattr(e, "code", None) != "resource_missing" or getattr(e, "http_status", None) != 404:
+        return False
+    text = getattr(e, "user_message", None) or str(e)
+    return any(i and f"'{i}'" in text for i in ids)
 
 
 def describe(e: Exception, action: str = "") -> str:

@@ -86,7 +86,7 @@ def create_clock(billing: Billing, conn: Connection, *, at=None, name: str | Non
 
 def show_clock(billing: Billing, conn: Connection, clock_id: str) -> Clock:
     _refuse_live(conn)
-    with stripe_errors(f"test clock {clock_id}"):
+    with stripe_errors(f"test clock {clock_id}", typed_ids=(clock_id,)):
         clock = conn.client.v1.test_helpers.test_clocks.retrieve(clock_id)
     billing.customers.set_clock_time(clock.id, clock.frozen_time, clock.name)
     return Clock(clock.id, clock.name, clock.frozen_time, clock.status, _customers_on(billing, clock.id))
@@ -105,7 +105,7 @@ def advance_clock(
     the ledger's view of the clock and of its customers' periods."""
     _refuse_live(conn)
     clocks = conn.client.v1.test_helpers.test_clocks
-    with stripe_errors(f"advance test clock {clock_id}"):
+    with stripe_errors(f"advance test clock {clock_id}", typed_ids=(clock_id,)):
         clock = clocks.retrieve(clock_id)
         target = parse_target(to, clock.frozen_time)
         if target <= clock.frozen_time:

@@ -125,7 +125,7 @@ def _all_lines(conn: Connection, inv) -> list:
 
 
 def get_invoice(billing: Billing, conn: Connection, invoice_id: str) -> Invoice:
-    with stripe_errors(f"invoice {invoice_id}"):
+    with stripe_errors(f"invoice {invoice_id}", typed_ids=(invoice_id,)):
         inv = conn.client.v1.invoices.retrieve(invoice_id)
         return _invoice(inv, _all_lines(conn, inv), _product_names(billing))
 

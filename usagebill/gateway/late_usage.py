@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Callable
 
+from ..billed_prices import price_at
 from ..billing import Billing
 from ..closing import late_description
 from ..errors import StripeAPIError
@@ -70,7 +71,9 @@ class LateBilling:
             item = outbox.claim_late(ledger, outbox.LateItem(
                 id="ubl_" + uuid.uuid4().hex, user_id=sub.user_id, feature=feature, subscription_id=sub.id,
                 period_start=start, period_end=known.period_end, missed_invoice=known.invoice_id, quantity=0,
-                unit_amount=str(f.price_per_credit), currency=sub.currency,
+                # the price Stripe billed at the period's end (sync may have changed it since)
+                unit_amount=str(price_at(self.billing.ctx, sub, feature, known.period_end - 1, f.price_per_credit)),
+                currency=sub.currency,
                 description=late_description(f.display_name, start, known.period_end),
             ), ids)
             if item is not None:

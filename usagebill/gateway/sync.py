@@ -3,7 +3,9 @@
 Objects are found again by lookup key (prices), ``metadata.usagebill_key`` (products) and
 event name (meters) — never by name alone — and every list is paginated. An unchanged config
 makes no write call. A changed amount makes a new Price that takes over the lookup key
-(``transfer_lookup_key``) and archives the old one; what the config no longer has is archived."""
+(``transfer_lookup_key``) and archives the old one; what the config no longer has is archived.
+Then the live subscriptions follow (``live_subscriptions``): new usage features are added to
+them, changed prices replace the old ones."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import Any, Callable
 from ..billing import Billing
 from ..config import Config
 from ..errors import UsagebillError
-from . import mapping
+from .. import live_plans
+from . import live_subscriptions, mapping
 from .client import Connection, stripe_errors
 
 LOOKUP_PREFIX = "usagebill:"
@@ -22,9 +25,9 @@ LOOKUP_PREFIX = "usagebill:"
 
 @dataclass(frozen=True)
 class Action:
-    verb: str  # create | update | archive | reactivate | replace
-    kind: str  # product | price | meter
-    key: str  # the mapping key (price:plan:pro:usd:month ...)
+    verb: str  # create | update | archive | reactivate | replace; for a subscription: add | move
+    kind: str  # product | price | meter | subscription
+    key: str  # the mapping key (price:plan:pro:usd:month ...); for a subscription, the user id
     detail: str = ""
     stripe_id: str | None = None
 
@@ -111,23 +114,17 @@ class _Stripe:
 
     def __init__(self, conn: Connection):
         c = conn.client.v1
-        self.products = {_key(p): p for p in _every(c.products.list, {"limit": 100}) if _key(p)}
+        self.products = {mapping.key_of(p): p for p in _every(c.products.list, {"limit": 100}) if mapping.key_of(p)}
         self.prices: dict[str, Any] = {}
         self.our_prices: list[Any] = []
         for p in _every(c.prices.list, {"limit": 100}):
-            key = _key(p)
+            key = mapping.key_of(p)
             if key:
                 self.our_prices.append(p)
             if p.lookup_key and p.lookup_key.startswith(LOOKUP_PREFIX) and key:
                 self.prices[key] = p
         self.meters = {m.event_name: m for m in _every(c.billing.meters.list, {"limit": 100})}
         self.ids: dict[str, str] = {}
-
-
-def _key(obj) -> str | None:
-    """Our mapping key, kept in the object's metadata."""
-    meta = obj.metadata.to_dict() if obj.metadata is not None else {}
-    return meta.get("usagebill_key")
 
 
 def _every(list_fn, params) -> list:
@@ -157,10 +154,19 @@ def _same_price(want: dict, have: dict) -> bool:
 
 
 def sync(billing: Billing, conn: Connection, *, dry_run: bool = False) -> SyncResult:
+    """Bring Stripe's catalogue, then the live subscriptions, in line with ``billing.config``
+    (see ``live_subscriptions`` for what a subscription gets and when a new price takes
+    effect). Refused, before any write, when the config drops what active subscriptions use.
+    For a script or a test: change the config object (``billing.config = ...``) and call this."""
+    live_plans.check(billing.config, billing.ledger)
     result = SyncResult(dry_run=dry_run)
     with stripe_errors("sync"):
         have = _Stripe(conn)
         _apply(billing, conn, have, wanted(billing.config), result)
+    changes = live_subscriptions.plan(billing, conn, have.ids, dry_run=dry_run)
+    if not dry_run:
+        live_subscriptions.apply(billing, conn, changes)
+    result.actions += [Action(ch.verb, "subscription", ch.user_id, ch.detail, ch.stripe_subscription_id) for ch in changes]
     return result
 
 
@@ -260,7 +266,7 @@ def _archive(c, billing: Billing, have: _Stripe, wanted_keys: set[str], act, dry
     """Deactivate what the config no longer has (our prices, products and meters), and
     leftovers: an active price of ours that is not the one holding its lookup key."""
     for p in have.our_prices:
-        key = _key(p)
+        key = mapping.key_of(p)
         if p.active and (key not in wanted_keys or have.prices.get(key) is not p):
             act("archive", "price", key, p.id, lambda p=p: c.prices.update(p.id, params={"active": False}).id)
     for key, p in have.products.items():

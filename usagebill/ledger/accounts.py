@@ -34,6 +34,28 @@ def set_stripe_customer(ledger: Ledger, user_id: str, stripe_customer_id: str) -
     ledger.conn.execute("UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", (stripe_customer_id, user_id))
 
 
+def set_email(ledger: Ledger, user_id: str, email: str) -> None:
+    ledger.conn.execute("UPDATE customers SET email = ? WHERE user_id = ?", (email, user_id))
+
+
+HISTORY_TABLES = ("subscriptions", "usage_events", "credit_ledger", "wallet_ledger")
+
+
+def customer_history(ledger: Ledger, user_id: str) -> dict[str, int]:
+    """How many rows of billing history the customer has, per table."""
+    return {t: ledger.one(f"SELECT COUNT(*) FROM {t} WHERE user_id = ?", (user_id,))[0] for t in HISTORY_TABLES}
+
+
+def delete_customer(ledger: Ledger, user_id: str) -> None:
+    """Only for a customer without history (``customer_history`` all zero)."""
+    ledger.conn.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
+    ledger.conn.execute("DELETE FROM customers WHERE user_id = ?", (user_id,))
+
+
+def retire_customer(ledger: Ledger, user_id: str, now: int) -> None:
+    ledger.conn.execute("UPDATE customers SET removed_at = ? WHERE user_id = ? AND removed_at IS NULL", (now, user_id))
+
+
 def clock_time(ledger: Ledger, user_id: str) -> int | None:
     """The frozen time of the customer's test clock, or None without one (or unknown yet)."""
     row = ledger.one(
@@ -61,6 +83,11 @@ def active_subscription(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
     return ledger.one("SELECT * FROM subscriptions WHERE user_id = ? AND status = ?", (user_id, ACTIVE))
 
 
+def active_subscriptions(ledger: Ledger) -> list[sqlite3.Row]:
+    """Every active subscription, by customer."""
+    return ledger.all("SELECT * FROM subscriptions WHERE status = ? ORDER BY user_id", (ACTIVE,))
+
+
 def insert_subscription(
     ledger: Ledger,
     user_id: str,
@@ -81,6 +108,11 @@ def insert_subscription(
         ),
     )
     return cur.lastrowid
+
+
+def count_subscriptions(ledger: Ledger, user_id: str) -> int:
+    """Every subscription the customer has had, active or not."""
+    return ledger.one("SELECT COUNT(*) FROM subscriptions WHERE user_id = ?", (user_id,))[0]
 
 
 def cancel_subscription(ledger: Ledger, subscription_id: int, now: int) -> None:

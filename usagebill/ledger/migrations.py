@@ -211,3 +211,24 @@ def m004_closed_periods(db) -> None:
     )
     db.execute("ALTER TABLE event_delivery ADD COLUMN late_item_id TEXT")
     db.execute("CREATE INDEX event_delivery_by_late_item ON event_delivery (late_item_id)")
+
+
+@migration
+def m005_customer_removed(db) -> None:
+    # customers remove: a customer with history is retired (its rows stay), not deleted
+    db.execute("ALTER TABLE customers ADD COLUMN removed_at INTEGER")
+
+
+@migration
+def m005_subscription_prices(db) -> None:
+    # the unit price Stripe bills for each usage feature of a subscription, from a moment on
+    # (subscribe, then each price change that sync makes), so summary estimates what Stripe bills
+    db.execute(
+        """CREATE TABLE subscription_prices (
+            subscription_id INTEGER NOT NULL REFERENCES subscriptions(id),
+            feature TEXT NOT NULL,
+            unit_price TEXT NOT NULL,       -- Decimal, minor units per unit
+            effective_from INTEGER NOT NULL,
+            PRIMARY KEY (subscription_id, feature, effective_from)
+        )"""
+    )

@@ -14,9 +14,19 @@ from ..store import Store
 from . import invoice_items, invoices, periods, subscriptions
 
 DUE_NS = "billing.due"  # kv: subscription id -> real time of its next event (no test clock)
+USAGE_FROM_NS = invoices.USAGE_FROM_NS
 
 
 usage = invoices.metered_quantity
+
+
+def bill_usage_so_far(store: Store, sub: dict, item: dict, now: int, real_now: int) -> None:
+    """A metered item's price changes at ``now``: its usage so far this period, at the old
+    price, becomes a pending invoice item, billed on the subscription's next invoice."""
+    start = max(item["current_period_start"], store.kv_get(USAGE_FROM_NS, item["id"]) or 0)
+    quantity = usage(store, item, sub["customer"], start, now, real_now)
+    if quantity:
+        invoice_items.usage_before_price_change(store, sub, item, quantity, start, now)
 
 
 def _events(store: Store, sub: dict) -> list[tuple[int, int, str, str | None]]:

@@ -97,8 +97,35 @@ def create_invoice_item(req: Request) -> dict:
     period = p.get("period") or {"start": now, "end": now}
     if period["end"] < period["start"]:
         raise invalid("The period end must be greater than or equal to the period start.", param="period[end]")
-    discountable = p.get("discountable", amount >= 0)
-    item = {
+    item = _build(customer, now, amount=amount, currency=currency, pricing=pricing, quantity=quantity,
+                  description=p.get("description") or description, sub_id=sub_id, period=period,
+                  meta=metadata(p.get("metadata")), discountable=p.get("discountable", amount >= 0))
+    store.insert(item)
+    if invoice is not None:
+        _attach(store, item, invoice)
+    return item
+
+
+def usage_before_price_change(store: Store, sub: dict, sub_item: dict, quantity: int, start: int, end: int) -> dict:
+    """The pending item Stripe makes when a metered item's price changes mid-period (flexible
+    billing mode): the usage of [start, end) at the old price, for the next invoice."""
+    price = sub_item["price"]
+    unit = amounts.unit_amount(price)
+    pricing = {"price_details": {"price": price["id"], "product": price["product"]},
+               "type": "price_details", "unit_amount_decimal": invoices.decimal_string(unit)}
+    customer = store.get("customer", sub["customer"]) or {"id": sub["customer"]}
+    item = _build(customer, end, amount=amounts.line_amount(quantity, unit), currency=price["currency"],
+                  pricing=pricing, quantity=quantity, description=invoices.product_name(store, price["product"]),
+                  sub_id=sub["id"], period={"start": start, "end": end}, meta={}, discountable=True)
+    item["proration"] = True
+    item["parent"]["subscription_details"]["subscription_item"] = sub_item["id"]
+    store.insert(item)
+    return item
+
+
+def _build(customer: dict, now: int, *, amount: int, currency: str, pricing: dict, quantity: int,
+           description: str | None, sub_id: str | None, period: dict, meta: dict, discountable: bool) -> dict:
+    return {
         "id": Store.new_id("ii"),
         "object": ITEM,
         "amount": amount,
@@ -106,14 +133,14 @@ def create_invoice_item(req: Request) -> dict:
         "customer": customer["id"],
         "customer_account": None,
         "date": now,
-        "description": p.get("description") or description,
+        "description": description,
         "discountable": discountable,
         "discounts": [],
         "frozen_fields": [],  # only derived items (prorations) have frozen fields
         "invoice": None,
         "invoicing_rules": None,
         "livemode": False,
-        "metadata": metadata(p.get("metadata")),
+        "metadata": meta,
         "net_amount": None if discountable else amount,
         "parent": ({"subscription_details": {"subscription": sub_id, "subscription_item": None},
                     "type": "subscription_details"} if sub_id else None),
@@ -126,10 +153,6 @@ def create_invoice_item(req: Request) -> dict:
         "tax_rates": [],
         "test_clock": customer.get("test_clock"),
     }
-    store.insert(item)
-    if invoice is not None:
-        _attach(store, item, invoice)
-    return item
 
 
 def _attach(store: Store, item: dict, invoice: dict) -> None:

@@ -47,18 +47,23 @@ class LineSpec:
     live: bool = False  # a metered line of an ended period: re-read from the meter until finalized
 
 
+USAGE_FROM_NS = "billing.item_usage_from"  # kv: item id -> when it got its price, if mid-period
 BILLED_THROUGH_NS = "billing.metered_through"  # kv: "customer meter" -> [start, end) a final invoice billed
 
 
 def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end: int, real_now: int) -> int:
-    """A metered item's quantity over [start, end): its meter's aggregate for the customer.
-    ``real_now`` is the sandbox's real time, which decides which events are visible yet.
-    Usage a cancellation's final invoice already billed (its own second included) is not
-    billed again by a subscription started in that same second."""
+    """A metered item's quantity over [start, end): its meter's aggregate for the customer,
+    counted from the moment the item got its current price when that falls inside the range
+    (added or repriced mid-period). ``real_now`` is the sandbox's real time, which decides
+    which events are visible yet. Usage a cancellation's final invoice already billed (its own
+    second included) is not billed again by a subscription started in that same second."""
     meter_id = item["price"]["recurring"].get("meter")
     meter = store.get("billing.meter", meter_id) if meter_id else None
     if meter is None:
         return 0
+    since = store.kv_get(USAGE_FROM_NS, item["id"])
+    if since is not None and start < since < end:
+        start = since
     billed = store.kv_get(BILLED_THROUGH_NS, f"{customer_id} {meter_id}")
     if billed and billed[0] <= start < billed[1]:
         start = billed[1]
@@ -145,7 +150,7 @@ def item_line(item: dict, invoice_id: str, line_id: str, subscription_id: str | 
         "parent": {
             "invoice_item_details": {
                 "invoice_item": item["id"],
-                "proration": item["proration"],
+                "proration": item.get("proration", False),
                 "proration_details": {"credited_items": None},
                 "subscription": subscription_id,
             },
@@ -337,6 +342,9 @@ def refresh_live(store: Store, invoice: dict, real_now: int) -> dict:
         line, item = store.get(LINE, line_id), sub_items.get(item_id)
         if line is None or item is None:
             continue
+        billed = line["pricing"]["price_details"]["price"]
+        if billed != item["price"]["id"]:  # repriced since (during the grace hour): the period keeps its price
+            item = {**item, "price": store.get("price", billed)}
         quantity = metered_quantity(store, item, invoice["customer"], start, end, real_now)
         if quantity != line["quantity"]:
             store.put(build_line(store, sub, LineSpec(item, quantity, start, end), invoice["id"], line_id))

@@ -249,23 +249,7 @@ def create_subscription(req: Request) -> dict:
         sub["cancel_at"], sub["canceled_at"] = period_end, now
         sub["cancellation_details"]["reason"] = "cancellation_requested"
     for parsed in items:
-        sub["items"]["data"].append({
-            "id": Store.new_id("si"),
-            "object": "subscription_item",
-            "billed_until": None,
-            "billing_thresholds": None,
-            "created": now,
-            "current_period_end": period_end,
-            "current_period_start": now,
-            "current_trial": None,
-            "discounts": [],
-            "metadata": parsed["metadata"],
-            "plan": plan_from_price(parsed["price"]),
-            "price": parsed["price"],
-            "quantity": parsed["quantity"],
-            "subscription": sub_id,
-            "tax_rates": [],
-        })
+        sub["items"]["data"].append(_new_item(parsed, sub_id, now, now, period_end))
     store.insert(sub)
 
     # The first invoice: licensed items for the first period (prorated up to a future anchor),
@@ -298,6 +282,26 @@ def create_subscription(req: Request) -> dict:
     save(store, sub)
     engine.schedule(store, sub)
     return sub
+
+
+def _new_item(parsed: dict, sub_id: str, created: int, period_start: int, period_end: int) -> dict:
+    return {
+        "id": Store.new_id("si"),
+        "object": "subscription_item",
+        "billed_until": None,
+        "billing_thresholds": None,
+        "created": created,
+        "current_period_end": period_end,
+        "current_period_start": period_start,
+        "current_trial": None,
+        "discounts": [],
+        "metadata": parsed["metadata"],
+        "plan": plan_from_price(parsed["price"]),
+        "price": parsed["price"],
+        "quantity": parsed["quantity"],
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
 
 
 def _refuse_payment(sub: dict, customer: dict) -> None:
@@ -393,6 +397,103 @@ def cancel_subscription(req: Request, id: str) -> dict:
 
 
 # -- subscription items ------------------------------------------------------------------------
+# Flexible billing mode (the default for new subscriptions): a metered item added mid-period
+# bills the usage from the moment it was added; a metered item whose price changes bills the
+# usage so far at the old price on an invoice item (proration_behavior=create_prorations, the
+# default; "none" drops it), and the usage from the change on at the new price (Stripe's
+# "Manage your usage-based billing setup": update prices mid-cycle). Licensed items change
+# price without prorations only (proration_behavior=none: the new price from the next period).
+_UNEMULATED_ITEM = ("billing_thresholds", "current_trial", "discounts", "plan", "price_data", "proration_date",
+                    "tax_rates")
+
+
+def _live(store: Store, sub_id: str, param: str = "subscription") -> dict:
+    sub = get(store, sub_id, param=param)
+    if sub["status"] in ("canceled", "incomplete_expired"):
+        raise invalid(f"This subscription ({sub_id}) is canceled: its items cannot change.", param=param)
+    return sub
+
+
+def _parse_item(store: Store, sub: dict, entry: dict, replacing: str | None = None) -> dict:
+    """One new item's price, checked against the subscription's other items (which may have
+    archived prices: those keep billing) for one currency, one interval, no repeated price."""
+    parsed = _parse_items(store, [entry])[0]
+    price = parsed["price"]
+    for other in sub["items"]["data"]:
+        if other["id"] == replacing:
+            continue
+        if other["price"]["id"] == price["id"]:
+            raise invalid(f"Cannot add multiple subscription items with the same price: {price['id']}", param="price")
+        a, b = other["price"]["recurring"], price["recurring"]
+        if other["price"]["currency"] != price["currency"] or (a["interval"], a.get("interval_count") or 1) != (
+                b["interval"], b.get("interval_count") or 1):
+            raise invalid("Currency and billing interval of all prices on a subscription must match (the "
+                          "usagebill sandbox emulates subscriptions whose prices share them).", param="price")
+    return parsed
+
+
+def _item_prorations(p: dict, item_price: dict, param: str) -> str:
+    behavior = p.get("proration_behavior") or "create_prorations"
+    if behavior == "always_invoice":
+        raise invalid("The usagebill sandbox does not emulate `proration_behavior=always_invoice`.",
+                      param="proration_behavior")
+    if behavior != "none" and item_price["recurring"].get("usage_type") != "metered":
+        raise invalid(
+            "The usagebill sandbox does not emulate prorations of licensed items: pass "
+            "`proration_behavior=none` (the new price then applies from the next period).", param=param)
+    return behavior
+
+
+@router.route("POST", "/v1/subscription_items", params="SubscriptionItemCreateParams")
+def create_subscription_item(req: Request) -> dict:
+    p, store = req.params, req.store
+    refuse_unemulated(p, _UNEMULATED_ITEM)
+    sub = _live(store, required(p, "subscription"))
+    entry = {"price": required(p, "price"), "metadata": p.get("metadata")}
+    if p.get("quantity") is not None:
+        entry["quantity"] = p["quantity"]
+    parsed = _parse_item(store, sub, entry)
+    _item_prorations(p, parsed["price"], "price")
+    now = clock.customer_now(store, sub["customer"], req.now)
+    first = sub["items"]["data"][0]
+    item = _new_item(parsed, sub["id"], now, first["current_period_start"], first["current_period_end"])
+    sub["items"]["data"].append(item)
+    sub["items"]["total_count"] = len(sub["items"]["data"])
+    store.kv_set(engine.USAGE_FROM_NS, item["id"], now)
+    save(store, sub)
+    return item
+
+
+@router.route("POST", "/v1/subscription_items/{id}", params="SubscriptionItemUpdateParams")
+def update_subscription_item(req: Request, id: str) -> dict:
+    p, store = req.params, req.store
+    refuse_unemulated(p, _UNEMULATED_ITEM)
+    item = store.find(ITEM, id, kind="subscription_item")
+    sub = _live(store, item["subscription"], param="id")
+    position = next(i for i, x in enumerate(sub["items"]["data"]) if x["id"] == id)
+    if "metadata" in p:
+        item["metadata"] = metadata(p["metadata"], "metadata", current=item["metadata"])
+    new_price = p.get("price")
+    if new_price and new_price != item["price"]["id"]:
+        behavior = _item_prorations(p, item["price"], "price")
+        entry = {"price": new_price}
+        if p.get("quantity") is not None:
+            entry["quantity"] = p["quantity"]
+        parsed = _parse_item(store, sub, entry, replacing=id)
+        now = clock.customer_now(store, sub["customer"], req.now)
+        if is_metered(item):
+            if behavior == "create_prorations":
+                engine.bill_usage_so_far(store, sub, item, now, req.now)
+            store.kv_set(engine.USAGE_FROM_NS, id, now)
+        item["price"], item["plan"] = parsed["price"], plan_from_price(parsed["price"])
+        item["quantity"] = parsed["quantity"]
+    elif p.get("quantity") is not None:
+        if is_metered(item):
+            raise invalid("Quantity should not be specified where usage_type is `metered`.", param="quantity")
+        raise invalid("The usagebill sandbox does not emulate quantity changes (prorations).", param="quantity")
+    sub["items"]["data"][position] = item
+    save(store, sub)
+    return item
 @router.route("GET", "/v1/subscription_items", params="SubscriptionItemListParams")
 def list_subscription_items(req: Request) -> dict:
     sub_id = required(req.params, "subscription")
