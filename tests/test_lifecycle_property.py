@@ -1,11 +1,13 @@
 """The property of issue 8: whatever an operator does over a few billing periods (record, with
 or without delivery, at once or back-dated; push; charge; advance the test clock; cancel;
-subscribe again), once the last period is over every unit in the ledger is on exactly one of
+subscribe again; change the price and sync), once the last period is over every unit in the ledger is on exactly one of
 Stripe's finalized invoices (usage lines plus late-usage invoice items), and reconcile agrees."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,7 @@ from usagebill.gateway.accounts import cancel, subscribe
 from usagebill.gateway.clocks import advance_clock
 from usagebill.gateway.delivery import push
 from usagebill.gateway.reconcile import reconcile
+from usagebill.gateway.sync import sync
 from tests.lifecycle import on_clock
 
 USERS = ("alice", "bob")
@@ -30,6 +33,7 @@ ops = st.one_of(
     st.tuples(st.just("advance"), st.sampled_from(["+30m", "+50m", "+2h", "+3d", "+12d", "+1month"])),
     st.tuples(st.just("cancel"), users),
     st.tuples(st.just("subscribe"), users),
+    st.tuples(st.just("price"), st.sampled_from(["5", "7.5", "10", "12"])),  # sync moves live subscriptions
 )
 
 
@@ -62,6 +66,21 @@ def run(b: Billing, clock: str, op: tuple) -> None:
     elif kind == "subscribe":
         if b.ctx.subscription(args[0]) is None:
             subscribe(b, conn, args[0], "Pro", "month")
+    elif kind == "price":
+        b.config = repriced(b.config, "Pro", FEATURE, args[0])
+        sync(b, conn)
+
+
+def repriced(config, plan_name: str, feature: str, price: str):
+    """The config with one usage feature of one plan at another price_per_credit."""
+    plans = []
+    for p in config.plans:
+        if p.name == plan_name:
+            features = dict(p.features)
+            features[feature] = dataclasses.replace(features[feature], price_per_credit=Decimal(price))
+            p = dataclasses.replace(p, features=features)
+        plans.append(p)
+    return dataclasses.replace(config, plans=tuple(plans))
 
 
 def billed_units(b: Billing, user: str) -> int:
@@ -74,10 +93,11 @@ def billed_units(b: Billing, user: str) -> int:
         if inv.status in ("draft", "void"):
             continue
         for line in client.v1.invoices.line_items.list(inv.id, params={"limit": 100}).auto_paging_iter():
-            if line.parent.type == "subscription_item_details":
-                total += line.quantity if line.pricing.price_details.product == product else 0
+            details = line.pricing.price_details
+            if details is not None and details.product == product:
+                total += line.quantity  # metered lines, and usage before a price change (a proration item)
             elif line.metadata.to_dict().get("usagebill_feature") == FEATURE:
-                total += line.quantity
+                total += line.quantity  # late usage
     return total
 
 
@@ -122,6 +142,9 @@ def check_billed_once(b: Billing, clock: str, steps) -> None:
      ("record", "bob", 18, False, 0), ("cancel", "bob")],
     # ... and a second cancel in one frozen second, of a subscription billing from the next
     [("cancel", "bob"), ("subscribe", "bob"), ("record", "bob", 18, False, 0), ("push",), ("cancel", "bob")],
+    # a price change between usage delivered and usage pending until its period closed
+    [("record", "alice", 30, True, 0), ("advance", "+12d"), ("price", "12"), ("record", "alice", 4, False, 0),
+     ("advance", "+1month"), ("advance", "+2h"), ("push",)],
 ])
 def test_known_sequences(config_path, tmp_path, steps):
     with Billing.open(config_path, tmp_path / "l.db") as b:
