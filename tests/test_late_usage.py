@@ -6,19 +6,14 @@ import json
 
 import pytest
 
-from usagebill import Billing, ValidationError
+from usagebill import ValidationError
 from usagebill.gateway.clocks import advance_clock
 from usagebill.gateway.delivery import delivery_status, push
-from tests.lifecycle import invoices, lines, on_clock
+from tests.lifecycle import app, invoices, lines, on_clock  # noqa: F401 (app: a fixture)
+
 
 LATE = "API Calls (Jan 01-Feb 01, reported late)"
 
-
-@pytest.fixture
-def app(config_path):
-    b = Billing.open(config_path)
-    yield b
-    b.close()
 
 
 def test_pending_usage_of_a_finalized_period_is_billed_once_on_the_next_invoice(app):

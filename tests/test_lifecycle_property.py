@@ -5,9 +5,7 @@ Stripe's finalized invoices (usage lines plus late-usage invoice items), and rec
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from decimal import Decimal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +18,7 @@ from usagebill.gateway.clocks import advance_clock
 from usagebill.gateway.delivery import push
 from usagebill.gateway.reconcile import reconcile
 from usagebill.gateway.sync import sync
+from tests.gateway.test_sync import _repriced
 from tests.lifecycle import on_clock
 
 USERS = ("alice", "bob")
@@ -67,20 +66,8 @@ def run(b: Billing, clock: str, op: tuple) -> None:
         if b.ctx.subscription(args[0]) is None:
             subscribe(b, conn, args[0], "Pro", "month")
     elif kind == "price":
-        b.config = repriced(b.config, "Pro", FEATURE, args[0])
+        b.config = _repriced(b.config, "Pro", FEATURE, args[0])
         sync(b, conn)
-
-
-def repriced(config, plan_name: str, feature: str, price: str):
-    """The config with one usage feature of one plan at another price_per_credit."""
-    plans = []
-    for p in config.plans:
-        if p.name == plan_name:
-            features = dict(p.features)
-            features[feature] = dataclasses.replace(features[feature], price_per_credit=Decimal(price))
-            p = dataclasses.replace(p, features=features)
-        plans.append(p)
-    return dataclasses.replace(config, plans=tuple(plans))
 
 
 def billed_units(b: Billing, user: str) -> int:
