@@ -74,6 +74,17 @@ def test_usage_sent_in_the_grace_hour_makes_the_draft(app):
     assert delivery_status(app).late_items == []
 
 
+def test_push_in_the_grace_hour_still_makes_the_draft(app):
+    clock = on_clock(app)
+    app.usage.record("alice", "api_calls", 8, push=False)  # pending when the period ends
+    advance_clock(app, app.connection, clock, "+1month20m")
+    r = push(app, app.connection)
+    assert (r.delivered, r.invoiced_late) == (1, 0)
+    advance_clock(app, app.connection, clock, "+1h")
+    (jan,) = invoices(app)
+    assert jan.status != "draft" and lines(jan) == [("Pro", 1, 2000), ("API Calls", 8, 80)]
+
+
 def test_a_late_item_cut_short_is_sent_again_with_the_same_key(app, monkeypatch):
     from usagebill.ledger import outbox
 
