@@ -132,6 +132,10 @@ def check_billed_once(b: Billing, clock: str, steps) -> None:
     # a price change between usage delivered and usage pending until its period closed
     [("record", "alice", 30, True, 0), ("advance", "+12d"), ("price", "12"), ("record", "alice", 4, False, 0),
      ("advance", "+1month"), ("advance", "+2h"), ("push",)],
+    # found by the property test: repriced again in the grace hour of a period repriced mid-way
+    [("record", "alice", 1, False, 0), ("advance", "+30m"), ("record", "alice", 1, False, 0), ("push",),
+     ("price", "5"), ("record", "alice", 1, False, 0), ("advance", "+1month"), ("record", "alice", 1, False, 0),
+     ("price", "7.5")],
 ])
 def test_known_sequences(config_path, tmp_path, steps):
     with Billing.open(config_path, tmp_path / "l.db") as b:
