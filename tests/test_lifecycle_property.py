@@ -1,7 +1,8 @@
 """The property of issue 8: whatever an operator does over a few billing periods (record, with
 or without delivery, at once or back-dated; push; charge; advance the test clock; cancel;
-subscribe again; change the price and sync), once the last period is over every unit in the ledger is on exactly one of
-Stripe's finalized invoices (usage lines plus late-usage invoice items), and reconcile agrees."""
+subscribe again; change a price and sync), once the last period is over every unit in the
+ledger is on exactly one of Stripe's finalized invoices (usage lines plus late-usage invoice
+items), for every customer and feature, and reconcile agrees."""
 
 from __future__ import annotations
 
@@ -21,18 +22,22 @@ from usagebill.gateway.sync import sync
 from tests.gateway.test_sync import _repriced
 from tests.lifecycle import on_clock
 
-USERS = ("alice", "bob")
-FEATURE = "api_calls"
+PLANS = {"alice": "Pro", "bob": "Pro", "tess": "Team"}  # Team: two usage features, a wallet
+USERS = tuple(PLANS)
+FEATURES = ("api_calls", "ai_tokens")
 
 users = st.sampled_from(USERS)
+features = st.sampled_from(FEATURES)
 ops = st.one_of(
-    st.tuples(st.just("record"), users, st.integers(1, 50), st.booleans(), st.sampled_from([0, 0, 20, 90, 3 * 86400])),
-    st.tuples(st.just("charge"), users, st.integers(1, 150), st.booleans()),
+    st.tuples(st.just("record"), users, features, st.integers(1, 50), st.booleans(),
+              st.sampled_from([0, 0, 20, 90, 3 * 86400])),
+    st.tuples(st.just("charge"), users, features, st.integers(1, 150), st.booleans()),
     st.tuples(st.just("push")),
     st.tuples(st.just("advance"), st.sampled_from(["+30m", "+50m", "+2h", "+3d", "+12d", "+1month"])),
     st.tuples(st.just("cancel"), users),
     st.tuples(st.just("subscribe"), users),
-    st.tuples(st.just("price"), st.sampled_from(["5", "7.5", "10", "12"])),  # sync moves live subscriptions
+    st.tuples(st.just("price"), st.sampled_from(list(PLANS.values())), features,  # sync moves live subscriptions
+              st.sampled_from(["0.5", "5", "7.5", "10", "12"])),
 )
 
 
@@ -40,18 +45,20 @@ def run(b: Billing, clock: str, op: tuple) -> None:
     conn = b.connection
     kind, *args = op
     if kind == "record":
-        user, amount, now, back = args
-        if b.ctx.subscription(user) is None:
+        user, feature, amount, now, back = args
+        sub = b.ctx.subscription(user)
+        if sub is None or feature not in sub.plan.features:
             return
         at = b.ctx.now_for(user) - back
         try:
-            b.usage.record(user, FEATURE, amount, at=at if back else None, push=now)
+            b.usage.record(user, feature, amount, at=at if back else None, push=now)
         except UsagebillError as e:  # a closed period or before the subscription: refused, nothing written
             assert "already invoiced" in str(e) or "before" in str(e) or "previous subscription" in str(e), e
     elif kind == "charge":
-        user, units, now = args
-        if b.ctx.subscription(user) is not None:
-            b.charge(user, FEATURE, units, push=now)
+        user, feature, units, now = args
+        sub = b.ctx.subscription(user)
+        if sub is not None and feature in sub.plan.features:
+            b.charge(user, feature, units, push=now)
     elif kind == "push":
         assert push(b, conn).ok
     elif kind == "advance":
@@ -64,16 +71,18 @@ def run(b: Billing, clock: str, op: tuple) -> None:
                 assert "after now" in str(e), e
     elif kind == "subscribe":
         if b.ctx.subscription(args[0]) is None:
-            subscribe(b, conn, args[0], "Pro", "month")
+            subscribe(b, conn, args[0], PLANS[args[0]], "month")
     elif kind == "price":
-        b.config = _repriced(b.config, "Pro", FEATURE, args[0])
-        sync(b, conn)
+        plan, feature, price = args
+        if feature in b.config.plan(plan).features:
+            b.config = _repriced(b.config, plan, feature, price)
+            sync(b, conn)
 
 
-def billed_units(b: Billing, user: str) -> int:
-    """Units of FEATURE on the customer's finalized invoices: usage lines and late items."""
+def billed_units(b: Billing, user: str, feature: str) -> int:
+    """Units of a feature on the customer's finalized invoices: usage lines and late items."""
     client = b.connection.client
-    product = mapping.get(b.ledger, mapping.feature_product_key(FEATURE))
+    product = mapping.get(b.ledger, mapping.feature_product_key(feature))
     total = 0
     customer = b.customers.get(user).stripe_customer_id
     for inv in client.v1.invoices.list(params={"customer": customer, "limit": 100}).auto_paging_iter():
@@ -83,7 +92,7 @@ def billed_units(b: Billing, user: str) -> int:
             details = line.pricing.price_details
             if details is not None and details.product == product:
                 total += line.quantity  # metered lines, and usage before a price change (a proration item)
-            elif line.metadata.to_dict().get("usagebill_feature") == FEATURE:
+            elif line.metadata.to_dict().get("usagebill_feature") == feature:
                 total += line.quantity  # late usage
     return total
 
@@ -97,6 +106,7 @@ def test_every_unit_is_billed_exactly_once(config_path, tmp_path_factory, steps)
     with Billing.open(config_path, db) as b:
         clock = on_clock(b, "alice")
         on_clock(b, "bob", clock=clock)
+        on_clock(b, "tess", "Team", clock=clock)
         for op in steps:
             run(b, clock, op)
         check_billed_once(b, clock, steps)
@@ -110,37 +120,40 @@ def check_billed_once(b: Billing, clock: str, steps) -> None:
     ends = [s.period(now)[1] for s in map(b.ctx.subscription, USERS) if s]
     advance_clock(b, b.connection, clock, str(max(ends + [now]) + 2 * 3600))
     for user in USERS:
-        ledger = b.ledger.one("SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE user_id = ?", (user,))[0]
-        assert billed_units(b, user) == ledger, (user, steps)
+        for feature in FEATURES:
+            ledger = b.ledger.one("SELECT COALESCE(SUM(amount), 0) FROM usage_events WHERE user_id = ? AND feature = ?",
+                                  (user, feature))[0]
+            assert billed_units(b, user, feature) == ledger, (user, feature, steps)
     r = reconcile(b, b.connection, periods=24)
     assert r.ok, (r.differences, steps)
 
 
 @pytest.mark.parametrize("steps", [
     # the issue's cases, as sequences: late pending usage; cancel and re-subscribe in one second
-    [("record", "alice", 5, False, 0), ("advance", "+1month"), ("advance", "+2h"), ("push",)],
-    [("advance", "+12d"), ("record", "alice", 42, True, 0), ("cancel", "alice"), ("subscribe", "alice"),
-     ("record", "alice", 7, True, 0)],
-    [("advance", "+1month"), ("advance", "+30m"), ("record", "bob", 9, True, 90), ("advance", "+50m")],
+    [("record", "alice", "api_calls", 5, False, 0), ("advance", "+1month"), ("advance", "+2h"), ("push",)],
+    [("advance", "+12d"), ("record", "alice", "api_calls", 42, True, 0), ("cancel", "alice"), ("subscribe", "alice"),
+     ("record", "alice", "api_calls", 7, True, 0)],
+    [("advance", "+1month"), ("advance", "+30m"), ("record", "bob", "api_calls", 9, True, 90), ("advance", "+50m")],
     # a cancel at the very second a period begins: that second is the final invoice's
-    [("charge", "alice", 101, False), ("push",), ("advance", "+1month"), ("cancel", "alice")],
+    [("charge", "alice", "api_calls", 101, False), ("push",), ("advance", "+1month"), ("cancel", "alice")],
     # found by the property test: both cancelled as a period begins (drafts finalize after)
-    [("charge", "alice", 116, True), ("charge", "alice", 4, False), ("advance", "+1month"), ("cancel", "alice"),
-     ("record", "bob", 18, False, 0), ("cancel", "bob")],
+    [("charge", "alice", "api_calls", 116, True), ("charge", "alice", "api_calls", 4, False), ("advance", "+1month"), ("cancel", "alice"),
+     ("record", "bob", "api_calls", 18, False, 0), ("cancel", "bob")],
     # ... and a second cancel in one frozen second, of a subscription billing from the next
-    [("cancel", "bob"), ("subscribe", "bob"), ("record", "bob", 18, False, 0), ("push",), ("cancel", "bob")],
+    [("cancel", "bob"), ("subscribe", "bob"), ("record", "bob", "api_calls", 18, False, 0), ("push",), ("cancel", "bob")],
     # a price change between usage delivered and usage pending until its period closed
-    [("record", "alice", 30, True, 0), ("advance", "+12d"), ("price", "12"), ("record", "alice", 4, False, 0),
+    [("record", "alice", "api_calls", 30, True, 0), ("advance", "+12d"), ("price", "Pro", "api_calls", "12"), ("record", "alice", "api_calls", 4, False, 0),
      ("advance", "+1month"), ("advance", "+2h"), ("push",)],
     # found by the property test: repriced again in the grace hour of a period repriced mid-way
-    [("record", "alice", 1, False, 0), ("advance", "+30m"), ("record", "alice", 1, False, 0), ("push",),
-     ("price", "5"), ("record", "alice", 1, False, 0), ("advance", "+1month"), ("record", "alice", 1, False, 0),
-     ("price", "7.5")],
+    [("record", "alice", "api_calls", 1, False, 0), ("advance", "+30m"), ("record", "alice", "api_calls", 1, False, 0), ("push",),
+     ("price", "Pro", "api_calls", "5"), ("record", "alice", "api_calls", 1, False, 0), ("advance", "+1month"), ("record", "alice", "api_calls", 1, False, 0),
+     ("price", "Pro", "api_calls", "7.5")],
 ])
 def test_known_sequences(config_path, tmp_path, steps):
     with Billing.open(config_path, tmp_path / "l.db") as b:
         clock = on_clock(b, "alice")
         on_clock(b, "bob", clock=clock)
+        on_clock(b, "tess", "Team", clock=clock)
         for op in steps:
             run(b, clock, op)
         check_billed_once(b, clock, steps)
