@@ -148,6 +148,9 @@ def check_billed_once(b: Billing, clock: str, steps) -> None:
     [("record", "alice", "api_calls", 1, False, 0), ("advance", "+30m"), ("record", "alice", "api_calls", 1, False, 0), ("push",),
      ("price", "Pro", "api_calls", "5"), ("record", "alice", "api_calls", 1, False, 0), ("advance", "+1month"), ("record", "alice", "api_calls", 1, False, 0),
      ("price", "Pro", "api_calls", "7.5")],
+    # ... and late usage of a re-subscription whose first period starts where the cancelled one ended
+    [("cancel", "bob"), ("subscribe", "bob"), ("advance", "+1month"), ("record", "bob", "api_calls", 11, False, 20),
+     ("advance", "+12d")],
 ])
 def test_known_sequences(config_path, tmp_path, steps):
     with Billing.open(config_path, tmp_path / "l.db") as b:

@@ -134,12 +134,15 @@ class _Billed:
     def __init__(self, billing: Billing, conn: Connection, customer: str):
         self.billing, self.conn = billing, conn
         self._lines: dict[str, list] = {}
-        self.late: dict[tuple[str, int], int] = {}
+        self.late: dict[tuple[str, str | None, int], int] = {}
         items = conn.client.v1.invoice_items.list(params={"customer": customer, "limit": 100})
         for ii in items.auto_paging_iter():
             meta = ii.metadata.to_dict() if ii.metadata is not None else {}
             if LATE_KEY in meta:
-                key = (meta.get("usagebill_feature"), int(meta.get("usagebill_period_start", 0)))
+                # one subscription's period: a re-subscription's first period may start in the
+                # same second as the cancelled one's last
+                key = (meta.get("usagebill_feature"), meta.get("usagebill_subscription") or None,
+                       int(meta.get("usagebill_period_start", 0)))
                 self.late[key] = self.late.get(key, 0) + (ii.quantity or 0)
 
     def usage_lines(self, invoice_id: str, feature: str) -> int:
@@ -192,7 +195,7 @@ def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None,
             for feature in _features(billing, p.sub, uid):
                 if p.closed:
                     units = outbox.units_in_window(billing.ledger, uid, feature, lo, hi)
-                    late = billed.late.get((feature, p.start), 0)
+                    late = billed.late.get((feature, p.sub.stripe_subscription_id, p.start), 0)
                     with stripe_errors(f"invoice {p.invoice_id}"):
                         on_invoice = billed.usage_lines(p.invoice_id, feature)
                     result.lines.append(Line(uid, feature, p.start, p.end, lo, hi, units.total, on_invoice + late,
