@@ -124,7 +124,8 @@ def test_credits_wallet_and_history(runner):
     runner("customers", "add", "t")
     runner("subscribe", "t", "Team", "--interval", "month")
     r = runner("credits", "grant", "t", "exports", "5", "--id", "g1", "--json")
-    assert json.loads(r.stdout) == {"user_id": "t", "key": "exports", "delta": 5, "balance": 15, "replayed": False}
+    assert json.loads(r.stdout) == {"user_id": "t", "key": "exports", "delta": 5, "balance": 15, "replayed": False,
+                                      "expires_at": None}
     r = runner("credits", "grant", "t", "exports", "5", "--id", "g1", "--json")
     assert json.loads(r.stdout)["replayed"] is True
     r = runner("credits", "consume", "t", "exports", "3", "--json")

@@ -105,7 +105,7 @@ def test_wallet_can_go_negative_and_keeps_one_currency(billing):
     billing.wallet.top_up("w", 100, "eur")
     r = billing.wallet.consume("w", 250)
     assert (r.balance, r.currency) == (-150, "eur")
-    with pytest.raises(ValidationError, match="in eur, not usd"):
+    with pytest.raises(ValidationError, match="in EUR, not USD"):
         billing.wallet.top_up("w", 100, "usd")
     assert [e.delta for e in billing.wallet.history("w")] == [-250, 100]
 

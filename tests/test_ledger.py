@@ -90,3 +90,25 @@ def test_the_core_holds_no_sql(module):
                      code)
     assert sql == [], f"usagebill/{module}.py holds SQL: {sql}"
     assert ".conn." not in code and "ledger.one(" not in code and "ledger.all(" not in code
+
+
+def test_m003_keeps_credits_held_before_it_as_granted_credits(tmp_path, monkeypatch):
+    """A ledger made before included and granted credits were apart: what a customer held
+    becomes a grant without expiry, so the next reset takes nothing away."""
+    from usagebill.ledger import migrations
+
+    path = tmp_path / "old.db"
+    old = [fn for fn in migrations.MIGRATIONS if fn.__name__ in ("m001_initial", "m002_stripe")]
+    monkeypatch.setattr(migrations, "MIGRATIONS", old)
+    ledger = open_ledger(path)
+    ledger.conn.executemany(
+        "INSERT INTO credit_ledger (user_id, feature, delta, balance_after, reason, created_at) VALUES (?, ?, ?, ?, ?, 0)",
+        [("a", "api_calls", 100, 100, "plan_grant"), ("a", "api_calls", 50, 150, "grant"),
+         ("a", "api_calls", -30, 120, "consume"), ("b", "api_calls", 5, 5, "grant"), ("b", "api_calls", -5, 0, "consume")],
+    )
+    ledger.close()
+    monkeypatch.undo()
+    ledger = open_ledger(path)
+    assert [tuple(r) for r in ledger.all("SELECT user_id, feature, remaining, expires_at, reason FROM credit_grants")] == [
+        ("a", "api_calls", 120, None, "before_m003")]
+    assert ledger.one("SELECT 1 FROM _migrations WHERE name = 'm003_included_and_granted'") is not None

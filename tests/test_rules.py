@@ -110,3 +110,13 @@ def test_bad_numbers_on_the_command_line(subscribed, args, message):
     lines = [line for line in r.output.splitlines() if not line.startswith("usagebill: sandbox")]
     assert len(lines) == 1 and message in lines[0], r.output
 
+
+
+def test_costs_are_exact_beyond_decimals_default_precision():
+    """A product of more than 28 digits: Decimal's default context would round it first (up to
+    ...001 here), then round again; one rounding, half-up, of the exact product gives ...000."""
+    from usagebill.money import cost
+
+    assert cost(10**15 + 1, Decimal("100000.499999999999")) == 100000500000000099000
+    q, r = divmod(MAX_AMOUNT * (10**24 - 1), 10**12)  # the highest price with 12 decimals
+    assert cost(MAX_AMOUNT, Decimal("999999999999.999999999999")) == q + (1 if 2 * r >= 10**12 else 0)

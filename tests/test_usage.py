@@ -151,3 +151,12 @@ def test_test_clock_time_is_the_customers_now(billing):
     assert e.timestamp == ts(2030, 1, 1)
     billing.customers.set_clock_time("clock_1", ts(2030, 2, 2))
     assert billing.usage.get_summary("c", "api_calls").total_amount == 0
+
+
+def test_the_facade_answers_what_callers_took_from_its_context(pro):
+    """The CLI and the gateway need a customer's now and subscription: public methods, so
+    nothing reaches into ``billing.ctx``."""
+    with freeze_time("2026-01-20T00:00:00Z"):
+        assert pro.now_for("alice") == pro.now() == 1768867200
+    assert pro.subscriptions.active("alice") == pro.subscriptions.require("alice") == pro.subscriptions.get("alice")
+    assert pro.subscriptions.active("nobody") is None

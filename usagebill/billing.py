@@ -3,46 +3,22 @@
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from . import balances
+from . import charges
+from .charges import ChargeResult
 from .config import Config, load_config
 from .context import Context
-from .balances import CREDITS, WALLET
 from .credits import Credits
 from .customers import Customers
 from .delivery import Delivery, deliver_event, deliver_pending
-from .errors import InsufficientCreditsError
-from .idempotency import remember, replay
 from .ledger import Ledger, open_ledger
-from .ledger.events import CHARGE
-from .money import cost
-from .renewals import refresh
-from .rules import check_key, check_units
 from .subscriptions import Subscriptions
 from .usage import Usage, UsageEvent
 from .wallet import Wallet
-
-
-@dataclass(frozen=True)
-class ChargeResult:
-    user_id: str
-    key: str
-    units: int
-    from_credits: int
-    from_wallet: int  # units paid from the wallet
-    wallet_debit: int  # minor units taken from the wallet
-    as_usage: int  # units recorded as post-paid usage
-    usage_event_id: str | None
-    credit_balance: int
-    wallet_balance: int
-    currency: str
-    replayed: bool = False
-    delivery: Delivery | None = None  # of the usage part (None when there is none)
 
 
 def default_db_path(config: Config) -> Path:
@@ -63,6 +39,7 @@ class Billing:
         sandbox_url: str | None = None,
         on_connect: Callable[[object], None] | None = None,
     ):
+        self.config = config
         self.ledger = ledger
         self.ctx = Context(config, ledger, clock)
         self.customers = Customers(self.ctx)
@@ -75,16 +52,6 @@ class Billing:
         self._connection = None
         self._owns_connection = False
         self.on_connect = on_connect  # told the connection once it is open (the CLI's banner)
-
-    @property
-    def config(self) -> Config:
-        return self.ctx.config
-
-    @config.setter
-    def config(self, config: Config) -> None:
-        """A changed config (then ``gateway.sync.sync`` to make Stripe follow): one config for
-        the facade and every primitive."""
-        self.ctx.config = config
 
     @classmethod
     def open(
@@ -146,6 +113,14 @@ class Billing:
     def db_path(self) -> str:
         return self.ledger.path
 
+    def now(self) -> int:
+        """The billing's clock (real time unless one was given), Unix seconds."""
+        return self.ctx.clock()
+
+    def now_for(self, user_id: str) -> int:
+        """A customer's now: its test clock's time when it has one, else ``now()``."""
+        return self.ctx.now_for(user_id)
+
     def close(self) -> None:
         if self._owns_connection and getattr(self._connection, "sandbox", None) is not None:
             self._connection.sandbox.close()
@@ -159,59 +134,16 @@ class Billing:
 
     def charge(self, user_id: str, key: str, units, idempotency_key: str | None = None, *,
                push: bool = True) -> ChargeResult:
-        """The waterfall, atomically: included credits first, then whole units paid from the
-        wallet at the feature's price, the rest recorded as usage, then delivered to Stripe
-        (``push``; the verdict is ``result.delivery``). A feature that does not track usage
-        and cannot be covered fails with nothing taken (InsufficientCreditsError)."""
-        result, event = self._charge(user_id, key, units, idempotency_key)
+        """The waterfall, atomically: credits first (the plan's allocation, then granted
+        credits), then whole units paid from the wallet at the feature's price, the rest
+        recorded as usage (see usagebill.charges), then delivered to Stripe (``push``; the
+        verdict is ``result.delivery``)."""
+        result, event = charges.charge(
+            self.ctx, self.usage, self.credits, self.wallet, user_id, key, units, idempotency_key
+        )
         if result.usage_event_id is None:
             return result
         result = replace(result, delivery=self.deliver(result.usage_event_id, push))
         if event is not None:
             self.usage.notify(replace(event, delivery=result.delivery))
         return result
-
-    def _charge(self, user_id: str, key: str, units, idempotency_key: str | None) -> tuple[ChargeResult, UsageEvent | None]:
-        units = check_units(units, "units")
-        check_key(idempotency_key)
-        ctx = self.ctx
-        request = {"key": key, "units": units}
-        with ctx.ledger.transaction():
-            sub = ctx.require_subscription(user_id)
-            feature = ctx.plan_feature(sub, key)
-            done = replay(ctx.ledger, user_id, idempotency_key, "charge", request)
-            if done is not None:
-                return ChargeResult(**{**done, "replayed": True, "delivery": None}), None
-            refresh(ctx, user_id)
-            now = ctx.now_for(user_id)
-            credit_bal = balances.balance(ctx.ledger, CREDITS, user_id, key)
-            from_credits = min(max(credit_bal, 0), units)
-            rest = units - from_credits
-            wallet_bal = balances.balance(ctx.ledger, WALLET, user_id)
-            from_wallet = debit = 0
-            price = feature.price_per_credit
-            if rest and price is not None:
-                affordable = rest if price == 0 else max(0, math.floor(wallet_bal / price))
-                from_wallet = min(rest, affordable)
-                debit = cost(from_wallet, price)  # <= wallet_bal: rounding never passes a whole balance
-            as_usage = rest - from_wallet
-            if as_usage and not feature.track_usage:
-                raise InsufficientCreditsError(
-                    f"not enough for {units} {key} of {user_id!r}: {credit_bal} credits, wallet covers "
-                    f"{from_wallet} more, and {key!r} does not track usage; nothing was taken"
-                )
-            if from_credits:
-                credit_bal = balances.append(ctx.ledger, CREDITS, user_id, key, -from_credits, "charge", now, idempotency_key=idempotency_key)
-            if from_wallet and debit:
-                wallet_bal = balances.append(
-                    ctx.ledger, WALLET, user_id, self.wallet.currency(user_id), -debit, f"charge:{key}", now, idempotency_key=idempotency_key
-                )
-            event = None
-            if as_usage:
-                event = self.usage.insert(user_id, key, as_usage, None, None, CHARGE)
-            result = ChargeResult(
-                user_id, key, units, from_credits, from_wallet, debit, as_usage,
-                event.id if event else None, credit_bal, wallet_bal, sub.currency,
-            )
-            remember(ctx.ledger, user_id, idempotency_key, "charge", request, asdict(result), now)
-        return result, event

@@ -4,7 +4,6 @@ track_usage needs price_per_credit``."""
 
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from typing import Any
 from .errors import ConfigError, NotFoundError, ValidationError
 from .money import CURRENCIES
 from .rules import MAX_AMOUNT, check_unit_price
+from .suggest import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -94,7 +94,7 @@ class Config:
         for p in self.plans:
             if p.name == name or p.key == name:
                 return p
-        hint = _did_you_mean(name, [p.name for p in self.plans])
+        hint = did_you_mean(name, [p.name for p in self.plans])
         raise NotFoundError(f"unknown plan {name!r}{hint} (plans: {', '.join(p.name for p in self.plans)})")
 
     def feature_keys(self) -> list[str]:
@@ -108,11 +108,6 @@ class Config:
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-
-
-def _did_you_mean(word: str, options) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _Checker:
@@ -166,7 +161,7 @@ class _Checker:
         for key in value:
             if key not in allowed:
                 raise self.fail(
-                    _join(keypath, key), f"unknown key{_did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})"
+                    _join(keypath, key), f"unknown key{did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})"
                 )
         for key, required in allowed.items():
             if required and key not in value:
@@ -191,7 +186,7 @@ class _Checker:
 
     def choice(self, value: Any, keypath: str, options: tuple[str, ...]) -> str:
         if value not in options:
-            hint = _did_you_mean(str(value), options)
+            hint = did_you_mean(str(value), options)
             raise self.fail(keypath, f"must be one of {', '.join(options)}, not {value!r}{hint}")
         return value
 
@@ -292,7 +287,7 @@ def _parse_plan(c: _Checker, raw: Any, kp: str) -> Plan:
         pt = c.table(pr, pkp, {"amount": True, "currency": True, "interval": True})
         currency = c.string(pt["currency"], _join(pkp, "currency"))
         if currency.lower() not in CURRENCIES:
-            hint = _did_you_mean(currency.lower(), CURRENCIES)
+            hint = did_you_mean(currency.lower(), CURRENCIES)
             raise c.fail(_join(pkp, "currency"), f"unknown currency {currency!r}{hint} (ISO 4217 code, e.g. usd)")
         price = PlanPrice(
             amount=c.integer(pt["amount"], _join(pkp, "amount")),

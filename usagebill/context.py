@@ -3,7 +3,7 @@ customer's active subscription and current billing period."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .config import Config, Feature, Plan
@@ -12,6 +12,7 @@ from .ledger import Ledger, accounts, subscription_prices
 from .periods import now as real_now
 from .periods import period_at
 from .rules import check_user_id
+from .suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -132,10 +133,17 @@ class Context:
         for plan in self.config.plans:
             if key in plan.features:
                 return plan.features[key]
-        from .config import _did_you_mean
-
         keys = self.config.feature_keys()
-        raise NotFoundError(f"unknown feature {key!r}{_did_you_mean(key, keys)} (features: {', '.join(keys) or 'none'})")
+        raise NotFoundError(f"unknown feature {key!r}{did_you_mean(key, keys)} (features: {', '.join(keys) or 'none'})")
+
+    def customer_feature(self, user_id: str, key: str) -> Feature:
+        """The feature as the customer's own plan defines it (its price, auto top-up), never
+        another plan's feature of the same key. Without a subscription, the bare feature:
+        credits may be held, but no plan gives an auto top-up or a price."""
+        sub = self.subscription(user_id)
+        if sub is not None:
+            return self.plan_feature(sub, key)
+        return replace(self.feature(key), auto_top_up=None, price_per_credit=None, credits=None)
 
     def plan_feature(self, sub: Subscription, key: str) -> Feature:
         self.feature(key)  # unknown anywhere: say so first

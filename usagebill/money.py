@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+
+# digits for exact products: 2^53 units x a price of up to 10^12 with 12 decimals (rules.py)
+PRECISION = 60
 
 # Currencies Stripe charges in, by ISO 4217 code. Stripe's zero-decimal currencies have no
 # minor unit (amounts are whole yen); three-decimal ones are left out: Stripe treats them
@@ -27,8 +30,10 @@ def round_minor(value: Decimal) -> int:
 
 
 def cost(amount: int, unit_price: Decimal) -> int:
-    """amount x unit price (minor units per unit), rounded once."""
-    return round_minor(Decimal(amount) * unit_price)
+    """amount x unit price (minor units per unit), exactly, rounded once."""
+    with localcontext() as c:
+        c.prec = PRECISION
+        return round_minor(Decimal(amount) * unit_price)
 
 
 def format_money(minor: int, currency: str) -> str:

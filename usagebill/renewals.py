@@ -1,37 +1,78 @@
-"""Lazy renewal without webhooks: on any read or write of a customer's credits or wallet, the
-plan allocations for the customer's current period are applied if they have not been yet,
-once per (customer, feature or wallet, period start)."""
+"""Lazy renewal without webhooks: on any read or write of a customer's credits or wallet,
+every period of its subscription that has started since the last one applied gets its
+allocation, once per (customer, feature or wallet, period start): idle periods included, a
+re-subscription within a period excluded (see allocations.py). Granted credits whose expiry
+has passed expire here too."""
 
 from __future__ import annotations
 
-from .balances import CREDITS, WALLET, renew
+from typing import Iterator, NamedTuple
+
+from . import allocations
+from .balances import CREDITS, WALLET, append
+from .config import Allocation
 from .context import Context, Subscription
 from .ledger import balances as journal
 
+MAX_PERIODS = 10_000  # periods applied in one go (200 years of weeks): a bound, not a limit met
 
-def targets(sub: Subscription):
-    """(table, unit, target, allocation) for every allocation the plan grants."""
+
+class Target(NamedTuple):
+    table: str
+    unit: str  # feature key or currency
+    name: str  # credits:<feature> | wallet
+    grant: Allocation
+
+
+def targets(sub: Subscription) -> Iterator[Target]:
+    """Every allocation the plan grants."""
     for key, feature in sub.plan.features.items():
         if feature.credits is not None:
-            yield CREDITS, key, f"credits:{key}", feature.credits
+            yield Target(CREDITS, key, allocations.credits_target(key), feature.credits)
     if sub.plan.wallet is not None:
-        yield WALLET, sub.currency, "wallet", sub.plan.wallet
+        yield Target(WALLET, sub.currency, allocations.WALLET_TARGET, sub.plan.wallet)
+
+
+def periods_due(sub: Subscription, last_start: int | None, now: int) -> Iterator[tuple[tuple[int, int], bool]]:
+    """(period, is the subscription's first) for each period started by ``now`` after the one
+    starting at ``last_start`` (all of them from the first when None)."""
+    first = sub.period(sub.created_at)
+    period = first if last_start is None else _next(sub, sub.period(last_start))
+    for _ in range(MAX_PERIODS):
+        if period is None or period[0] > now:
+            return
+        yield period, period == first
+        period = _next(sub, period)
+
+
+def _next(sub: Subscription, period: tuple[int, int]) -> tuple[int, int] | None:
+    following = sub.period(period[1])
+    return following if following[0] > period[0] else None  # a mirrored period out of step: stop
+
+
+def expire_grants(ctx: Context, user_id: str, now: int) -> None:
+    """Granted credits whose expiry has passed: what is left of each lot expires."""
+    for lot in journal.grants_due_to_expire(ctx.ledger, user_id, now):
+        journal.set_grant_remaining(ctx.ledger, lot["id"], 0)
+        append(ctx.ledger, CREDITS, user_id, lot["feature"], -lot["remaining"], "grant_expired", now,
+               expires_at=lot["expires_at"])
 
 
 def refresh(ctx: Context, user_id: str) -> None:
-    """Apply the current period's allocations for the customer, if due."""
-    sub = ctx.subscription(user_id)
-    if sub is None:
-        return
-    wanted = list(targets(sub))
-    if not wanted:
-        return
+    """Apply what is due for the customer: expiries, then every period's allocations."""
+    ledger = ctx.ledger
     now = ctx.now_for(user_id)
-    start, _ = sub.period(now)
-    done = journal.renewed_targets(ctx.ledger, user_id, start)
-    if all(t in done for _, _, t, _ in wanted):
+    expiring = journal.grants_due_to_expire(ledger, user_id, now)
+    sub = ctx.subscription(user_id)
+    wanted = list(targets(sub)) if sub is not None else []
+    if wanted:
+        done = journal.renewed_targets(ledger, user_id, sub.period(now)[0])
+        wanted = [t for t in wanted if t.name not in done]  # periods are applied in order
+    if not expiring and not wanted:
         return  # the common case: a read, no write transaction
-    first_start = sub.period(sub.anchor)[0]
-    with ctx.ledger.transaction():
-        for table, unit, target, grant in wanted:
-            renew(ctx.ledger, table, user_id, unit, target, grant, start, now, first=start == first_start)
+    with ledger.transaction():
+        expire_grants(ctx, user_id, now)
+        for t in wanted:
+            last = journal.last_renewal_start(ledger, user_id, t.name, sub.id)
+            for period, first in periods_due(sub, last, now):
+                allocations.renew(ledger, t.table, user_id, t.unit, t.name, t.grant, period, sub.id, now, first=first)

@@ -9,6 +9,7 @@ from .idempotency import remember, replay
 from .ledger import accounts
 from .renewals import refresh
 from .rules import check_key
+from .wallet import check_currency
 
 
 class Subscriptions:
@@ -48,6 +49,7 @@ class Subscriptions:
                     f"customer {user_id!r} is already subscribed to {current.plan.name!r} "
                     f"({current.interval}); cancel that subscription first"
                 )
+            check_currency(ctx, user_id, price.currency)
             now = ctx.now_for(user_id)
             anchor = now if anchor is None else int(anchor)
             new_id = accounts.insert_subscription(
@@ -60,6 +62,14 @@ class Subscriptions:
     def get(self, user_id: str) -> Subscription | None:
         self.ctx.customer(user_id)
         return self.ctx.subscription(user_id)
+
+    def active(self, user_id: str) -> Subscription | None:
+        """The active subscription, or None (without checking that the customer exists)."""
+        return self.ctx.subscription(user_id)
+
+    def require(self, user_id: str) -> Subscription:
+        """The active subscription; NotFoundError naming what to do when there is none."""
+        return self.ctx.require_subscription(user_id)
 
     def cancel(self, user_id: str) -> Subscription:
         ctx = self.ctx

@@ -11,18 +11,31 @@ from ..money import format_money
 from ..timeparse import iso
 from .app import cli, id_option, json_option, pass_state
 from .numbers import NUMBERS
-from .output import emit_json, say, table
+from .output import emit_json, jsonable, say, table
 
 
-def _history(entries, as_json: bool, title: str, money: bool) -> None:
+def _history(entries, limit, as_json: bool, title: str, money: bool) -> None:
+    """Every row asked for; with --limit, one row more is read to tell whether it truncates."""
+    truncated = limit is not None and len(entries) > limit
+    entries = entries[:limit] if truncated else entries
+    first = "currency" if money else "feature"
     if as_json:
-        emit_json([{**e.__dict__, "created_at": iso(e.created_at)} for e in entries])
-        return
-    fmt = (lambda v, e: format_money(v, e.unit)) if money else (lambda v, e: f"{v:,}")
-    table(title, ["when", "change", "balance", "reason", "key"], [
-        [iso(e.created_at), ("+" if e.delta > 0 else "") + fmt(e.delta, e), fmt(e.balance_after, e), e.reason, e.idempotency_key]
-        for e in entries
-    ], right=["change", "balance"])
+        emit_json([{**e.__dict__, first: e.unit, "created_at": iso(e.created_at), "period_start": iso(e.period_start),
+                    "expires_at": iso(e.expires_at)} for e in entries])
+    else:
+        fmt = (lambda v, e: format_money(v, e.unit)) if money else (lambda v, e: f"{v:,}")
+        table(title, ["when", first, "change", "balance", "reason", "expires", "idempotency key"], [
+            [iso(e.created_at), e.unit, ("+" if e.delta > 0 else "") + fmt(e.delta, e), fmt(e.balance_after, e),
+             e.reason, iso(e.expires_at), e.idempotency_key]
+            for e in entries
+        ], right=["change", "balance"])
+    if truncated:
+        say(f"(the newest {limit:,} rows; older ones exist: raise --limit or give --since)")
+
+
+def _history_options(fn):
+    fn = click.option("--since", metavar="TIME", help="Only rows from TIME on (ISO 8601 or Unix seconds).")(fn)
+    return click.option("--limit", type=click.IntRange(1), help="Only the newest N rows [default: every row].")(fn)
 
 
 @cli.group("credits")
@@ -47,32 +60,39 @@ def credits_balance(state, user_id, key, as_json) -> None:
     Example:
       usagebill credits balance alice api_calls --json
     """
-    bal = state.billing.credits.get_balance(user_id, key)
+    parts = state.billing.credits.get_parts(user_id, key)
     if as_json:
-        emit_json({"user_id": user_id, "key": key, "balance": bal})
+        emit_json({**jsonable(parts), "lots": [{"remaining": lot.remaining, "expires_at": iso(lot.expires_at)}
+                                               for lot in parts.lots]})
     else:
-        say(f"{user_id} has {bal:,} {key} credits")
+        say(f"{user_id} has {parts.balance:,} {key} credits "
+            f"({parts.included:,} included by the plan, {parts.granted:,} granted)")
 
 
 @credits_group.command("grant", context_settings=NUMBERS)
 @click.argument("user_id")
 @click.argument("key")
 @click.argument("amount")
+@click.option("--expires", metavar="TIME", help="When the granted credits expire [default: never].")
 @id_option
 @json_option
 @pass_state
-def credits_grant(state, user_id, key, amount, idempotency_key, as_json) -> None:
-    """Add credits to a customer's balance for a feature.
+def credits_grant(state, user_id, key, amount, expires, idempotency_key, as_json) -> None:
+    """Add credits to a customer's balance for a feature. Granted credits are not the plan's
+    allocation: renewals never expire them; they stay until used or until --expires.
 
     \b
     Example:
       usagebill credits grant alice api_calls 50 --id goodwill-4411
+      usagebill credits grant alice api_calls 500 --id purchase-1 --expires 2026-12-31
     """
-    r = state.billing.credits.grant(user_id, key, amount, idempotency_key=idempotency_key)
+    r = state.billing.credits.grant(user_id, key, amount, idempotency_key=idempotency_key, expires=expires)
     if as_json:
-        emit_json(r)
+        emit_json({**jsonable(r), "expires_at": iso(r.expires_at)})
     else:
-        say(f"{'Already granted' if r.replayed else 'Granted'} {r.delta:,} {key} to {user_id}; balance {r.balance:,}")
+        until = f", until {iso(r.expires_at)}" if r.expires_at is not None else ""
+        say(f"{'Already granted' if r.replayed else 'Granted'} {r.delta:,} {key} to {user_id}{until}; "
+            f"balance {r.balance:,}")
 
 
 @credits_group.command("consume", context_settings=NUMBERS)
@@ -104,17 +124,18 @@ def credits_consume(state, user_id, key, amount, idempotency_key, as_json) -> No
 @credits_group.command("history")
 @click.argument("user_id")
 @click.argument("key", required=False)
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@_history_options
 @json_option
 @pass_state
-def credits_history(state, user_id, key, limit, as_json) -> None:
-    """Every change of a customer's credits, newest first.
+def credits_history(state, user_id, key, limit, since, as_json) -> None:
+    """Every change of a customer's credits (every feature, or KEY's), newest first.
 
     \b
     Example:
       usagebill credits history alice api_calls --limit 20
     """
-    _history(state.billing.credits.history(user_id, key, limit), as_json, f"{user_id}: credits", money=False)
+    rows = state.billing.credits.history(user_id, key, None if limit is None else limit + 1, since)
+    _history(rows, limit, as_json, f"{user_id}: credits", money=False)
 
 
 @cli.group("wallet")
@@ -142,7 +163,9 @@ def wallet_balance(state, user_id, as_json) -> None:
     if as_json:
         emit_json(w)
     else:
-        say(f"{user_id}'s wallet: {format_money(w.balance, w.currency) if w.currency else w.balance}")
+        show = (lambda v: format_money(v, w.currency)) if w.currency else str
+        included = f" ({show(w.included)} of it from the plan's allocation)" if w.included else ""
+        say(f"{user_id}'s wallet: {show(w.balance)}{included}")
 
 
 @wallet_group.command("top-up", context_settings=NUMBERS)
@@ -190,14 +213,15 @@ def wallet_consume(state, user_id, amount, idempotency_key, as_json) -> None:
 
 @wallet_group.command("history")
 @click.argument("user_id")
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@_history_options
 @json_option
 @pass_state
-def wallet_history(state, user_id, limit, as_json) -> None:
+def wallet_history(state, user_id, limit, since, as_json) -> None:
     """Every change of a wallet, newest first.
 
     \b
     Example:
-      usagebill wallet history alice
+      usagebill wallet history alice --since 2026-01-01
     """
-    _history(state.billing.wallet.history(user_id, limit), as_json, f"{user_id}: wallet", money=True)
+    rows = state.billing.wallet.history(user_id, None if limit is None else limit + 1, since)
+    _history(rows, limit, as_json, f"{user_id}: wallet", money=True)

@@ -1,4 +1,9 @@
-"""The local SQLite ledger: schema, migrations, transactions."""
+"""The local SQLite ledger, and the only SQL of the package: ``db`` (connection,
+transactions), ``migrations``, and one module per table family: ``events`` (usage events),
+``balances`` (credit and wallet journals, renewals, allocations left, grant lots, wallet
+remainders), ``accounts`` (customers, subscriptions, test-clock times), ``idempotency``
+(operation keys), ``occurrences`` (the importer's scratch counts). A second storage engine
+replaces this package."""
 
 from .db import Ledger, open_ledger
 

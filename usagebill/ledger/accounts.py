@@ -80,7 +80,9 @@ def upsert_clock(ledger: Ledger, clock_id: str, frozen_time: int, name: str | No
 # -- subscriptions ---------------------------------------------------------------------------
 
 def active_subscription(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
-    return ledger.one("SELECT * FROM subscriptions WHERE user_id = ? AND status = ?", (user_id, ACTIVE))
+    # the status as a literal: SQLite uses the partial index subscriptions_one_active
+    # (WHERE status = 'active') only for a query that names the same value
+    return ledger.one(f"SELECT * FROM subscriptions WHERE user_id = ? AND status = '{ACTIVE}'", (user_id,))
 
 
 def active_subscriptions(ledger: Ledger) -> list[sqlite3.Row]:

@@ -172,6 +172,53 @@ def m002_stripe(db) -> None:
 
 
 @migration
+def m003_included_and_granted(db) -> None:
+    """Included (plan) credits apart from granted ones; renewals that know their period and
+    subscription; the wallet's sub-cent remainders."""
+    # what is left of the plan's allocation, per customer and target (credits:<key> | wallet):
+    # reset expires it, consumption takes it first
+    db.execute(
+        "CREATE TABLE allocations_left (user_id TEXT NOT NULL, target TEXT NOT NULL, "
+        "remaining INTEGER NOT NULL CHECK (remaining >= 0), PRIMARY KEY (user_id, target))"
+    )
+    # credits granted by hand, bought or topped up: each lot stays until used or expired
+    db.execute(
+        """CREATE TABLE credit_grants (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            feature TEXT NOT NULL,
+            amount INTEGER NOT NULL,
+            remaining INTEGER NOT NULL CHECK (remaining >= 0),
+            expires_at INTEGER,             -- NULL: never
+            reason TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX credit_grants_open ON credit_grants (user_id, feature, remaining)")
+    db.execute("ALTER TABLE credit_ledger ADD COLUMN expires_at INTEGER")
+    # a renewal's period end, subscription and what it granted (a re-subscription within a
+    # period tops up to the new plan's allocation instead of granting it again)
+    db.execute("ALTER TABLE renewals ADD COLUMN period_end INTEGER")
+    db.execute("ALTER TABLE renewals ADD COLUMN subscription_id INTEGER")
+    db.execute("ALTER TABLE renewals ADD COLUMN granted INTEGER")
+    # the part of a minor unit the customer has paid ahead, per feature (0 <= paid_ahead < 1,
+    # a decimal string): wallet charges round up and carry it, so no split of units is cheaper
+    db.execute(
+        "CREATE TABLE wallet_remainders (user_id TEXT NOT NULL, feature TEXT NOT NULL, paid_ahead TEXT NOT NULL, "
+        "PRIMARY KEY (user_id, feature))"
+    )
+    # credits held before this migration: one grant lot without expiry per customer and
+    # feature (nothing vanishes at the next reset; the allocation part is not known any more)
+    db.execute(
+        """INSERT INTO credit_grants (user_id, feature, amount, remaining, expires_at, reason, created_at)
+           SELECT user_id, feature, balance_after, balance_after, NULL, 'before_m003', created_at
+           FROM credit_ledger c WHERE id = (SELECT MAX(id) FROM credit_ledger d
+                                            WHERE d.user_id = c.user_id AND d.feature = c.feature)
+             AND balance_after > 0"""
+    )
+
+
+@migration
 def m004_closed_periods(db) -> None:
     # the ledger's mirror of Stripe's invoice of each billing period of a subscription: which
     # invoice bills its usage, and whether Stripe has finalized it (usagebill.closing)

@@ -1,0 +1,215 @@
+"""Writing an import's valid rows to the ledger: in transactions of ``commit_rows`` rows
+(each batch of ``batch_rows`` written at once, set-based: ledger/events.py), keys derived for
+rows without an id, rows whose key is there already counted as duplicates (or rejected when the
+key names other content), and the rejected rows streamed to the reject file."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import ValidationError
+from ..ledger import events
+from ..ledger import idempotency as keys
+from ..ledger.occurrences import Occurrences
+from ..rules import key_reused, same_event
+from .reading import Layout
+from .results import MAX_ERRORS_KEPT, ImportResult, RowError
+
+DERIVED_PREFIX = "import:"
+BATCH_ROWS = 20_000  # rows validated and written together (what the import holds in memory)
+# rows per ledger transaction (a few seconds of the write lock): each transaction rewrites the
+# index pages it touches, and rows of random customers touch most of them, so small ones are
+# slow: at 1,000,000 rows, 10,000-row transactions spent 28 s in SQLite, 200,000-row ones 9 s
+COMMIT_ROWS = 200_000
+
+
+class _DryRun(Exception):
+    """Raised inside a batch's transaction to roll it back."""
+
+
+class Rejects:
+    """The reject file, written as rows are rejected (to ``PATH.partial``, renamed at the end)."""
+
+    def __init__(self, path: str | None, layout: Layout):
+        self.path = path
+        self.f = None
+        if path is not None:
+            self.partial = path + ".partial"
+            try:
+                self.f = open(self.partial, "wb")
+            except OSError as e:
+                raise ValidationError(f"{path}: cannot write the reject file: {e.strerror}") from None
+            if layout.format == "csv":
+                self.f.write(layout.header)
+                self._ends_line = layout.header.endswith(b"\n")
+            else:
+                self._ends_line = True
+
+    def write(self, raw: bytes) -> None:
+        if self.f is not None:
+            if not self._ends_line:  # the previous record was the file's last line, without a newline
+                self.f.write(b"\n")
+            self.f.write(raw)
+            self._ends_line = raw.endswith(b"\n")
+
+    def finish(self) -> None:
+        if self.f is not None:
+            self.f.close()
+            os.replace(self.partial, self.path)
+
+    def abandon(self) -> None:
+        if self.f is not None:
+            self.f.close()
+
+
+class Writer:
+    def __init__(self, ledger, f, *, dry_run: bool, commit_rows: int, rejects: Rejects, result: ImportResult,
+                 on_reject, on_progress):
+        self.ledger = ledger
+        self.f = f
+        self.dry_run = dry_run
+        self.commit_rows = commit_rows
+        self.rejects = rejects
+        self.result = result
+        self.on_reject = on_reject
+        self.on_progress = on_progress
+        self.occurrences: Occurrences | None = None
+        self.tx = None  # the open ledger transaction (spanning batches, up to commit_rows rows)
+        self.tx_rows = 0
+        self.check_first = False  # look ids up before inserting (when the last batch was mostly known ids)
+        self.has_op_keys: bool | None = None
+        # the current batch: rows as INSERT parameters (id, user_id, feature, amount, ts, recorded_at, key)
+        self.explicit: list[tuple] = []  # with an id column value (the key)
+        self.derived: list[tuple] = []  # key to derive: the last item is the content's digest until then
+        self.untimed: set[str] = set()  # event ids of explicit rows without a timestamp
+        self.raws: dict[int, bytes] = {}  # line -> the record as it is in the file
+        self.errors: list[RowError] = []
+
+    def reject(self, line: int, raw: bytes, column: str | None, reason: str) -> None:
+        self.errors.append(RowError(line, column, reason))
+        self.raws[line] = raw
+    def end_transaction(self, exc: BaseException | None = None) -> None:
+        """Commit the open transaction; roll it back on an error or in a dry run."""
+        tx, self.tx = self.tx, None
+        self.has_op_keys = None  # looked up again in the next transaction
+        if exc is None and not self.dry_run:
+            tx.__exit__(None, None, None)
+        else:
+            exc = exc or _DryRun()
+            tx.__exit__(type(exc), exc, None)
+
+    def flush(self, n_records: int, final: bool = False) -> None:
+        result = self.result
+        result.rows += n_records
+        if self.explicit or self.derived:
+            if self.derived:
+                self.derive_keys()
+            if self.tx is None:
+                self.tx = self.ledger.transaction()
+                self.tx.__enter__()
+                self.tx_rows = 0
+            self.tx_rows += len(self.explicit) + len(self.derived)
+            self.write()
+        errors = sorted(self.errors, key=_line_of)
+        for e in errors:
+            self.rejects.write(self.raws[e.line])
+            if len(result.errors) < MAX_ERRORS_KEPT:
+                result.errors.append(e)
+            if self.on_reject is not None:
+                self.on_reject(e)
+        result.rejected += len(errors)
+        self.explicit.clear()
+        self.derived.clear()
+        self.untimed.clear()
+        self.errors.clear()
+        self.raws.clear()
+        if self.tx is not None and (final or self.tx_rows >= self.commit_rows):
+            self.end_transaction()
+        if self.on_progress is not None:
+            self.on_progress(self.f.tell(), result.rows)
+
+    def derive_keys(self) -> None:
+        """``import:<content hash>:<occurrence of that content so far in the file>``."""
+        if self.occurrences is None:
+            self.occurrences = Occurrences()
+        rows = self.derived
+        counts = self.occurrences.take([int.from_bytes(r[6][:8], "little", signed=True) for r in rows])
+        rows[:] = [(*r[:6], f"{DERIVED_PREFIX}{r[6].hex()}:{k}") for r, k in zip(rows, counts)]
+
+    def write(self) -> None:
+        explicit, derived = self.explicit, self.derived
+        duplicates = 0
+        if explicit:
+            if self.has_op_keys is None:  # read inside the transaction: other writers wait
+                self.has_op_keys = keys.any_key(self.ledger)
+            if self.has_op_keys:
+                # an id used by another kind of write (a charge, a grant...) cannot name a usage event
+                taken = events.keys_of_other_operations(self.ledger, explicit)
+                for r in explicit:
+                    if r[0] in taken:
+                        self.reject(_line(r[0]), self.raws[_line(r[0])], "id",
+                                    f"idempotency key {r[6]!r} was already used by {r[1]!r} for another operation")
+                explicit = [r for r in explicit if r[0] not in taken]
+        n_explicit, known_explicit = len(explicit), 0
+        if self.check_first and explicit:
+            # most ids were known in the last batch: look them up first (one look-up each),
+            # then insert the rest
+            known, same = self._known(explicit)
+            duplicates += same
+            known_explicit += len(known)
+            explicit = [r for r in explicit if r[0] not in known]
+        rows = explicit + derived if derived else explicit
+        rows.sort(key=_user_of)  # the ledger's indexes start with user_id: fewer pages touched
+        inserted = events.insert_imported(self.ledger, rows)
+        skipped = len(rows) - inserted
+        if skipped and explicit:
+            # which rows with ids were skipped? (their ids are ordered by line) and do they match?
+            low, high = min(r[0] for r in explicit), max(r[0] for r in explicit)
+            new = events.ids_between(self.ledger, low, high)
+            again = [r for r in explicit if r[0] not in new]
+            if again:
+                known, same = self._known(again)
+                skipped -= len(known) - same  # the rejected ones are not duplicates
+                known_explicit += len(again)
+        if n_explicit:
+            self.check_first = known_explicit * 2 > n_explicit
+        self.result.imported += inserted
+        self.result.duplicates += duplicates + skipped
+
+    def _known(self, rows: list[tuple]) -> tuple[set[str], int]:
+        """The event ids of ``rows`` whose key is in the ledger already, and how many of them
+        are the same event (duplicates); the others are rejected here (the key names another).
+        SQLite returns only the rows that are new or differ, so a re-import moves little data."""
+        new, differ = set(), []
+        for event_id, feature, amount, ts in events.new_or_differing(self.ledger, rows):
+            if feature is None:
+                new.add(event_id)
+            else:
+                differ.append((event_id, feature, amount, ts))
+        rejected = 0
+        if differ:
+            by_id = {r[0]: r for r in rows}
+            for event_id, feature, amount, ts in differ:
+                r = by_id[event_id]
+                if not same_event(feature, amount, ts, r[2], r[3], None if event_id in self.untimed else r[4]):
+                    rejected += 1
+                    line = _line(event_id)
+                    self.reject(line, self.raws[line], "id", str(key_reused(r[6], r[1], amount, feature, ts)))
+        known = {r[0] for r in rows if r[0] not in new} if new else {r[0] for r in rows}
+        return known, len(known) - rejected
+
+    def close(self) -> None:
+        if self.occurrences is not None:
+            self.occurrences.close()
+
+
+def _line(event_id: str) -> int:
+    return int(event_id[-12:], 16)
+
+
+def _line_of(e: RowError) -> int:
+    return e.line
+
+
+def _user_of(row: tuple) -> str:
+    return row[1]
