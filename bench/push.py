@@ -53,6 +53,7 @@ def prepare(workdir: Path, events: int, customers: int, seed: int):
     shutil.copy(ROOT / "billing.toml.example", workdir / "billing.toml")
     billing = Billing.open(workdir / "billing.toml", workdir / "ledger.db")
     conn = connect(ledger_path=billing.db_path, sandbox=Sandbox(faults=None))
+    billing.use_connection(conn)
     sync(billing, conn)
     users = [f"user{i:03d}" for i in range(customers)]
     for user in users:
@@ -62,7 +63,7 @@ def prepare(workdir: Path, events: int, customers: int, seed: int):
     rng = random.Random(seed)
     with billing.ledger.transaction():
         for _ in range(events):
-            billing.usage.record(rng.choice(users), "api_calls", rng.randint(1, 50))
+            billing.usage.record(rng.choice(users), "api_calls", rng.randint(1, 50), push=False)
     return billing, conn
 
 

@@ -3,6 +3,8 @@ what Stripe invoiced (quantities by line description)."""
 
 from __future__ import annotations
 
+import pytest
+
 from usagebill import Billing
 from usagebill.gateway.accounts import add_customer, subscribe
 from usagebill.gateway.clocks import create_clock
@@ -10,6 +12,15 @@ from usagebill.gateway.invoices import list_invoices
 from usagebill.gateway.sync import sync
 
 JAN_1 = "2026-01-01T00:00:00Z"
+
+
+@pytest.fixture
+def app(config_path):
+    """An app as the README writes it: ``Billing.open``, nothing else (the sandbox beside the
+    ledger, opened on first delivery). Import it into a test module to use it."""
+    b = Billing.open(config_path)
+    yield b
+    b.close()
 
 
 def on_clock(b: Billing, user_id: str = "alice", plan: str = "Pro", *, clock: str | None = None) -> str:

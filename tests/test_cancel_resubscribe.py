@@ -5,20 +5,15 @@ import json
 
 import pytest
 
-from usagebill import Billing, ValidationError
+from usagebill import ValidationError
 from usagebill.gateway.accounts import cancel, subscribe
 from usagebill.gateway.clocks import advance_clock
 from usagebill.gateway.reconcile import reconcile
-from tests.lifecycle import invoices, lines, on_clock
+from tests.lifecycle import app, invoices, lines, on_clock  # noqa: F401 (app: a fixture)
+
 
 JAN_15 = 1768435200
 
-
-@pytest.fixture
-def app(config_path):
-    b = Billing.open(config_path)
-    yield b
-    b.close()
 
 
 def test_cancel_and_resubscribe_in_one_frozen_second_bill_each_unit_once(app):

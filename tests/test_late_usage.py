@@ -6,19 +6,14 @@ import json
 
 import pytest
 
-from usagebill import Billing, ValidationError
+from usagebill import ValidationError
 from usagebill.gateway.clocks import advance_clock
 from usagebill.gateway.delivery import delivery_status, push
-from tests.lifecycle import invoices, lines, on_clock
+from tests.lifecycle import app, invoices, lines, on_clock  # noqa: F401 (app: a fixture)
+
 
 LATE = "API Calls (Jan 01-Feb 01, reported late)"
 
-
-@pytest.fixture
-def app(config_path):
-    b = Billing.open(config_path)
-    yield b
-    b.close()
 
 
 def test_pending_usage_of_a_finalized_period_is_billed_once_on_the_next_invoice(app):
@@ -77,6 +72,17 @@ def test_usage_sent_in_the_grace_hour_makes_the_draft(app):
     (jan,) = invoices(app)
     assert jan.status != "draft" and lines(jan) == [("Pro", 1, 2000), ("API Calls", 15, 150)]
     assert delivery_status(app).late_items == []
+
+
+def test_push_in_the_grace_hour_still_makes_the_draft(app):
+    clock = on_clock(app)
+    app.usage.record("alice", "api_calls", 8, push=False)  # pending when the period ends
+    advance_clock(app, app.connection, clock, "+1month20m")
+    r = push(app, app.connection)
+    assert (r.delivered, r.invoiced_late) == (1, 0)
+    advance_clock(app, app.connection, clock, "+1h")
+    (jan,) = invoices(app)
+    assert jan.status != "draft" and lines(jan) == [("Pro", 1, 2000), ("API Calls", 8, 80)]
 
 
 def test_a_late_item_cut_short_is_sent_again_with_the_same_key(app, monkeypatch):

@@ -3,19 +3,9 @@ to Stripe at once (``push=False`` defers), return the verdict, and Stripe bills 
 
 import logging
 
-import pytest
-
 from usagebill import Billing
 from usagebill.gateway.clocks import advance_clock
-from tests.lifecycle import invoices, on_clock
-
-
-@pytest.fixture
-def app(config_path):
-    """An app as the README writes it: Billing.open, nothing else (the sandbox beside the ledger)."""
-    b = Billing.open(config_path)
-    yield b
-    b.close()
+from tests.lifecycle import app, invoices, on_clock  # noqa: F401 (app: a fixture)
 
 
 def cycle_invoice(b: Billing, user_id: str = "alice"):

@@ -4,21 +4,11 @@ is the cron check: non-zero exactly when a closed period is billed otherwise tha
 
 import json
 
-import pytest
-
-from usagebill import Billing
 from usagebill.gateway import late_usage
 from usagebill.gateway.clocks import advance_clock
 from usagebill.gateway.delivery import push
 from usagebill.gateway.reconcile import reconcile
-from tests.lifecycle import invoices, lines, on_clock
-
-
-@pytest.fixture
-def app(config_path):
-    b = Billing.open(config_path)
-    yield b
-    b.close()
+from tests.lifecycle import app, invoices, lines, on_clock  # noqa: F401 (app: a fixture)
 
 
 def by_period(r):

@@ -39,6 +39,7 @@ class Billing:
         sandbox_url: str | None = None,
         on_connect: Callable[[object], None] | None = None,
     ):
+        self.config = config
         self.ledger = ledger
         self.ctx = Context(config, ledger, clock)
         self.customers = Customers(self.ctx)
@@ -52,16 +53,6 @@ class Billing:
         self._owns_connection = False
         self.on_connect = on_connect  # told the connection once it is open (the CLI's banner)
         self.ctx.refresh_clock = self._refresh_clock
-
-    @property
-    def config(self) -> Config:
-        return self.ctx.config
-
-    @config.setter
-    def config(self, config: Config) -> None:
-        """A changed config (then ``gateway.sync.sync`` to make Stripe follow): one config for
-        the facade and every primitive."""
-        self.ctx.config = config
 
     @classmethod
     def open(

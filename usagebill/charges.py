@@ -4,6 +4,7 @@ wallet at the feature's price (exactly, see wallet.py), the rest recorded as usa
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 from . import balances
 from .context import Context
@@ -15,6 +16,9 @@ from .renewals import refresh
 from .rules import check_key, check_units
 from .usage import Usage, UsageEvent
 from .wallet import Wallet, check_currency
+
+if TYPE_CHECKING:
+    from .delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class ChargeResult:
     wallet_balance: int
     currency: str
     replayed: bool = False
-    delivery: object | None = None  # usagebill.delivery.Delivery of the usage part (None when there is none)
+    delivery: "Delivery | None" = None  # of the usage part, set by Billing.charge (None: no usage)
 
 
 def charge(

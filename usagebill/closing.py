@@ -57,6 +57,20 @@ def late_description(display_name: str, start: int, end: int) -> str:
 
 def usage_window(sub, start: int, end: int) -> tuple[int, int]:
     """The usage times, half-open, that the invoice of ``sub``'s period [start, end) bills."""
-    if sub.canceled_at is not None and end == sub.canceled_at:
-        end += 1  # the final invoice of a cancel bills the cancel's own second
+    if sub.canceled_at is not None and end == sub.canceled_at and sub.period(start)[1] != end:
+        end += 1  # the final invoice of a cancel (cut short: not a renewal) bills the cancel's own second
     return max(start, sub.usage_from), end
+
+
+def check_cancel(ledger, sub, now: int) -> None:
+    """A cancel at ``now`` bills usage through ``now`` on the final invoice: refuse it while the
+    subscription holds usage stamped later (up to five minutes ahead, or the second after a
+    cancel in a frozen test-clock second), which no invoice would bill."""
+    from .ledger.closing import latest_event_time
+
+    latest = latest_event_time(ledger, sub.user_id)
+    if latest is not None and latest > now and latest >= sub.usage_from:
+        raise ValidationError(
+            f"{sub.user_id} has usage stamped {iso(latest)}, after now ({iso(now)}): the final invoice of a cancel "
+            "now would not bill it; cancel after that time (with a test clock: usagebill testclock advance CLOCK --to +1m)"
+        )

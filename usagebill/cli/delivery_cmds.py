@@ -120,8 +120,9 @@ def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None
 @json_option
 @pass_state
 def status_cmd(state, user_id, as_json) -> None:
-    """How many usage events are pending, delivered and failed, and why Stripe refused those
-    that failed (from the ledger; no Stripe call).
+    """How many usage events are pending, delivered and failed, why Stripe refused those that
+    failed, and the usage billed late (its period's invoice was final: an invoice item on the
+    next invoice). From the ledger; no Stripe call.
 
     \b
     Example:

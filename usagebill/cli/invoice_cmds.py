@@ -28,10 +28,9 @@ def invoice_json(inv) -> dict:
 def _span(start, end) -> str:
     if not start or not end or end - start <= 0:
         return ""
-    from ..periods import to_datetime
+    from ..closing import span
 
-    a, b = to_datetime(start), to_datetime(end)
-    return f" ({a:%b %d}-{b:%b %d})" if a.year == b.year else f" ({a:%b %d %Y}-{b:%b %d %Y})"
+    return f" ({span(start, end)})"
 
 
 def render_invoice(inv, title: str | None = None) -> None:

@@ -260,7 +260,10 @@ def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: boo
     """Cancel the customer's subscription now: first deliver its pending usage, then cancel
     in Stripe (``invoice_now``: a last invoice bills the usage of the unfinished period),
     then in the ledger. Credits and the wallet are kept; recording usage is refused after."""
+    from ..closing import check_cancel
+
     sub = billing.ctx.require_subscription(user_id)
+    check_cancel(billing.ledger, sub, billing.ctx.now_for(user_id))
     if sub.stripe_subscription_id:
         deliver_first(billing, conn, user_id, "nothing was cancelled")
         with stripe_errors(f"cancel {user_id}"):

@@ -146,15 +146,17 @@ def preview_invoice(billing: Billing, conn: Connection, user_id: str) -> Invoice
 def mirror_period_invoices(billing: Billing, conn: Connection, sub) -> list[PeriodInvoice]:
     """Mirror into the ledger Stripe's invoices of a subscription's billing periods (which
     invoice bills each period's usage, and whether it is final yet): the closing rule and
-    reconcile read them (``usagebill.closing``). The subscription's first invoice (a zero-length
-    period, nothing metered) is not a period's."""
+    reconcile read them (``usagebill.closing``). The subscription's first invoice bills no
+    usage (its base price only) and is not a period's."""
     if not sub.stripe_subscription_id:
         return []
     found = []
     with stripe_errors(f"invoices of {sub.user_id}"):
         listed = conn.client.v1.invoices.list(params={"subscription": sub.stripe_subscription_id, "limit": 100})
         for inv in listed.auto_paging_iter():
-            if inv.period_end is None or inv.period_start is None or inv.period_end <= inv.period_start:
+            # renewals, and the final invoice of a cancel (which may be zero-length: a cancel at
+            # the very second a period began bills that second)
+            if inv.billing_reason != "subscription_cycle" or inv.period_end < inv.period_start:
                 continue
             finalized = inv.status_transitions.finalized_at if inv.status != "draft" else None
             if inv.status != "draft" and finalized is None:

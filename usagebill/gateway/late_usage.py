@@ -99,7 +99,7 @@ class LateBilling:
             "description": item.description,
             "period": {"start": item.period_start, "end": item.period_end},
             "metadata": {LATE_KEY: item.id, "usagebill_user_id": item.user_id, "usagebill_feature": item.feature,
-                         "usagebill_period_start": str(item.period_start),
+                         "usagebill_period_start": str(item.period_start), "usagebill_subscription": subscription or "",
                          "usagebill_missed_invoice": item.missed_invoice},
         }
         if subscription:

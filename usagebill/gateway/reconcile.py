@@ -127,18 +127,22 @@ def _periods(billing: Billing, conn: Connection, user_id: str, count: int) -> li
 
 
 class _Billed:
-    """What Stripe billed a customer, per feature and period: usage lines of final invoices,
-    and the late-usage invoice items (billed already, or pending for the next invoice)."""
+    """What Stripe billed a customer, per feature and period: the lines of its final invoice
+    for the feature's product, and the late-usage invoice items (billed already, or pending
+    for the next invoice)."""
 
     def __init__(self, billing: Billing, conn: Connection, customer: str):
         self.billing, self.conn = billing, conn
         self._lines: dict[str, list] = {}
-        self.late: dict[tuple[str, int], int] = {}
+        self.late: dict[tuple[str, str | None, int], int] = {}
         items = conn.client.v1.invoice_items.list(params={"customer": customer, "limit": 100})
         for ii in items.auto_paging_iter():
             meta = ii.metadata.to_dict() if ii.metadata is not None else {}
             if LATE_KEY in meta:
-                key = (meta.get("usagebill_feature"), int(meta.get("usagebill_period_start", 0)))
+                # one subscription's period: a re-subscription's first period may start in the
+                # same second as the cancelled one's last
+                key = (meta.get("usagebill_feature"), meta.get("usagebill_subscription") or None,
+                       int(meta.get("usagebill_period_start", 0)))
                 self.late[key] = self.late.get(key, 0) + (ii.quantity or 0)
 
     def usage_lines(self, invoice_id: str, feature: str) -> int:
@@ -148,12 +152,8 @@ class _Billed:
         product = mapping.get(self.billing.ledger, mapping.feature_product_key(feature))
         total = 0
         for line in self._lines[invoice_id]:
-            parent = getattr(line, "parent", None)
-            if parent is not None and getattr(parent, "type", None) != "subscription_item_details" \
-                    and not getattr(getattr(parent, "invoice_item_details", None), "proration", False):
-                # an invoice item (late usage is counted from the items themselves); a proration
-                # item is Stripe's bill of the usage before a price change (live_subscriptions)
-                continue
+            # metered lines, and the invoice items of usage before a price change (at the old
+            # price, the feature's product); late-usage items name no product: counted apart
             details = getattr(getattr(line, "pricing", None), "price_details", None)
             if details is not None and details.product == product:
                 total += line.quantity or 0
@@ -195,7 +195,7 @@ def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None,
             for feature in _features(billing, p.sub, uid):
                 if p.closed:
                     units = outbox.units_in_window(billing.ledger, uid, feature, lo, hi)
-                    late = billed.late.get((feature, p.start), 0)
+                    late = billed.late.get((feature, p.sub.stripe_subscription_id, p.start), 0)
                     with stripe_errors(f"invoice {p.invoice_id}"):
                         on_invoice = billed.usage_lines(p.invoice_id, feature)
                     result.lines.append(Line(uid, feature, p.start, p.end, lo, hi, units.total, on_invoice + late,

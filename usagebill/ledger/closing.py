@@ -86,3 +86,8 @@ def previous_end(ledger: Ledger, user_id: str, subscription_id: int) -> int | No
     """When the customer's subscription before this one was cancelled (None: there was none)."""
     r = ledger.one("SELECT MAX(canceled_at) FROM subscriptions WHERE user_id = ? AND id < ?", (user_id, subscription_id))
     return None if r is None else r[0]
+
+
+def latest_event_time(ledger: Ledger, user_id: str) -> int | None:
+    r = ledger.one("SELECT MAX(timestamp) FROM usage_events WHERE user_id = ?", (user_id,))
+    return None if r is None else r[0]

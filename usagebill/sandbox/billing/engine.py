@@ -160,7 +160,7 @@ def cancel_now(store: Store, sub: dict, now: int, real_now: int, *, invoice_now:
             specs = [invoices.LineSpec(i, usage(store, i, sub["customer"], start, now + 1, real_now), start, now)
                      for i in sub["items"]["data"] if subscriptions.is_metered(i)]
             for spec in specs:  # the final invoice bills the cancel's own second: no later one does
-                invoices.mark_billed_through(store, spec.item, sub["customer"], now + 1)
+                invoices.mark_billed(store, spec.item, sub["customer"], start, now + 1)
             if specs or invoices.pending_items(store, sub):
                 customer = _customer(store, sub)
                 invoice = invoices.build_invoice(

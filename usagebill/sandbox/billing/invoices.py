@@ -48,7 +48,13 @@ class LineSpec:
 
 
 USAGE_FROM_NS = "billing.item_usage_from"  # kv: item id -> when it got its price, if mid-period
-BILLED_THROUGH_NS = "billing.metered_through"  # kv: "customer meter" -> usage billed before this time
+BILLED_THROUGH_NS = "billing.metered_through"  # kv: "customer meter" -> [start, end) a final invoice billed
+
+
+def priced_from(store: Store, item: dict, start: int, end: int) -> int:
+    """Where [start, end) of an item's usage begins: when it got its current price, if inside."""
+    since = store.kv_get(USAGE_FROM_NS, item["id"])
+    return since if since is not None and start < since < end else start
 
 
 def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end: int, real_now: int) -> int:
@@ -61,17 +67,18 @@ def metered_quantity(store: Store, item: dict, customer_id: str, start: int, end
     meter = store.get("billing.meter", meter_id) if meter_id else None
     if meter is None:
         return 0
-    since = store.kv_get(USAGE_FROM_NS, item["id"])
-    if since is not None and start < since < end:
-        start = since
-    start = max(start, store.kv_get(BILLED_THROUGH_NS, f"{customer_id} {meter_id}") or start)
+    start = priced_from(store, item, start, end)
+    billed = store.kv_get(BILLED_THROUGH_NS, f"{customer_id} {meter_id}")
+    if billed and billed[0] <= start < billed[1]:
+        start = billed[1]
     return meters.aggregate(store, meter, customer_id, start, end, real_now) if start < end else 0
 
 
-def mark_billed_through(store: Store, item: dict, customer_id: str, end: int) -> None:
+def mark_billed(store: Store, item: dict, customer_id: str, start: int, end: int) -> None:
+    """A final invoice billed the item's meter over [start, end)."""
     meter_id = item["price"]["recurring"].get("meter")
     if meter_id:
-        store.kv_set(BILLED_THROUGH_NS, f"{customer_id} {meter_id}", end)
+        store.kv_set(BILLED_THROUGH_NS, f"{customer_id} {meter_id}", [start, end])
 
 
 def decimal_string(d: Decimal) -> str:
@@ -224,7 +231,8 @@ def build_invoice(
         line = build_line(store, sub, spec, invoice_id, Store.new_id(line_prefix))
         lines.append(line)
         if spec.live:
-            live.append([line["id"], spec.item["id"], spec.start, spec.end])
+            # from where its price applies now: a later repricing must not widen it again
+            live.append([line["id"], spec.item["id"], priced_from(store, spec.item, spec.start, spec.end), spec.end])
     subtotal = sum(line["amount"] for line in lines)
     currency = sub["currency"]
     invoice = {
