@@ -46,17 +46,17 @@ def run(b: Billing, clock: str, op: tuple) -> None:
     kind, *args = op
     if kind == "record":
         user, feature, amount, now, back = args
-        sub = b.ctx.subscription(user)
+        sub = b.subscriptions.active(user)
         if sub is None or feature not in sub.plan.features:
             return
-        at = b.ctx.now_for(user) - back
+        at = b.now_for(user) - back
         try:
             b.usage.record(user, feature, amount, at=at if back else None, push=now)
         except UsagebillError as e:  # a closed period or before the subscription: refused, nothing written
             assert "already invoiced" in str(e) or "before" in str(e) or "previous subscription" in str(e), e
     elif kind == "charge":
         user, feature, units, now = args
-        sub = b.ctx.subscription(user)
+        sub = b.subscriptions.active(user)
         if sub is not None and feature in sub.plan.features:
             b.charge(user, feature, units, push=now)
     elif kind == "push":
@@ -64,13 +64,13 @@ def run(b: Billing, clock: str, op: tuple) -> None:
     elif kind == "advance":
         advance_clock(b, conn, clock, args[0])
     elif kind == "cancel":
-        if b.ctx.subscription(args[0]) is not None:
+        if b.subscriptions.active(args[0]) is not None:
             try:
                 cancel(b, conn, args[0])
             except UsagebillError as e:  # usage stamped after now (a second cancel in one frozen second)
                 assert "after now" in str(e), e
     elif kind == "subscribe":
-        if b.ctx.subscription(args[0]) is None:
+        if b.subscriptions.active(args[0]) is None:
             subscribe(b, conn, args[0], PLANS[args[0]], "month")
     elif kind == "price":
         plan, feature, price = args
@@ -120,8 +120,8 @@ def check_billed_once(b: Billing, clock: str, steps) -> None:
     """The end: deliver what is left, let the last period end and every invoice finalize; then
     each customer's ledger units are its units on Stripe's final invoices, and reconcile agrees."""
     assert push(b, b.connection).ok
-    now = b.ctx.now_for(USERS[0])
-    ends = [s.period(now)[1] for s in map(b.ctx.subscription, USERS) if s]
+    now = b.now_for(USERS[0])
+    ends = [s.period(now)[1] for s in map(b.subscriptions.active, USERS) if s]
     advance_clock(b, b.connection, clock, str(max(ends + [now]) + 2 * 3600))
     for user in USERS:
         for feature in FEATURES:

@@ -77,5 +77,5 @@ def test_a_refusal_too_old_for_stripe_says_a_retry_cannot_succeed(billing):
     billing.customers.add("old")
     billing.subscriptions.start("old", "Pro", anchor=0)
     now = billing.now_for("old")
-    o = outlook(billing.ctx, FailedEvent("ube_1", "old", "api_calls", 3, now - 40 * 86400, "Timestamp must be within"))
+    o = outlook(billing, FailedEvent("ube_1", "old", "api_calls", 3, now - 40 * 86400, "Timestamp must be within"))
     assert o.retry == "no" and "35 days" in o.why

@@ -23,7 +23,7 @@ def test_docs_example_150_calls_cost_1500_cents(pro):
         pro.usage.record("alice", "api_calls", 50)
     s = pro.usage.get_summary("alice", "api_calls")
     assert (s.total_amount, s.estimated_cost, s.currency, s.events) == (150, 1500, "usd", 3)
-    assert s.period_start <= pro.ctx.now_for("alice") < s.period_end
+    assert s.period_start <= pro.now_for("alice") < s.period_end
 
 
 def test_fractional_price_rounded_once(billing):

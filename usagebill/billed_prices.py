@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .context import Context, Subscription
+from .context import Subscription
 from .errors import ValidationError
-from .ledger import events, subscription_prices
+from .ledger import Ledger, events, subscription_prices
 from .money import cost
 
 
-def segments(ctx: Context, sub: Subscription, key: str, start: int, end: int,
+def segments(ledger: Ledger, sub: Subscription, key: str, start: int, end: int,
              config_price: Decimal) -> list[tuple[int, int, Decimal]]:
     """[(from, to, unit price)] covering what Stripe bills of [start, end). A subscription
     without recorded prices (made by the library alone, or before they were recorded) is billed
     at the config's price; one with recorded prices bills a feature only from the moment it
     was put on the subscription (none when sync has not added it yet)."""
-    history = subscription_prices.history(ctx.ledger, sub.id)
+    history = subscription_prices.history(ledger, sub.id)
     if not history:
         return [(start, end, config_price)]
     changes = history.get(key, [])
@@ -34,35 +34,35 @@ def segments(ctx: Context, sub: Subscription, key: str, start: int, end: int,
     return out
 
 
-def price_at(ctx: Context, sub: Subscription, key: str, t: int, config_price: Decimal) -> Decimal:
+def price_at(ledger: Ledger, sub: Subscription, key: str, t: int, config_price: Decimal) -> Decimal:
     """The unit price Stripe bills the feature's usage at second ``t`` (the config's when the
     subscription has no recorded prices)."""
-    parts = segments(ctx, sub, key, t, t + 1, config_price)
+    parts = segments(ledger, sub, key, t, t + 1, config_price)
     return parts[0][2] if parts else config_price
 
 
-def estimate(ctx: Context, sub: Subscription, key: str, start: int, end: int,
+def estimate(ledger: Ledger, sub: Subscription, key: str, start: int, end: int,
              config_price: Decimal) -> tuple[int, Decimal]:
     """(estimated cost in minor units, the unit price billed now) of [start, end)."""
-    parts = segments(ctx, sub, key, start, end, config_price)
+    parts = segments(ledger, sub, key, start, end, config_price)
     total = 0
     for lo, hi, price in parts:
-        units, _ = events.usage_total(ctx.ledger, sub.user_id, key, lo, hi)
+        units, _ = events.usage_total(ledger, sub.user_id, key, lo, hi)
         total += cost(units, price)
     return total, parts[-1][2] if parts else config_price
 
 
-def record(ctx: Context, sub: Subscription, prices: dict[str, Decimal], since: int) -> None:
+def record(ledger: Ledger, sub: Subscription, prices: dict[str, Decimal], since: int) -> None:
     """From ``since`` on, Stripe bills these features of ``sub`` at these unit prices."""
-    with ctx.ledger.transaction():
+    with ledger.transaction():
         for key, price in prices.items():
-            subscription_prices.add(ctx.ledger, sub.id, key, price, since)
+            subscription_prices.add(ledger, sub.id, key, price, since)
 
 
-def check_billed(ctx: Context, sub: Subscription, key: str) -> None:
+def check_billed(ledger: Ledger, sub: Subscription, key: str) -> None:
     """Usage of a feature that the customer's Stripe subscription does not bill yet (added to
     billing.toml, not synced) would be delivered and never invoiced: refuse it."""
-    history = subscription_prices.history(ctx.ledger, sub.id)
+    history = subscription_prices.history(ledger, sub.id)
     if history and key not in history:
         raise ValidationError(
             f"usage feature {key!r} is not on {sub.user_id!r}'s Stripe subscription yet, so Stripe would not bill it: "

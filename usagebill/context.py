@@ -102,9 +102,9 @@ class Context:
 
     def subscription(self, user_id: str) -> Subscription | None:
         row = accounts.active_subscription(self.ledger, user_id)
-        return None if row is None else self._subscription(row)
+        return None if row is None else self.subscription_from_row(row)
 
-    def _subscription(self, row) -> Subscription:
+    def subscription_from_row(self, row) -> Subscription:
         from .ledger.closing import last_closed, previous_end
 
         closed = last_closed(self.ledger, row["id"])

@@ -74,6 +74,12 @@ class Subscriptions:
         except _Rehearsal:
             pass
 
+    def all_of(self, user_id: str) -> list[Subscription]:
+        """Every subscription the customer has had, the cancelled ones too, oldest first."""
+        from .ledger import closing as ledger_closing
+
+        return [self.ctx.subscription_from_row(r) for r in ledger_closing.subscriptions_of(self.ctx.ledger, user_id)]
+
     def get(self, user_id: str) -> Subscription | None:
         self.ctx.customer(user_id)
         return self.ctx.subscription(user_id)

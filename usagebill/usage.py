@@ -86,7 +86,7 @@ class Usage:
                 f"feature {key!r} of plan {sub.plan.name!r} does not track usage (track_usage is not set); "
                 "use credits or charge for it"
             )
-        check_billed(self.ctx, sub, key)
+        check_billed(self.ctx.ledger, sub, key)
         return feature
 
     def record(
@@ -153,7 +153,7 @@ class Usage:
         start, end = sub.period(self.ctx.now_for(user_id))
         counted_from = max(start, sub.usage_from)
         total, n = events.usage_total(self.ctx.ledger, user_id, key, counted_from, end)
-        estimated, unit_price = estimate(self.ctx, sub, key, counted_from, end, feature.price_per_credit)
+        estimated, unit_price = estimate(self.ctx.ledger, sub, key, counted_from, end, feature.price_per_credit)
         return UsageSummary(
             user_id=user_id,
             key=key,

@@ -132,7 +132,7 @@ def customers_list(state, as_json: bool) -> None:
       usagebill customers list --json
     """
     b = state.billing
-    items = [(c, b.ctx.subscription(c.user_id)) for c in b.customers.list()]
+    items = [(c, b.subscriptions.active(c.user_id)) for c in b.customers.list()]
     if as_json:
         emit_json([_customer_json(c, s) for c, s in items])
         return
@@ -166,7 +166,7 @@ def customers_show(state, user_id: str, as_json: bool) -> None:
     rows = [[k, v] for k, v in data.items() if k not in ("subscription", "stripe")]
     sub = view.subscription
     if sub is not None:
-        start, end = sub.period(b.ctx.now_for(user_id))
+        start, end = sub.period(b.now_for(user_id))
         rows += [["plan", f"{sub.plan_name} ({sub.interval}, {sub.currency})"], ["period", f"{iso(start)} .. {iso(end)}"],
                  ["stripe_subscription_id", sub.stripe_subscription_id]]
     rows.append(["in_stripe", bool(view.stripe)])
@@ -196,7 +196,7 @@ def subscribe(state, user_id, plan, interval, currency, days_until_due, as_json)
 
     b = state.billing
     sub = do_subscribe(b, state.connection, user_id, plan, interval, currency, days_until_due=days_until_due)
-    start, end = sub.period(b.ctx.now_for(user_id))
+    start, end = sub.period(b.now_for(user_id))
     if as_json:
         emit_json({
             "user_id": user_id, "plan": sub.plan.name, "interval": sub.interval, "currency": sub.currency,

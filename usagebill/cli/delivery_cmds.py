@@ -134,7 +134,7 @@ def status_cmd(state, user_id, as_json) -> None:
     s = delivery_status(state.billing, user_id)
     from ..gateway.retry import outlook
 
-    seen = [(f, outlook(state.billing.ctx, f)) for f in s.failed_events]
+    seen = [(f, outlook(state.billing, f)) for f in s.failed_events]
     failed = [{"id": f.id, "user_id": f.user_id, "key": f.feature, "amount": f.amount,
                "timestamp": iso(f.timestamp), "reason": f.reason, "retry": o.retry, "retry_why": o.why}
               for f, o in seen]

@@ -201,7 +201,7 @@ def subscribe(
         if sub.stripe_subscription_id != remote.id:  # subscribed in the ledger alone before
             billing.subscriptions.set_period(user_id, *period, stripe_subscription_id=remote.id)
             sub = billing.subscriptions.get(user_id)
-        billed_prices.record(billing.ctx, sub, usage_prices(remote["items"].data), remote.start_date)
+        billed_prices.record(billing.ledger, sub, usage_prices(remote["items"].data), remote.start_date)
         return sub
 
 
@@ -262,8 +262,8 @@ def cancel(billing: Billing, conn: Connection, user_id: str, *, invoice_now: boo
     then in the ledger. Credits and the wallet are kept; recording usage is refused after."""
     from ..closing import check_cancel
 
-    sub = billing.ctx.require_subscription(user_id)
-    check_cancel(billing.ledger, sub, billing.ctx.now_for(user_id))
+    sub = billing.subscriptions.require(user_id)
+    check_cancel(billing.ledger, sub, billing.now_for(user_id))
     if sub.stripe_subscription_id:
         deliver_first(billing, conn, user_id, "nothing was cancelled")
         with stripe_errors(f"cancel {user_id}"):

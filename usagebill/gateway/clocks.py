@@ -75,7 +75,7 @@ def _customers_on(billing: Billing, clock_id: str) -> list[str]:
 
 def create_clock(billing: Billing, conn: Connection, *, at=None, name: str | None = None) -> Clock:
     _refuse_live(conn)
-    frozen = billing.ctx.clock() if at is None else parse_time(at, what="--at")
+    frozen = billing.now() if at is None else parse_time(at, what="--at")
     params: dict = {"frozen_time": frozen}
     if name:
         params["name"] = name
@@ -126,7 +126,7 @@ def advance_clock(
                 f"--to {iso(target)} is before the clock's time ({iso(clock.frozen_time)}); clocks only move forward"
             )
         if target > clock.frozen_time:
-            ledger_clocks.start_advance(billing.ledger, clock_id, clock.frozen_time, target, spec, billing.ctx.clock())
+            ledger_clocks.start_advance(billing.ledger, clock_id, clock.frozen_time, target, spec, billing.now())
             clock = _move(billing, clocks, clock, target, timeout, on_wait)
     users = _settle(billing, conn, clock)
     return Clock(clock.id, clock.name, clock.frozen_time, clock.status, users)

@@ -87,7 +87,7 @@ class _Targets:
         if self.why_not(user_id, row["feature"]):
             return None
         if user_id not in self._subscriptions:
-            self._subscriptions[user_id] = self.billing.ctx.subscription(user_id)
+            self._subscriptions[user_id] = self.billing.subscriptions.active(user_id)
         sub = self._subscriptions[user_id]
         if sub is None:
             return None
@@ -248,7 +248,7 @@ def push(
     if max_rounds < 1:
         raise ValidationError(f"max_rounds must be at least 1, not {max_rounds}")
     if user_id is not None:
-        billing.ctx.customer(user_id)  # an unknown customer is an error, not "nothing to push"
+        billing.customers.get(user_id)  # an unknown customer is an error, not "nothing to push"
     scope = outbox.Scope(user_id, None if event_ids is None else tuple(event_ids))
     sender = MeterEventSender(conn, rate=default_rate(conn) if rate is None else rate,
                               policy=policy or default_policy(conn, max_rounds))
@@ -346,5 +346,5 @@ def delivery_status(billing: Billing, user_id: str | None = None) -> outbox.Deli
     """Pending, delivered and failed counts (all customers, or one), the failed events with
     Stripe's reasons, and the customers whose events wait for a Stripe id. Ledger only."""
     if user_id is not None:
-        billing.ctx.customer(user_id)
+        billing.customers.get(user_id)
     return outbox.status(billing.ledger, outbox.Scope(user_id))

@@ -38,12 +38,12 @@ class LateBilling:
     def run(self) -> None:
         for item in outbox.pending_late_items(self.billing.ledger, self.scope):
             self._send(item, retry=True)  # cut short by an earlier push
-        ctx = self.billing.ctx
+        billing = self.billing
         for user_id, oldest in outbox.oldest_never_sent(self.billing.ledger, self.scope).items():
-            sub = ctx.subscription(user_id)
+            sub = billing.subscriptions.active(user_id)
             if sub is None or not sub.stripe_subscription_id or not self.customer(user_id):
                 continue
-            current_start = sub.period(ctx.now_for(user_id))[0]
+            current_start = sub.period(billing.now_for(user_id))[0]
             start, end = sub.period(max(oldest, sub.anchor))
             while start < current_start:
                 self._period(sub, start, end)
@@ -72,7 +72,7 @@ class LateBilling:
                 id="ubl_" + uuid.uuid4().hex, user_id=sub.user_id, feature=feature, subscription_id=sub.id,
                 period_start=start, period_end=known.period_end, missed_invoice=known.invoice_id, quantity=0,
                 # the price Stripe billed at the period's end (sync may have changed it since)
-                unit_amount=str(price_at(self.billing.ctx, sub, feature, known.period_end - 1, f.price_per_credit)),
+                unit_amount=str(price_at(self.billing.ledger, sub, feature, known.period_end - 1, f.price_per_credit)),
                 currency=sub.currency,
                 description=late_description(f.display_name, start, known.period_end),
             ), ids)

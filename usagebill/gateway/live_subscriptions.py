@@ -80,7 +80,7 @@ def plan(billing: Billing, conn: Connection, ids: dict[str, str], *, dry_run: bo
                 if remote["items"].has_more:  # a list embeds the first 10
                     items = list(conn.client.v1.subscription_items.list(
                         params={"subscription": remote.id, "limit": 100}).auto_paging_iter())
-                sub = billing.ctx.subscription(row["user_id"])
+                sub = billing.subscriptions.active(row["user_id"])
                 changes += _changes(billing, sub, remote, items, config_plans[row["plan"]], ids, dry_run)
     return changes
 
@@ -90,7 +90,7 @@ def _changes(billing: Billing, sub: Subscription, remote, remote_items: list, pl
     items = {mapping.key_of(item.price): item for item in remote_items if mapping.key_of(item.price)}
     recorded = subscription_prices.history(billing.ledger, sub.id)
     if not recorded and not dry_run:  # subscribed before the ledger recorded prices
-        billed_prices.record(billing.ctx, sub, usage_prices(remote_items), remote.start_date)
+        billed_prices.record(billing.ledger, sub, usage_prices(remote_items), remote.start_date)
         recorded = subscription_prices.history(billing.ledger, sub.id)
     out = []
     wanted = [(mapping.plan_price_key(plan.key, sub.currency, sub.interval), None)] + [
@@ -107,7 +107,7 @@ def _changes(billing: Billing, sub: Subscription, remote, remote_items: list, pl
         if item is not None and item.price.id == price_id:
             if metered and not dry_run and _last_price(recorded, feature.key) != unit:
                 since = int((item.metadata.to_dict() if item.metadata else {}).get(SINCE, item.created))
-                billed_prices.record(billing.ctx, sub, {feature.key: unit}, since)  # finish a sync cut short
+                billed_prices.record(billing.ledger, sub, {feature.key: unit}, since)  # finish a sync cut short
             continue
         common = dict(user_id=sub.user_id, stripe_subscription_id=sub.stripe_subscription_id, key=key,
                       price_id=price_id, metered=metered, feature=feature.key if metered else None, unit_price=unit)
@@ -147,8 +147,8 @@ def apply(billing: Billing, conn: Connection, changes: list[Change]) -> None:
         if ch.metered and ch.user_id not in delivered:
             deliver_first(billing, conn, ch.user_id, "its prices were not changed")
             delivered.add(ch.user_id)
-        sub = billing.ctx.require_subscription(ch.user_id)
-        since = billing.ctx.now_for(ch.user_id)
+        sub = billing.subscriptions.require(ch.user_id)
+        since = billing.now_for(ch.user_id)
         with stripe_errors(f"sync subscription of {ch.user_id}"):
             items = conn.client.v1.subscription_items
             if ch.verb == "add":
@@ -166,5 +166,5 @@ def apply(billing: Billing, conn: Connection, changes: list[Change]) -> None:
                     options={"idempotency_key": f"usagebill-move-{ch.item_id}-{ch.price_id}-{since}"},
                 )
         if ch.metered:
-            billed_prices.record(billing.ctx, sub, {ch.feature: ch.unit_price}, since)
+            billed_prices.record(billing.ledger, sub, {ch.feature: ch.unit_price}, since)
 

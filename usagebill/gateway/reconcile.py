@@ -106,11 +106,9 @@ class _Period:
 def _periods(billing: Billing, conn: Connection, user_id: str, count: int) -> list[_Period]:
     """The customer's newest ``count`` billing periods over all its subscriptions: those Stripe
     has an invoice for (closed when final), then the ended and current ones it has none for."""
-    ctx = billing.ctx
-    now = ctx.now_for(user_id)
+    now = billing.now_for(user_id)
     found: list[_Period] = []
-    for row in ledger_closing.subscriptions_of(billing.ledger, user_id):
-        sub = ctx._subscription(row)
+    for sub in billing.subscriptions.all_of(user_id):
         invoiced = {p.period_start: p for p in mirror_period_invoices(billing, conn, sub)}
         last = min(now, sub.canceled_at) if sub.canceled_at is not None else now
         start, end = sub.period(sub.anchor)
@@ -166,10 +164,9 @@ def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None,
     ``closed_only``: only the periods Stripe has invoiced for good (the cron check)."""
     if periods < 1:
         raise ValidationError(f"periods must be at least 1, not {periods}")
-    ctx = billing.ctx
     if user_id is not None:
-        if not ledger_closing.subscriptions_of(billing.ledger, user_id):
-            ctx.require_subscription(user_id)  # says there is none, and how to make one
+        if not billing.subscriptions.all_of(user_id):
+            billing.subscriptions.require(user_id)  # says there is none, and how to make one
         if not billing.customers.get(user_id).stripe_customer_id:
             raise NotFoundError(f"customer {user_id!r} is not in Stripe: nothing to reconcile")
         users = [user_id]
@@ -184,7 +181,7 @@ def reconcile(billing: Billing, conn: Connection, *, user_id: str | None = None,
     recent_since = int(time.time()) - RECENT
     for uid in users:
         customer = billing.customers.get(uid).stripe_customer_id
-        now = ctx.now_for(uid)
+        now = billing.now_for(uid)
         with stripe_errors(f"invoices of {uid}"):
             found = _periods(billing, conn, uid, periods)
             billed = _Billed(billing, conn, customer) if any(p.closed for p in found) else None

@@ -24,17 +24,17 @@ class Outlook:
     why: str
 
 
-def outlook(ctx, event) -> Outlook:
+def outlook(billing: Billing, event) -> Outlook:
     """What ``push --retry-failed`` would do with a failed event (``ledger.outbox.FailedEvent``)."""
     reason = event.reason or ""
-    sub = ctx.subscription(event.user_id)
-    now = ctx.now_for(event.user_id)
+    sub = billing.subscriptions.active(event.user_id)
+    now = billing.now_for(event.user_id)
     if sub is not None and event.timestamp >= sub.usage_from and sub.closed_until and event.timestamp < sub.closed_until:
         return Outlook(YES, "its period's invoice is final: a retry bills it on the next invoice as late usage")
     if event.timestamp < now - MAX_AGE:
         return Outlook(NO, "older than the 35 days Stripe takes meter events for: bill it by hand "
                            "(an invoice item) or grant credits instead")
-    if ledger_mapping.get(ctx.ledger, meter_key(event.feature)) is None:
+    if ledger_mapping.get(billing.ledger, meter_key(event.feature)) is None:
         return Outlook(AFTER_FIX, f"feature {event.feature} has no Stripe meter: run usagebill sync, then retry")
     if "No active meter" in reason or "inactive" in reason:
         return Outlook(AFTER_FIX, "the meter was not active: usagebill sync reactivates it, then retry")
