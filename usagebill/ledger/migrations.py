@@ -300,3 +300,12 @@ def m007_first_sent(db) -> None:
     # when an event was first sent on its own: Stripe de-duplicates identifiers for 24 hours
     # only, so a push must not blindly re-send one sent longer ago (gateway.delivery)
     db.execute("ALTER TABLE event_delivery ADD COLUMN first_sent_at INTEGER")
+
+
+@migration
+def m008_usage_amount_in_time_index(db) -> None:
+    # summary, summary --daily and top sum amounts over (customer, feature, time) ranges: with
+    # the amount in the index they read it alone, not one table row per event (at 10^7 events
+    # top went from 67 s to under 4 s). It replaces the old index: still two secondary indexes.
+    db.execute("DROP INDEX usage_events_by_time")
+    db.execute("CREATE INDEX usage_events_by_time ON usage_events (user_id, feature, timestamp, amount)")
