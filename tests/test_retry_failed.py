@@ -79,3 +79,23 @@ def test_a_refusal_too_old_for_stripe_says_a_retry_cannot_succeed(billing):
     now = billing.now_for("old")
     o = outlook(billing, FailedEvent("ube_1", "old", "api_calls", 3, now - 40 * 86400, "Timestamp must be within"))
     assert o.retry == "no" and "35 days" in o.why
+
+
+def test_a_refusal_of_a_period_since_invoiced_is_billed_late_on_retry(runner, alice, tmp_path):
+    deactivate_meter(tmp_path)
+    r = runner("record", "alice", "api_calls", "30", "--json")
+    assert r.exit_code == 4
+    J(runner("testclock", "advance", alice, "--to", "+1month2h", "--json"))  # January's invoice is final
+    failed = J(runner("status", "--json"))["failed_events"]
+    assert [(f["amount"], f["retry"]) for f in failed] == [(30, "yes")] and "late usage" in failed[0]["retry_why"]
+    assert runner("reconcile", "--closed-only").exit_code == 1  # 30 units of January at risk
+    assert runner("sync").exit_code == 0
+    r = runner("push", "--retry-failed", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["invoiced_late"] == 1
+    J(runner("testclock", "advance", alice, "--to", "+1month", "--json"))  # February's invoice bills it
+    cycles = [i for i in J(runner("invoices", "list", "alice", "--json")) if i["billing_reason"] == "subscription_cycle"]
+    feb = J(runner("invoices", "show", cycles[0]["id"], "--json"))["lines"]
+    assert ("API Calls (Jan 01-Feb 01, reported late)", 30, 300) in [
+        (x["description"], x["quantity"], x["amount"]) for x in feb], feb
+    assert runner("reconcile", "--closed-only").exit_code == 0

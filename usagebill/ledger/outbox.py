@@ -494,22 +494,18 @@ def failed_ids(ledger: Ledger, scope: Scope) -> list[str]:
 
 
 def requeue_failed(ledger: Ledger, event_ids: list[str]) -> int:
-    """Make failed events pending again, in one transaction; returns how many. One refused on
-    its own stays ``sending`` (its own identifier, never coalesced later); one refused inside
-    a coalesced batch is as if never sent (Stripe holds neither the batch nor it)."""
+    """Make failed events pending again, as if never sent, in one transaction; returns how
+    many. Stripe refused them (or dropped them after accepting the stream), so it holds none
+    of their identifiers: the next push may coalesce them, or bill them as late usage when
+    their period's invoice is final, like any new event."""
     if not event_ids:
         return 0
-    now = _now()
     n = 0
     with ledger.transaction() as db:
         for i in range(0, len(event_ids), 500):
             chunk = event_ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
             n += db.execute(
-                f"UPDATE event_delivery SET status = '{SENDING}', last_error = NULL, updated_at = ? "
-                f"WHERE status = '{FAILED}' AND batch_id IS NULL AND event_id IN ({marks})", [now, *chunk]).rowcount
-            n += db.execute(
-                f"DELETE FROM event_delivery WHERE status = '{FAILED}' AND batch_id IS NOT NULL AND event_id IN ({marks})",
+                f"DELETE FROM event_delivery WHERE status = '{FAILED}' AND event_id IN ({','.join('?' * len(chunk))})",
                 chunk).rowcount
     return n
 
