@@ -99,3 +99,5 @@ def test_a_refusal_of_a_period_since_invoiced_is_billed_late_on_retry(runner, al
     assert ("API Calls (Jan 01-Feb 01, reported late)", 30, 300) in [
         (x["description"], x["quantity"], x["amount"]) for x in feb], feb
     assert runner("reconcile", "--closed-only").exit_code == 0
+    r = runner("doctor")  # late-usage states are states the ledger knows
+    assert r.exit_code == 0, r.stderr

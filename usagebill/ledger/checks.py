@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterator
 
+from . import outbox
 from .db import Ledger
 
 MAX_PER_CHECK = 20  # findings listed per check; the count says how many there were
@@ -76,7 +77,11 @@ def outbox(ledger: Ledger) -> Iterator[str]:
         ("delivery record(s) of usage events the ledger does not have",
          "SELECT d.event_id FROM event_delivery d LEFT JOIN usage_events e ON e.id = d.event_id WHERE e.id IS NULL"),
         ("delivery record(s) in an unknown state",
-         "SELECT event_id FROM event_delivery WHERE status NOT IN ('sending', 'batched', 'delivered', 'failed')"),
+         "SELECT event_id FROM event_delivery WHERE status NOT IN "
+         f"({', '.join(repr(x) for x in (outbox.SENDING, outbox.BATCHED, outbox.DELIVERED, outbox.FAILED, outbox.LATE, outbox.INVOICED))})"),
+        ("usage event(s) billed as late usage by an invoice item the ledger does not have",
+         f"SELECT d.event_id FROM event_delivery d LEFT JOIN late_items l ON l.id = d.late_item_id "
+         f"WHERE d.status IN ('{outbox.LATE}', '{outbox.INVOICED}') AND l.id IS NULL"),
         ("coalesced batch(es) whose amount is not the sum of their events",
          "SELECT b.id FROM delivery_batches b LEFT JOIN event_delivery d ON d.batch_id = b.id "
          "LEFT JOIN usage_events e ON e.id = d.event_id GROUP BY b.id HAVING b.amount != COALESCE(SUM(e.amount), 0)"),
