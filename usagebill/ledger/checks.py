@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterator
 
-from . import outbox
+from . import outbox as states
 from .db import Ledger
 
 MAX_PER_CHECK = 20  # findings listed per check; the count says how many there were
@@ -78,10 +78,10 @@ def outbox(ledger: Ledger) -> Iterator[str]:
          "SELECT d.event_id FROM event_delivery d LEFT JOIN usage_events e ON e.id = d.event_id WHERE e.id IS NULL"),
         ("delivery record(s) in an unknown state",
          "SELECT event_id FROM event_delivery WHERE status NOT IN "
-         f"({', '.join(repr(x) for x in (outbox.SENDING, outbox.BATCHED, outbox.DELIVERED, outbox.FAILED, outbox.LATE, outbox.INVOICED))})"),
+         f"({', '.join(repr(x) for x in (states.SENDING, states.BATCHED, states.DELIVERED, states.FAILED, states.LATE, states.INVOICED))})"),
         ("usage event(s) billed as late usage by an invoice item the ledger does not have",
          f"SELECT d.event_id FROM event_delivery d LEFT JOIN late_items l ON l.id = d.late_item_id "
-         f"WHERE d.status IN ('{outbox.LATE}', '{outbox.INVOICED}') AND l.id IS NULL"),
+         f"WHERE d.status IN ('{states.LATE}', '{states.INVOICED}') AND l.id IS NULL"),
         ("coalesced batch(es) whose amount is not the sum of their events",
          "SELECT b.id FROM delivery_batches b LEFT JOIN event_delivery d ON d.batch_id = b.id "
          "LEFT JOIN usage_events e ON e.id = d.event_id GROUP BY b.id HAVING b.amount != COALESCE(SUM(e.amount), 0)"),
