@@ -92,3 +92,19 @@ def test_doubt_keeps_them_pending_and_says_so(runner, world):
     assert "sent more than 23 hours ago" in r.stderr
     assert J(runner("status", "--json"))["pending"] == 2
     assert stripe_total(db, conn, customer) == 5  # nothing sent twice
+
+
+def test_stripe_has_none_and_its_period_was_invoiced_so_it_is_billed_late(runner, world):
+    db, conn = world
+    e = record(runner, 6)
+    sent_long_ago(db, [e["id"]])
+    clock = J(runner("customers", "show", "alice", "--json"))["test_clock"]
+    J(runner("testclock", "advance", clock, "--to", "2026-02-01T02:00:00Z", "--json"))  # January is final
+    pushed = J(runner("push", "--json"))
+    assert (pushed["delivered"], pushed["invoiced_late"], pushed["still_pending"]) == (0, 1, 0)
+    J(runner("testclock", "advance", clock, "--to", "+1month", "--json"))
+    cycles = [i for i in J(runner("invoices", "list", "alice", "--json")) if i["billing_reason"] == "subscription_cycle"]
+    lines = J(runner("invoices", "show", cycles[0]["id"], "--json"))["lines"]
+    assert ("API Calls (Jan 01-Feb 01, reported late)", 6, 60) in [(x["description"], x["quantity"], x["amount"]) for x in lines]
+    assert runner("reconcile", "--closed-only").exit_code == 0
+    assert runner("doctor", "--offline").exit_code == 0

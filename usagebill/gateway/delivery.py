@@ -255,12 +255,12 @@ def push(
     run = _Push(billing, sender, scope, batch_size, on_progress)
     late = LateBilling(billing, conn, sender, scope, run.targets.customer, run._count)
     try:
+        settle_stale(run, conn)  # first: what it frees goes the usual way below (late, or sent)
         late.run()
         run.send_batches()
         if coalesce:
             run.coalesce()
         run.send_events()
-        settle_stale(run, conn)
     except Unavailable as e:
         run.result.error = f"{e} (tried {sender.policy.rounds} times)"
     except StripeAPIError as e:
@@ -282,8 +282,9 @@ def settle_stale(run: _Push, conn: Connection) -> None:
     de-duplicates identifiers for 24 hours only, so re-sending one could count it twice. Per
     customer, feature and minute, Stripe's meter total is compared with what the ledger knows
     it delivered there: the difference is exactly the stale units -> Stripe has them (now
-    delivered); no difference -> Stripe has none (re-sent, counted once); anything else is
-    doubt, and they stay pending with a note."""
+    delivered); no difference -> Stripe has none (pending as if never sent: this push sends
+    them, counted once, or bills them late); anything else is doubt, and they stay pending
+    with a note."""
     groups: dict[tuple, list[outbox.Stale]] = {}
     for item in outbox.stale_items(run.ledger, run.scope, run.sent_since):
         if run.targets.why_not(item.user_id, item.feature):
@@ -308,18 +309,9 @@ def settle_stale(run: _Push, conn: Connection) -> None:
             for i in items:
                 run._count("duplicate", None, i.id, i.events)
         elif missing == 0:
-            sent = [run._meter_event(i.id, i.user_id, i.feature, i.amount, i.timestamp) for i in items]
-
-            def record(verdicts, events={i.id for i in events}, held={i.id: i.events for i in items}):
-                ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
-                bad = {i: reason or "" for i, (v, reason) in verdicts.items() if v == "failed"}
-                outbox.mark_events(run.ledger, [i for i in ok if i in events], {i: r for i, r in bad.items() if i in events})
-                outbox.mark_batches(run.ledger, [i for i in ok if i not in events],
-                                    {i: r for i, r in bad.items() if i not in events})
-                for identifier, (verdict, reason) in verdicts.items():
-                    run._count(verdict, reason, identifier, held[identifier])
-
-            run._deliver(sent, record)
+            # Stripe has none of them: as if never sent, they go the usual way in this push
+            # (a meter event, or a late-usage item when their period's invoice is final)
+            outbox.forget_unconfirmed(run.ledger, [i.id for i in events], [i.id for i in batches])
         else:
             run.result.waiting[STALE_NOTE] = run.result.waiting.get(STALE_NOTE, 0) + sum(i.events for i in items)
 

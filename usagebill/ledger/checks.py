@@ -84,7 +84,8 @@ def outbox(ledger: Ledger) -> Iterator[str]:
          f"WHERE d.status IN ('{states.LATE}', '{states.INVOICED}') AND l.id IS NULL"),
         ("coalesced batch(es) whose amount is not the sum of their events",
          "SELECT b.id FROM delivery_batches b LEFT JOIN event_delivery d ON d.batch_id = b.id "
-         "LEFT JOIN usage_events e ON e.id = d.event_id GROUP BY b.id HAVING b.amount != COALESCE(SUM(e.amount), 0)"),
+         f"LEFT JOIN usage_events e ON e.id = d.event_id WHERE b.status != '{states.DISSOLVED}' "
+         "GROUP BY b.id HAVING b.amount != COALESCE(SUM(e.amount), 0)"),
     ]
     for what, sql in checks:
         ids = [r[0] for r in ledger.all(sql)]

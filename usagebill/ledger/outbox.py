@@ -29,6 +29,7 @@ BATCHED = "batched"
 DELIVERED = "delivered"
 FAILED = "failed"
 BATCH_PENDING = "pending"
+DISSOLVED = "dissolved"  # a batch Stripe never got, sent over 23 hours ago: its events were freed
 LATE = "late"  # its period's invoice was final: claimed for a late-usage invoice item, not confirmed
 INVOICED = "invoiced"  # billed as a late-usage invoice item (on the customer's next invoice)
 # what callers see of one event: still to deliver, or its final state
@@ -547,3 +548,17 @@ def stale_items(ledger: Ledger, scope: Scope, sent_before: int) -> list[Stale]:
             [int(sent_before), *bargs],
         )
     return [Stale(*r) for r in rows]
+
+
+def forget_unconfirmed(ledger: Ledger, event_ids: list[str], batch_ids: list[str]) -> None:
+    """Stripe holds none of these (its totals say so): events sent on their own and batches
+    become pending as if never sent; a batch is dissolved, its events freed."""
+    with ledger.transaction() as db:
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i:i + 500]
+            db.execute(f"DELETE FROM event_delivery WHERE status = '{SENDING}' AND batch_id IS NULL "
+                       f"AND event_id IN ({','.join('?' * len(chunk))})", chunk)
+        for batch_id in batch_ids:
+            db.execute(f"DELETE FROM event_delivery WHERE batch_id = ? AND status = '{BATCHED}'", (batch_id,))
+            db.execute(f"UPDATE delivery_batches SET status = '{DISSOLVED}', updated_at = ? WHERE id = ? "
+                       f"AND status = '{BATCH_PENDING}'", (_now(), batch_id))
