@@ -108,3 +108,22 @@ def test_stripe_has_none_and_its_period_was_invoiced_so_it_is_billed_late(runner
     assert ("API Calls (Jan 01-Feb 01, reported late)", 6, 60) in [(x["description"], x["quantity"], x["amount"]) for x in lines]
     assert runner("reconcile", "--closed-only").exit_code == 0
     assert runner("doctor", "--offline").exit_code == 0
+
+
+def test_a_stale_batch_stripe_never_got_is_dissolved_and_its_events_sent(runner, world):
+    from usagebill.ledger import outbox
+
+    db, conn = world
+    a, b = record(runner, 2), record(runner, 3)
+    customer = J(runner("customers", "show", "alice", "--json"))["stripe_customer_id"]
+    ledger = open_ledger(db)
+    batches, _ = outbox.coalesce(ledger, outbox.Scope(), lambda row: ("alice", row["feature"]), after_seq=0, limit=10)
+    assert len(batches) == 1  # written before sending, then the push was killed, a day ago
+    with ledger.transaction() as c:
+        c.execute("UPDATE delivery_batches SET created_at = ?", (int(time.time()) - 24 * 3600,))
+    ledger.close()
+    pushed = J(runner("push", "--json"))
+    assert (pushed["delivered"], pushed["still_pending"], pushed["batches"]) == (2, 0, 0)
+    assert stripe_total(db, conn, customer) == 5
+    assert runner("doctor", "--offline").exit_code == 0
+    assert runner("reconcile").exit_code == 0
