@@ -3,25 +3,10 @@ finishes the advance the first run recorded (never a second one), a target equal
 clock's time refreshes the ledger, and commands that read a customer's "now" take a stale
 clock's time from Stripe first, so no usage is stamped in a period Stripe already invoiced."""
 
-import json
-
 import pytest
 
+from tests.test_cli_stripe import J, on_clock  # noqa: F401  (alice on Pro, on a test clock at 2026-01-01)
 from usagebill.gateway import clocks as gateway_clocks
-
-
-def J(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-@pytest.fixture
-def on_clock(runner):
-    assert runner("sync").exit_code == 0
-    clock = J(runner("testclock", "create", "--at", "2026-01-01T00:00:00Z", "--json"))
-    J(runner("customers", "add", "alice", "--test-clock", clock["id"], "--json"))
-    J(runner("subscribe", "alice", "Pro", "--json"))
-    return clock["id"]
 
 
 def crash_once(monkeypatch, name, owner=gateway_clocks):

@@ -5,21 +5,7 @@ reconcile is clean and the invoice bills it."""
 
 import json
 
-import pytest
-
-
-def J(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-@pytest.fixture
-def alice(runner):
-    assert runner("sync").exit_code == 0
-    clock = J(runner("testclock", "create", "--at", "2026-01-01T00:00:00Z", "--json"))["id"]
-    J(runner("customers", "add", "alice", "--test-clock", clock, "--json"))
-    J(runner("subscribe", "alice", "Pro", "--json"))
-    return clock
+from tests.test_cli_stripe import J, on_clock  # noqa: F401  (alice on Pro, on a test clock at 2026-01-01)
 
 
 def deactivate_meter(tmp_path):
@@ -33,7 +19,7 @@ def deactivate_meter(tmp_path):
     connect(ledger_path=tmp_path / ".usagebill" / "ledger.db").client.v1.billing.meters.deactivate(meter)
 
 
-def test_a_refused_event_is_retried_after_the_fix(runner, alice, tmp_path):
+def test_a_refused_event_is_retried_after_the_fix(runner, on_clock, tmp_path):
     J(runner("record", "alice", "api_calls", "5", "--json"))
     deactivate_meter(tmp_path)
     r = runner("record", "alice", "api_calls", "30", "--json")
@@ -54,14 +40,14 @@ def test_a_refused_event_is_retried_after_the_fix(runner, alice, tmp_path):
     status = J(runner("status", "--json"))
     assert (status["failed"], status["pending"], status["delivered"]) == (0, 0, 2)
     assert runner("reconcile").exit_code == 0
-    J(runner("testclock", "advance", alice, "--to", "+1month2h", "--json"))
+    J(runner("testclock", "advance", on_clock, "--to", "+1month2h", "--json"))
     cycle = [i for i in J(runner("invoices", "list", "alice", "--json")) if i["billing_reason"] == "subscription_cycle"]
     lines = J(runner("invoices", "show", cycle[0]["id"], "--json"))["lines"]
     assert ("API Calls", 35, 350) in [(x["description"], x["quantity"], x["amount"]) for x in lines]
     assert runner("reconcile", "--closed-only").exit_code == 0
 
 
-def test_retry_failed_arguments(runner, alice):
+def test_retry_failed_arguments(runner, on_clock):
     r = runner("push", "--id", "ube_x")
     assert r.exit_code == 2 and "--retry-failed" in r.stderr
     r = runner("push", "--retry-failed", "--id", "ube_nope")
@@ -81,11 +67,11 @@ def test_a_refusal_too_old_for_stripe_says_a_retry_cannot_succeed(billing):
     assert o.retry == "no" and "35 days" in o.why
 
 
-def test_a_refusal_of_a_period_since_invoiced_is_billed_late_on_retry(runner, alice, tmp_path):
+def test_a_refusal_of_a_period_since_invoiced_is_billed_late_on_retry(runner, on_clock, tmp_path):
     deactivate_meter(tmp_path)
     r = runner("record", "alice", "api_calls", "30", "--json")
     assert r.exit_code == 4
-    J(runner("testclock", "advance", alice, "--to", "+1month2h", "--json"))  # January's invoice is final
+    J(runner("testclock", "advance", on_clock, "--to", "+1month2h", "--json"))  # January's invoice is final
     failed = J(runner("status", "--json"))["failed_events"]
     assert [(f["amount"], f["retry"]) for f in failed] == [(30, "yes")] and "late usage" in failed[0]["retry_why"]
     assert runner("reconcile", "--closed-only").exit_code == 1  # 30 units of January at risk
@@ -93,7 +79,7 @@ def test_a_refusal_of_a_period_since_invoiced_is_billed_late_on_retry(runner, al
     r = runner("push", "--retry-failed", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["invoiced_late"] == 1
-    J(runner("testclock", "advance", alice, "--to", "+1month", "--json"))  # February's invoice bills it
+    J(runner("testclock", "advance", on_clock, "--to", "+1month", "--json"))  # February's invoice bills it
     cycles = [i for i in J(runner("invoices", "list", "alice", "--json")) if i["billing_reason"] == "subscription_cycle"]
     feb = J(runner("invoices", "show", cycles[0]["id"], "--json"))["lines"]
     assert ("API Calls (Jan 01-Feb 01, reported late)", 30, 300) in [
