@@ -309,3 +309,10 @@ def m008_usage_amount_in_time_index(db) -> None:
     # top went from 67 s to under 4 s). It replaces the old index: still two secondary indexes.
     db.execute("DROP INDEX usage_events_by_time")
     db.execute("CREATE INDEX usage_events_by_time ON usage_events (user_id, feature, timestamp, amount)")
+
+
+@migration
+def m009_sending_index(db) -> None:
+    # every push looks for events sent long ago and never confirmed (outbox.stale_items): a
+    # small index of the 'sending' rows keeps that O(unconfirmed), not O(every event delivered)
+    db.execute("CREATE INDEX event_delivery_sending ON event_delivery (first_sent_at) WHERE status = 'sending'")

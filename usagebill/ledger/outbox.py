@@ -535,8 +535,8 @@ def stale_items(ledger: Ledger, scope: Scope, sent_before: int) -> list[Stale]:
     where, args = scope.where()
     rows = ledger.all(
         "SELECT 'event', e.id, e.user_id, e.feature, e.amount, e.timestamp, 1 FROM usage_events e "
-        f"JOIN event_delivery d ON d.event_id = e.id WHERE d.status = '{SENDING}' AND d.batch_id IS NULL "
-        f"AND COALESCE(d.first_sent_at, d.updated_at) < ?{where} ORDER BY e.seq",
+        f"JOIN event_delivery d ON d.event_id = e.id WHERE d.status = '{SENDING}' AND +d.batch_id IS NULL "
+        f"AND COALESCE(d.first_sent_at, d.updated_at) < ?{where} ORDER BY e.seq",  # + : through m009's index
         [int(sent_before), *args],
     )
     if scope.event_ids is None:
