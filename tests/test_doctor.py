@@ -9,10 +9,8 @@ import sqlite3
 
 import pytest
 
+from tests.test_cli_stripe import J
 
-def J(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture

@@ -4,12 +4,9 @@ first run left pending: nothing stays pending, and Stripe's meters hold every un
 import json
 from datetime import datetime, timezone
 
+from tests.test_cli_stripe import J
 from usagebill.gateway.meter_sender import MeterEventSender
 
-
-def J(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 def test_a_rerun_delivers_what_a_killed_import_left_pending(runner, tmp_path, monkeypatch):

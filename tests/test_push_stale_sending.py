@@ -9,14 +9,12 @@ import time
 
 import pytest
 
+from tests.test_cli_stripe import J
+
 from usagebill.gateway.client import connect
 from usagebill.ledger import mapping
 from usagebill.ledger.db import open_ledger
 
-
-def J(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture

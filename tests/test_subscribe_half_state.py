@@ -6,12 +6,10 @@ import json
 
 import pytest
 
+from tests.test_cli_stripe import J
+
 from usagebill.subscriptions import Subscriptions
 
-
-def J(result):
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture
