@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ExitCode, UsagebillError
 from .ledger import outbox
+from .ledger.db import StoreError
 
 if TYPE_CHECKING:
     from .billing import Billing
@@ -62,7 +63,7 @@ def deliver_event(billing: "Billing", event_id: str, *, push: bool = True) -> De
     try:
         r = push_events(billing, billing.connection, event_ids=[event_id], max_rounds=RECORD_ROUNDS)
         error, waiting = r.error, r.waiting
-    except (UsagebillError, sqlite3.Error) as e:  # a bad key, a ledger bound to another Stripe...
+    except (UsagebillError, StoreError, sqlite3.Error) as e:  # a bad key, a ledger bound to another Stripe...
         error, waiting = str(e), {}
     status, reason = outbox.event_state(billing.ledger, event_id)
     if status == outbox.FAILED:
@@ -95,7 +96,7 @@ def deliver_pending(billing: "Billing") -> Delivery:
 
     try:
         r = push_events(billing, billing.connection)
-    except (UsagebillError, sqlite3.Error) as e:
+    except (UsagebillError, StoreError, sqlite3.Error) as e:
         return Delivery(outbox.PENDING, str(e), int(ExitCode.STRIPE_ERROR),
                         (f"Warning: the events are imported, but not delivered to Stripe ({e}); usagebill push will retry",))
     if r.failed:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from ..errors import ExitCode, StripeAPIError, UsagebillError
+from ..ledger.db import StoreError
 from ..textsafe import one_line
 from .output import debug, readable_times
 
@@ -108,7 +109,7 @@ class Group(click.Group):
                 raise
             message = readable_times(str(e)) if isinstance(e, StripeAPIError) else str(e)
             raise AppError(one_line(message), int(e.exit_code)) from None
-        except sqlite3.Error as e:
+        except (StoreError, sqlite3.Error) as e:
             if debug():
                 raise
             raise AppError(

@@ -104,7 +104,7 @@ class _Push:
         self.on_progress = on_progress
         self.targets = _Targets(billing)
         self.result = PushResult()
-        self._batch_cursor = 0
+        self._batch_cursor: tuple[int, str] = (0, "")
         self.delivered_now: dict[str, int] = {}  # identifier -> usage events, delivered in this run
         # first sent before this and never confirmed: Stripe may have forgotten the identifier,
         # so settle_stale compares its totals first instead of re-sending blindly
@@ -168,10 +168,10 @@ class _Push:
 
     def send_batches(self) -> None:
         """Coalesced batches written but not confirmed yet (by an earlier run too)."""
-        batches = outbox.pending_batches(self.ledger, self.scope, after_rowid=self._batch_cursor,
+        batches = outbox.pending_batches(self.ledger, self.scope, after=self._batch_cursor,
                                          sent_since=self.sent_since)
         for chunk in self._chunks(batches, lambda b: (b.user_id, b.feature), lambda b: b.events):
-            self._batch_cursor = chunk[-1].rowid
+            self._batch_cursor = chunk[-1].cursor
             by_id = {b.id: b for b in chunk}
 
             def record(verdicts, by_id=by_id):

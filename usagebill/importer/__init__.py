@@ -38,7 +38,6 @@ import time
 from typing import Callable
 
 from ..errors import ValidationError
-from ..ledger.db import page_cache
 from . import reject_target
 from .checking import Checker
 from .reading import COLUMNS, EXTENSIONS, FORMATS, REQUIRED  # noqa: F401  (the file format, for callers)
@@ -105,7 +104,7 @@ def import_rows(
         checker = Checker(usage, writer, layout, batch_rows=batch_rows, result=result, on_warning=on_warning)
         checker.warned_no_key = bool(result.warnings)
         try:
-            with page_cache(usage.ctx.ledger, _LEDGER_CACHE_KIB):
+            with usage.ctx.ledger.bulk(_LEDGER_CACHE_KIB):
                 checker.run()
         except BaseException:
             rejects.abandon()

@@ -3,9 +3,8 @@ statement over the ``customers``, ``subscriptions`` and ``test_clocks`` tables."
 
 from __future__ import annotations
 
-import sqlite3
 
-from .db import Ledger
+from .db import Ledger, Row
 
 ACTIVE = "active"
 CANCELED = "canceled"
@@ -13,29 +12,29 @@ CANCELED = "canceled"
 
 # -- customers -------------------------------------------------------------------------------
 
-def get_customer(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
+def get_customer(ledger: Ledger, user_id: str) -> Row | None:
     return ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,))
 
 
-def list_customers(ledger: Ledger) -> list[sqlite3.Row]:
+def list_customers(ledger: Ledger) -> list[Row]:
     return ledger.all("SELECT * FROM customers ORDER BY user_id")
 
 
 def insert_customer(
     ledger: Ledger, user_id: str, email: str | None, stripe_customer_id: str | None, test_clock: str | None, now: int
 ) -> None:
-    ledger.conn.execute(
+    ledger.execute(
         "INSERT INTO customers (user_id, email, stripe_customer_id, test_clock, created_at) VALUES (?, ?, ?, ?, ?)",
         (user_id, email, stripe_customer_id, test_clock, now),
     )
 
 
 def set_stripe_customer(ledger: Ledger, user_id: str, stripe_customer_id: str) -> None:
-    ledger.conn.execute("UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", (stripe_customer_id, user_id))
+    ledger.execute("UPDATE customers SET stripe_customer_id = ? WHERE user_id = ?", (stripe_customer_id, user_id))
 
 
 def set_email(ledger: Ledger, user_id: str, email: str) -> None:
-    ledger.conn.execute("UPDATE customers SET email = ? WHERE user_id = ?", (email, user_id))
+    ledger.execute("UPDATE customers SET email = ? WHERE user_id = ?", (email, user_id))
 
 
 HISTORY_TABLES = ("subscriptions", "usage_events", "credit_ledger", "wallet_ledger")
@@ -48,12 +47,12 @@ def customer_history(ledger: Ledger, user_id: str) -> dict[str, int]:
 
 def delete_customer(ledger: Ledger, user_id: str) -> None:
     """Only for a customer without history (``customer_history`` all zero)."""
-    ledger.conn.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
-    ledger.conn.execute("DELETE FROM customers WHERE user_id = ?", (user_id,))
+    ledger.execute("DELETE FROM idempotency_keys WHERE user_id = ?", (user_id,))
+    ledger.execute("DELETE FROM customers WHERE user_id = ?", (user_id,))
 
 
 def retire_customer(ledger: Ledger, user_id: str, now: int) -> None:
-    ledger.conn.execute("UPDATE customers SET removed_at = ? WHERE user_id = ? AND removed_at IS NULL", (now, user_id))
+    ledger.execute("UPDATE customers SET removed_at = ? WHERE user_id = ? AND removed_at IS NULL", (now, user_id))
 
 
 def clock_time(ledger: Ledger, user_id: str) -> int | None:
@@ -69,7 +68,7 @@ def clock_time(ledger: Ledger, user_id: str) -> int | None:
 
 
 def upsert_clock(ledger: Ledger, clock_id: str, frozen_time: int, name: str | None, now: int) -> None:
-    ledger.conn.execute(
+    ledger.execute(
         "INSERT INTO test_clocks (id, frozen_time, name, updated_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (id) DO UPDATE SET frozen_time = excluded.frozen_time, "
         "name = COALESCE(excluded.name, test_clocks.name), updated_at = excluded.updated_at",
@@ -79,13 +78,13 @@ def upsert_clock(ledger: Ledger, clock_id: str, frozen_time: int, name: str | No
 
 # -- subscriptions ---------------------------------------------------------------------------
 
-def active_subscription(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
+def active_subscription(ledger: Ledger, user_id: str) -> Row | None:
     # the status as a literal: SQLite uses the partial index subscriptions_one_active
     # (WHERE status = 'active') only for a query that names the same value
     return ledger.one(f"SELECT * FROM subscriptions WHERE user_id = ? AND status = '{ACTIVE}'", (user_id,))
 
 
-def active_subscriptions(ledger: Ledger) -> list[sqlite3.Row]:
+def active_subscriptions(ledger: Ledger) -> list[Row]:
     """Every active subscription, by customer."""
     return ledger.all("SELECT * FROM subscriptions WHERE status = ? ORDER BY user_id", (ACTIVE,))
 
@@ -101,7 +100,7 @@ def insert_subscription(
     stripe_subscription_id: str | None,
     period: tuple[int, int] | None,
 ) -> int:
-    cur = ledger.conn.execute(
+    return ledger.insert_id(
         "INSERT INTO subscriptions (user_id, plan, interval, currency, anchor, status, created_at, "
         "stripe_subscription_id, period_start, period_end) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
@@ -109,7 +108,6 @@ def insert_subscription(
             period[0] if period else None, period[1] if period else None,
         ),
     )
-    return cur.lastrowid
 
 
 def count_subscriptions(ledger: Ledger, user_id: str) -> int:
@@ -118,7 +116,7 @@ def count_subscriptions(ledger: Ledger, user_id: str) -> int:
 
 
 def cancel_subscription(ledger: Ledger, subscription_id: int, now: int) -> None:
-    ledger.conn.execute(
+    ledger.execute(
         "UPDATE subscriptions SET status = ?, canceled_at = ? WHERE id = ?", (CANCELED, now, subscription_id)
     )
 
@@ -126,7 +124,7 @@ def cancel_subscription(ledger: Ledger, subscription_id: int, now: int) -> None:
 def set_subscription_period(
     ledger: Ledger, subscription_id: int, start: int, end: int, stripe_subscription_id: str | None
 ) -> None:
-    ledger.conn.execute(
+    ledger.execute(
         "UPDATE subscriptions SET period_start = ?, period_end = ?, "
         "stripe_subscription_id = COALESCE(?, stripe_subscription_id) WHERE id = ?",
         (int(start), int(end), stripe_subscription_id, subscription_id),

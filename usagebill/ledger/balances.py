@@ -4,16 +4,15 @@ and the renewals applied: every SQL statement over ``credit_ledger``, ``wallet_l
 
 from __future__ import annotations
 
-import sqlite3
 
-from .db import Ledger
+from .db import Ledger, Row
 
 CREDITS = "credit_ledger"
 WALLET = "wallet_ledger"
 _UNIT = {CREDITS: "feature", WALLET: "currency"}
 
 
-def last_row(ledger: Ledger, table: str, user_id: str, unit: str | None = None) -> sqlite3.Row | None:
+def last_row(ledger: Ledger, table: str, user_id: str, unit: str | None = None) -> Row | None:
     """The newest row (``balance_after``, ``unit``) of a customer's journal (per feature for
     credits; the wallet has one journal per customer)."""
     sql = f"SELECT balance_after, {_UNIT[table]} AS unit FROM {table} WHERE user_id = ?"
@@ -29,13 +28,13 @@ def insert_row(
     period_start: int | None, idempotency_key: str | None, now: int, expires_at: int | None = None,
 ) -> None:
     if table == CREDITS:
-        ledger.conn.execute(
+        ledger.execute(
             "INSERT INTO credit_ledger (user_id, feature, delta, balance_after, reason, period_start, idempotency_key, "
             "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (user_id, unit, delta, balance_after, reason, period_start, idempotency_key, now, expires_at),
         )
     else:
-        ledger.conn.execute(
+        ledger.execute(
             "INSERT INTO wallet_ledger (user_id, currency, delta, balance_after, reason, period_start, idempotency_key, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (user_id, unit, delta, balance_after, reason, period_start, idempotency_key, now),
@@ -45,7 +44,7 @@ def insert_row(
 def history_rows(
     ledger: Ledger, table: str, user_id: str, unit: str | None = None, limit: int | None = None,
     since: int | None = None,
-) -> list[sqlite3.Row]:
+) -> list[Row]:
     """Newest first; ``unit`` filters credits by feature, ``since`` keeps rows created then or later."""
     sql = f"SELECT *, {_UNIT[table]} AS unit FROM {table} WHERE user_id = ?"
     args: list = [user_id]
@@ -70,9 +69,9 @@ def claim_renewal(
 ) -> bool:
     """Mark (customer, target, period start) as renewed; False when it was already.
     ``granted`` is the allocation level the period got (see ``allocation_covering``)."""
-    cur = ledger.conn.execute(
-        "INSERT OR IGNORE INTO renewals (user_id, target, period_start, period_end, subscription_id, granted) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+    cur = ledger.execute(
+        "INSERT INTO renewals (user_id, target, period_start, period_end, subscription_id, granted) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (user_id, target, period_start, period_end, subscription_id, granted),
     )
     return cur.rowcount > 0
@@ -92,7 +91,7 @@ def allocation_covering(ledger: Ledger, user_id: str, target: str, at: int, subs
     ``at`` (None: none did): a re-subscription within a period tops up to its own level."""
     row = ledger.one(
         "SELECT COUNT(*), COALESCE(MAX(granted), 0) FROM renewals WHERE user_id = ? AND target = ? "
-        "AND period_start <= ? AND ? < period_end AND subscription_id IS NOT ?",
+        "AND period_start <= ? AND ? < period_end AND (subscription_id IS NULL OR subscription_id <> ?)",
         (user_id, target, at, at, subscription_id),
     )
     return int(row[1]) if row[0] else None
@@ -106,7 +105,7 @@ def allocation_left(ledger: Ledger, user_id: str, target: str) -> int:
 
 
 def set_allocation_left(ledger: Ledger, user_id: str, target: str, remaining: int) -> None:
-    ledger.conn.execute(
+    ledger.execute(
         "INSERT INTO allocations_left (user_id, target, remaining) VALUES (?, ?, ?) "
         "ON CONFLICT (user_id, target) DO UPDATE SET remaining = excluded.remaining",
         (user_id, target, remaining),
@@ -116,15 +115,14 @@ def set_allocation_left(ledger: Ledger, user_id: str, target: str, remaining: in
 def insert_grant(
     ledger: Ledger, user_id: str, feature: str, amount: int, expires_at: int | None, reason: str, now: int
 ) -> int:
-    cur = ledger.conn.execute(
+    return ledger.insert_id(
         "INSERT INTO credit_grants (user_id, feature, amount, remaining, expires_at, reason, created_at) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         (user_id, feature, amount, amount, expires_at, reason, now),
     )
-    return cur.lastrowid
 
 
-def open_grants(ledger: Ledger, user_id: str, feature: str) -> list[sqlite3.Row]:
+def open_grants(ledger: Ledger, user_id: str, feature: str) -> list[Row]:
     """Lots with credits left, in the order consumption takes them: soonest expiry first,
     lots without expiry last, older first."""
     return ledger.all(
@@ -135,10 +133,10 @@ def open_grants(ledger: Ledger, user_id: str, feature: str) -> list[sqlite3.Row]
 
 
 def set_grant_remaining(ledger: Ledger, grant_id: int, remaining: int) -> None:
-    ledger.conn.execute("UPDATE credit_grants SET remaining = ? WHERE id = ?", (remaining, grant_id))
+    ledger.execute("UPDATE credit_grants SET remaining = ? WHERE id = ?", (remaining, grant_id))
 
 
-def grants_due_to_expire(ledger: Ledger, user_id: str, now: int) -> list[sqlite3.Row]:
+def grants_due_to_expire(ledger: Ledger, user_id: str, now: int) -> list[Row]:
     return ledger.all(
         "SELECT id, feature, remaining, expires_at FROM credit_grants WHERE user_id = ? AND remaining > 0 "
         "AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at, id",
@@ -154,7 +152,7 @@ def paid_ahead(ledger: Ledger, user_id: str, feature: str) -> str | None:
 
 
 def set_paid_ahead(ledger: Ledger, user_id: str, feature: str, value: str) -> None:
-    ledger.conn.execute(
+    ledger.execute(
         "INSERT INTO wallet_remainders (user_id, feature, paid_ahead) VALUES (?, ?, ?) "
         "ON CONFLICT (user_id, feature) DO UPDATE SET paid_ahead = excluded.paid_ahead",
         (user_id, feature, value),

@@ -5,11 +5,10 @@ pending and part of a delivered batch). Each check yields findings, one line eac
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Iterator
 
 from . import outbox as states
-from .db import Ledger
+from .db import Ledger, StoreError
 
 MAX_PER_CHECK = 20  # findings listed per check; the count says how many there were
 
@@ -103,7 +102,7 @@ def run(ledger: Ledger) -> list[str]:
     for check in CHECKS:
         try:
             findings.extend(check(ledger))
-        except sqlite3.Error as e:
+        except StoreError as e:
             findings.append(f"{check.__name__}: cannot check ({e})")
     return findings
 

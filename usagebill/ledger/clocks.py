@@ -4,12 +4,11 @@ failure or a kill finishes that advance instead of starting another."""
 
 from __future__ import annotations
 
-import sqlite3
 
-from .db import Ledger
+from .db import Ledger, Row
 
 
-def unfinished_advance(ledger: Ledger, clock_id: str) -> sqlite3.Row | None:
+def unfinished_advance(ledger: Ledger, clock_id: str) -> Row | None:
     return ledger.one("SELECT * FROM clock_advances WHERE clock_id = ?", (clock_id,))
 
 
@@ -28,7 +27,7 @@ def finish_advance(ledger: Ledger, clock_id: str) -> None:
         db.execute("DELETE FROM clock_advances WHERE clock_id = ?", (clock_id,))
 
 
-def stale_clock_of(ledger: Ledger, user_id: str) -> sqlite3.Row | None:
+def stale_clock_of(ledger: Ledger, user_id: str) -> Row | None:
     """The customer's clock when an advance of it has not been finished in the ledger."""
     return ledger.one(
         "SELECT a.* FROM customers c JOIN clock_advances a ON a.clock_id = c.test_clock WHERE c.user_id = ?",

@@ -11,26 +11,82 @@ from typing import Any, Iterator
 
 from ..errors import LedgerError
 
+# a result row, by index and by name (sqlite3.Row, or the PostgreSQL backend's row)
+Row = Any
+
+
+class StoreError(Exception):
+    """The database refused a statement (SQLite's or PostgreSQL's error, as one class)."""
+
+
+class IntegrityError(StoreError):
+    """A constraint or an immutability trigger refused a write."""
+
 
 class Ledger:
-    """One SQLite connection in autocommit mode; writes go through ``transaction()``, which
-    takes the write lock up front (BEGIN IMMEDIATE) so read-modify-write sequences such as
-    ``consume`` are atomic across processes."""
+    """One connection in autocommit mode; writes go through ``transaction()``. Every SQL
+    statement of the package goes through ``execute`` / ``executemany`` / ``one`` / ``all``,
+    written once with ``?`` (or ``:name``) placeholders in SQL both backends take; the
+    backend's own needs (locks, placeholders, errors) live in its subclass.
+
+    On SQLite a transaction takes the write lock up front (BEGIN IMMEDIATE), so
+    read-modify-write sequences such as ``consume`` are atomic across processes."""
+
+    dialect = "sqlite"
+    without_rowid = " WITHOUT ROWID"  # a temporary table keyed by its primary key alone
 
     def __init__(self, conn: sqlite3.Connection, path: str, *, readonly: bool = False):
         self.conn = conn
-        self.path = path
+        self.path = path  # what messages name: a file, or a redacted URL
         self.readonly = readonly  # opened read-only: this user may not write the file
         self._depth = 0
         self._lock = threading.RLock()
 
+    # -- statements ------------------------------------------------------------------------
+    def execute(self, sql: str, args: Any = ()):
+        """A cursor (``fetchone``, ``fetchall``, iteration, ``rowcount``)."""
+        try:
+            return self.conn.execute(sql, args)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from e
+        except sqlite3.Error as e:
+            raise StoreError(str(e)) from e
+
+    def executemany(self, sql: str, rows: Any) -> int:
+        """Runs ``sql`` once per row; returns how many rows it changed in all."""
+        try:
+            before = self.conn.total_changes
+            self.conn.executemany(sql, rows)
+            return self.conn.total_changes - before
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from e
+        except sqlite3.Error as e:
+            raise StoreError(str(e)) from e
+
+    def one(self, sql: str, args: Any = ()) -> Any:
+        return self.execute(sql, args).fetchone()
+
+    def all(self, sql: str, args: Any = ()) -> list:
+        return self.execute(sql, args).fetchall()
+
+    def insert_id(self, sql: str, args: Any = ()) -> int:
+        """An INSERT's new ``id`` (the statement gets ``RETURNING id``)."""
+        return int(self.one(sql + " RETURNING id", args)[0])
+
+    def table_exists(self, name: str) -> bool:
+        return self.one("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)) is not None
+
+    # -- transactions ----------------------------------------------------------------------
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, customer: str | None = None) -> Iterator["Ledger"]:
+        """One atomic unit of writes. ``customer``: the one customer whose balances, keys and
+        renewals it reads and writes (a backend with row-level concurrency serialises
+        transactions per customer, and those without one against each other)."""
         with self._lock:
             if self._depth:  # nested: part of the enclosing transaction
                 self._depth += 1
                 try:
-                    yield self.conn
+                    yield self
                 finally:
                     self._depth -= 1
                 return
@@ -39,36 +95,43 @@ class Ledger:
                     f"{self.path} is read-only for this user, and this needs to write to it "
                     "(run it as the ledger's owner, or ask for write access)"
                 )
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin(customer)
             self._depth = 1
             try:
-                yield self.conn
+                yield self
             except BaseException:
                 self._depth = 0
-                self.conn.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._depth = 0
-            self.conn.execute("COMMIT")
+            self._commit()
 
-    def one(self, sql: str, args: Any = ()) -> sqlite3.Row | None:
-        return self.conn.execute(sql, args).fetchone()
+    @property
+    def in_transaction(self) -> bool:
+        return self._depth > 0
 
-    def all(self, sql: str, args: Any = ()) -> list[sqlite3.Row]:
-        return self.conn.execute(sql, args).fetchall()
+    def _begin(self, customer: str | None) -> None:
+        self.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    # -- the backend's own ---------------------------------------------------------------
+    @contextmanager
+    def bulk(self, cache_kib: int) -> Iterator[None]:
+        """A bulk write (an import): SQLite gets a bigger page cache for its duration."""
+        (old,) = self.one("PRAGMA cache_size")
+        self.conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
+        try:
+            yield
+        finally:
+            self.conn.execute(f"PRAGMA cache_size = {int(old)}")
 
     def close(self) -> None:
         self.conn.close()
-
-
-@contextmanager
-def page_cache(ledger: Ledger, kib: int) -> Iterator[None]:
-    """A bigger SQLite page cache for the duration of a bulk write (an import)."""
-    (old,) = ledger.one("PRAGMA cache_size")
-    ledger.conn.execute(f"PRAGMA cache_size = -{int(kib)}")
-    try:
-        yield
-    finally:
-        ledger.conn.execute(f"PRAGMA cache_size = {int(old)}")
 
 
 def open_ledger(path: str | os.PathLike) -> Ledger:

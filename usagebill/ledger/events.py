@@ -3,9 +3,8 @@ recorded usage), including the importer's set-based writes and look-ups."""
 
 from __future__ import annotations
 
-import sqlite3
 
-from .db import Ledger
+from .db import Ledger, Row
 
 # sources of an event
 RECORD, CHARGE, IMPORT = "record", "charge", "import"
@@ -20,10 +19,10 @@ def insert_event(
     ledger: Ledger, event_id: str, user_id: str, feature: str, amount: int, timestamp: int, recorded_at: int,
     idempotency_key: str | None, source: str,
 ) -> None:
-    ledger.conn.execute(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
+    ledger.execute(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
 
 
-def event_by_key(ledger: Ledger, user_id: str, idempotency_key: str) -> sqlite3.Row | None:
+def event_by_key(ledger: Ledger, user_id: str, idempotency_key: str) -> Row | None:
     return ledger.one("SELECT * FROM usage_events WHERE user_id = ? AND idempotency_key = ?", (user_id, idempotency_key))
 
 
@@ -43,7 +42,7 @@ def usage_total(ledger: Ledger, user_id: str, feature: str, start: int, end: int
     return int(row["total"]), int(row["n"])
 
 
-def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -> list[sqlite3.Row]:
+def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -> list[Row]:
     """Newest first."""
     sql, args = "SELECT * FROM usage_events WHERE user_id = ?", [user_id]
     if feature is not None:
@@ -57,23 +56,20 @@ def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -
 
 def insert_imported(ledger: Ledger, rows: list[tuple]) -> int:
     """Insert the rows whose (user_id, key) is new; returns how many were inserted."""
-    conn = ledger.conn
-    before = conn.total_changes
-    conn.executemany(
-        "INSERT OR IGNORE INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
-        f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}')",
+    return ledger.executemany(
+        "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
+        f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}') ON CONFLICT DO NOTHING",
         rows,
     )
-    return conn.total_changes - before
 
 
 def ids_between(ledger: Ledger, low: str, high: str) -> set[str]:
-    return {i for (i,) in ledger.conn.execute("SELECT id FROM usage_events WHERE id BETWEEN ? AND ?", (low, high))}
+    return {i for (i,) in ledger.execute("SELECT id FROM usage_events WHERE id BETWEEN ? AND ?", (low, high))}
 
 
 def keys_of_other_operations(ledger: Ledger, rows: list[tuple]) -> set[str]:
     """Event ids of ``rows`` whose key names a write other than usage (a charge, a grant...)."""
-    return {i for (i,) in _staged(ledger, rows, "SELECT c.id FROM temp.import_rows c JOIN idempotency_keys k "
+    return {i for (i,) in _staged(ledger, rows, "SELECT c.id FROM import_rows c JOIN idempotency_keys k "
                                                "ON k.user_id = c.user_id AND k.key = c.key")}
 
 
@@ -83,7 +79,7 @@ def new_or_differing(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
     return _staged(
         ledger,
         rows,
-        "SELECT c.id, e.feature, e.amount, e.timestamp FROM temp.import_rows c "
+        "SELECT c.id, e.feature, e.amount, e.timestamp FROM import_rows c "
         "LEFT JOIN usage_events e ON e.user_id = c.user_id AND e.idempotency_key = c.key "
         "WHERE e.feature IS NULL OR e.feature <> c.feature OR e.amount <> c.amount OR e.timestamp <> c.timestamp",
     )
@@ -91,13 +87,12 @@ def new_or_differing(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
 
 def _staged(ledger: Ledger, rows: list[tuple], sql: str) -> list[tuple]:
     """Run ``sql`` over ``rows`` put in the temporary table import_rows."""
-    conn = ledger.conn
-    conn.execute(
+    ledger.execute(
         "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount INTEGER, "
         "timestamp INTEGER, recorded_at INTEGER, key TEXT)"
     )
-    conn.executemany("INSERT INTO temp.import_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    ledger.executemany("INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     try:
-        return conn.execute(sql).fetchall()
+        return ledger.all(sql)
     finally:
-        conn.execute("DELETE FROM temp.import_rows")
+        ledger.execute("DELETE FROM import_rows")

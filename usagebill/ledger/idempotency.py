@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 
-from .db import Ledger
+from .db import Ledger, Row
 
 
-def get_key(ledger: Ledger, user_id: str, key: str) -> sqlite3.Row | None:
+def get_key(ledger: Ledger, user_id: str, key: str) -> Row | None:
     return ledger.one(
         "SELECT operation, request, response FROM idempotency_keys WHERE user_id = ? AND key = ?", (user_id, key)
     )
@@ -23,7 +22,7 @@ def any_key(ledger: Ledger) -> bool:
 
 
 def insert_key(ledger: Ledger, user_id: str, key: str, operation: str, request: str, response: str, now: int) -> None:
-    ledger.conn.execute(
+    ledger.execute(
         "INSERT INTO idempotency_keys (user_id, key, operation, request, response, created_at) VALUES (?, ?, ?, ?, ?, ?)",
         (user_id, key, operation, request, response, now),
     )

@@ -21,7 +21,7 @@ def get(ledger: Ledger, key: str) -> str | None:
 
 def put(ledger: Ledger, key: str, stripe_id: str, fields: dict) -> None:
     with ledger.transaction():
-        ledger.conn.execute(
+        ledger.execute(
             "INSERT INTO stripe_objects (key, stripe_id, fingerprint, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (key) DO UPDATE SET stripe_id = excluded.stripe_id, fingerprint = excluded.fingerprint, "
             "updated_at = excluded.updated_at",
@@ -31,7 +31,7 @@ def put(ledger: Ledger, key: str, stripe_id: str, fields: dict) -> None:
 
 def forget(ledger: Ledger, key: str) -> None:
     with ledger.transaction():
-        ledger.conn.execute("DELETE FROM stripe_objects WHERE key = ?", (key,))
+        ledger.execute("DELETE FROM stripe_objects WHERE key = ?", (key,))
 
 
 def all_keys(ledger: Ledger, prefix: str = "") -> dict[str, str]:
@@ -45,7 +45,7 @@ def bind(ledger: Ledger, mode: str) -> None:
     with ledger.transaction():
         row = ledger.one("SELECT value FROM settings WHERE key = 'stripe_mode'")
         if row is None:
-            ledger.conn.execute("INSERT INTO settings (key, value) VALUES ('stripe_mode', ?)", (mode,))
+            ledger.execute("INSERT INTO settings (key, value) VALUES ('stripe_mode', ?)", (mode,))
         elif row["value"] != mode:
             raise UsagebillError(
                 f"this ledger ({ledger.path}) belongs to the {row['value']}, not Stripe {mode} mode: "

@@ -3,7 +3,6 @@ Never edit a released migration: add a new one."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import Callable
 
@@ -18,10 +17,10 @@ def migration(fn: Callable) -> Callable:
 
 
 def _applied(ledger) -> set[str] | None:
-    try:
-        return {r[0] for r in ledger.conn.execute("SELECT name FROM _migrations")}
-    except sqlite3.OperationalError:  # no _migrations table yet: a new ledger
+    """The migrations a ledger has, or None for a new one (no ``_migrations`` table yet)."""
+    if not ledger.table_exists("_migrations"):
         return None
+    return {r[0] for r in ledger.all("SELECT name FROM _migrations")}
 
 
 def migrate(ledger) -> None:

@@ -15,13 +15,12 @@ pushes running at once never send one event under two identifiers."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator
 
-from .db import Ledger
+from .db import Ledger, Row
 
 # delivery states (event_delivery.status; delivery_batches.status uses BATCH_PENDING, DELIVERED, FAILED)
 SENDING = "sending"
@@ -67,7 +66,7 @@ class Batch:
     amount: int
     timestamp: int
     events: int
-    rowid: int = 0
+    cursor: tuple[int, str] = (0, "")  # (created_at, id): where the next page of batches starts
 
 
 def _now() -> int:
@@ -75,7 +74,7 @@ def _now() -> int:
 
 
 def pending_events(ledger: Ledger, scope: Scope, *, never_sent: bool = False,
-                   sent_since: int | None = None) -> Iterator[sqlite3.Row]:
+                   sent_since: int | None = None) -> Iterator[Row]:
     """Pending events not in a batch, oldest first, read a page at a time (a ledger may hold
     millions). ``never_sent`` keeps only those never sent at all (safe to coalesce);
     ``sent_since`` leaves out those first sent before it (``stale_items``)."""
@@ -138,7 +137,7 @@ def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str]) ->
 def coalesce(
     ledger: Ledger,
     scope: Scope,
-    group_of: Callable[[sqlite3.Row], Hashable | None],
+    group_of: Callable[[Row], Hashable | None],
     *,
     after_seq: int,
     limit: int,
@@ -156,7 +155,7 @@ def coalesce(
             "ORDER BY e.seq LIMIT ?",
             [after_seq, *args, limit],
         ).fetchall()
-        groups: dict[Hashable, list[sqlite3.Row]] = {}
+        groups: dict[Hashable, list[Row]] = {}
         for row in rows:
             key = group_of(row)
             if key is not None:
@@ -173,7 +172,7 @@ def coalesce(
                 timestamp=max(r["timestamp"] for r in members),
                 events=len(members),
             )
-            cur = db.execute(
+            db.execute(
                 "INSERT INTO delivery_batches (id, user_id, feature, amount, timestamp, status, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
                 (batch.id, batch.user_id, batch.feature, batch.amount, batch.timestamp, now, now),
@@ -182,11 +181,11 @@ def coalesce(
                 "INSERT INTO event_delivery (event_id, status, attempts, batch_id, updated_at) VALUES (?, 'batched', 0, ?, ?)",
                 [(r["id"], batch.id, now) for r in members],
             )
-            batches.append(Batch(**{**batch.__dict__, "rowid": cur.lastrowid}))
+            batches.append(Batch(**{**batch.__dict__, "cursor": (now, batch.id)}))
     return batches, (rows[-1]["seq"] if rows else 0)
 
 
-def pending_batches(ledger: Ledger, scope: Scope, *, after_rowid: int = 0,
+def pending_batches(ledger: Ledger, scope: Scope, *, after: tuple[int, str] = (0, ""),
                     sent_since: int | None = None) -> Iterator[Batch]:
     """Batches written but not confirmed (a crash or an outage came between), oldest first;
     ``sent_since`` leaves out those written (and first sent) before it (``stale_items``)."""
@@ -197,15 +196,17 @@ def pending_batches(ledger: Ledger, scope: Scope, *, after_rowid: int = 0,
         where += f" AND b.created_at >= {int(sent_since)}"
     while True:
         rows = ledger.all(
-            "SELECT b.rowid, b.*, (SELECT COUNT(*) FROM event_delivery d WHERE d.batch_id = b.id) AS events "
-            f"FROM delivery_batches b WHERE b.rowid > ? AND b.status = 'pending'{where} ORDER BY b.rowid LIMIT ?",
-            [after_rowid, *args, _PAGE],
+            "SELECT b.*, (SELECT COUNT(*) FROM event_delivery d WHERE d.batch_id = b.id) AS events "
+            f"FROM delivery_batches b WHERE (b.created_at, b.id) > (?, ?) AND b.status = 'pending'{where} "
+            "ORDER BY b.created_at, b.id LIMIT ?",
+            [*after, *args, _PAGE],
         )
         if not rows:
             return
         for r in rows:
-            yield Batch(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"], r["events"], r["rowid"])
-        after_rowid = rows[-1]["rowid"]
+            yield Batch(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"], r["events"],
+                        (r["created_at"], r["id"]))
+        after = (rows[-1]["created_at"], rows[-1]["id"])
 
 
 def mark_batches(ledger: Ledger, delivered: list[str], failed: dict[str, str]) -> None:
@@ -376,7 +377,7 @@ def oldest_never_sent(ledger: Ledger, scope: Scope) -> dict[str, int]:
     )}
 
 
-def never_sent_between(ledger: Ledger, scope: Scope, user_id: str, start: int, end: int) -> list[sqlite3.Row]:
+def never_sent_between(ledger: Ledger, scope: Scope, user_id: str, start: int, end: int) -> list[Row]:
     """Never-sent pending events of a customer with times in [start, end)."""
     where, args = scope.where()
     return ledger.all(
@@ -544,7 +545,7 @@ def stale_items(ledger: Ledger, scope: Scope, sent_before: int) -> list[Stale]:
         rows += ledger.all(
             "SELECT 'batch', b.id, b.user_id, b.feature, b.amount, b.timestamp, "
             "(SELECT COUNT(*) FROM event_delivery d WHERE d.batch_id = b.id) FROM delivery_batches b "
-            f"WHERE b.status = '{BATCH_PENDING}' AND b.created_at < ?{bwhere} ORDER BY b.rowid",
+            f"WHERE b.status = '{BATCH_PENDING}' AND b.created_at < ?{bwhere} ORDER BY b.created_at, b.id",
             [int(sent_before), *bargs],
         )
     return [Stale(*r) for r in rows]

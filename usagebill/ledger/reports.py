@@ -20,23 +20,22 @@ def usage_buckets(ledger, user_id: str, feature: str, start: int, end: int, size
 def usage_in_windows(ledger, windows: Iterable[tuple[str, str, int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
     """Units and events per (customer, feature), each in its own [start, end) window (customers
     have their own billing periods): {(user_id, feature): (units, events)}."""
-    conn = ledger.conn
     # keyed by (customer, feature): scanned in that order, the join's rows come out grouped and
     # SQLite needs no temporary B-tree for the GROUP BY (2 s instead of 3.7 s at 10M events)
-    conn.execute(
+    ledger.execute(
         "CREATE TEMP TABLE IF NOT EXISTS report_windows (user_id TEXT NOT NULL, feature TEXT NOT NULL, "
-        "start INTEGER NOT NULL, end INTEGER NOT NULL, PRIMARY KEY (user_id, feature)) WITHOUT ROWID"
+        "since BIGINT NOT NULL, until BIGINT NOT NULL, PRIMARY KEY (user_id, feature))" + ledger.without_rowid
     )
-    conn.execute("DELETE FROM report_windows")
-    conn.executemany("INSERT INTO report_windows VALUES (?, ?, ?, ?)", windows)
+    ledger.execute("DELETE FROM report_windows")
+    ledger.executemany("INSERT INTO report_windows VALUES (?, ?, ?, ?)", windows)
     try:
-        rows = conn.execute(
+        rows = ledger.all(
             "SELECT w.user_id, w.feature, SUM(e.amount) AS units, COUNT(*) AS n FROM report_windows w "
             "JOIN usage_events e ON e.user_id = w.user_id AND e.feature = w.feature "
-            "AND e.timestamp >= w.start AND e.timestamp < w.end GROUP BY w.user_id, w.feature"
-        ).fetchall()
+            "AND e.timestamp >= w.since AND e.timestamp < w.until GROUP BY w.user_id, w.feature"
+        )
     finally:
-        conn.execute("DELETE FROM report_windows")
+        ledger.execute("DELETE FROM report_windows")
     return {(r["user_id"], r["feature"]): (int(r["units"]), int(r["n"])) for r in rows}
 
 
@@ -73,7 +72,8 @@ def remember_invoices(ledger, ids: list[str]) -> None:
         old = json.loads(row[0]) if row else []
         seen = list(dict.fromkeys([*ids, *old]))[:MAX_SEEN]
         if seen != old:
-            ledger.conn.execute("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (SEEN_INVOICES, json.dumps(seen)))
+            ledger.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (SEEN_INVOICES, json.dumps(seen)))
 
 
 def invoice_ids(ledger, prefix: str = "") -> list[str]:
