@@ -34,6 +34,9 @@ class Ledger:
 
     dialect = "sqlite"
     without_rowid = " WITHOUT ROWID"  # a temporary table keyed by its primary key alone
+    # appended to a claim's SELECT: rows another transaction holds are skipped, not waited for
+    # (SQLite has one writer at a time, so there is nothing to skip)
+    skip_locked = ""
 
     def __init__(self, conn: sqlite3.Connection, path: str, *, readonly: bool = False):
         self.conn = conn
