@@ -137,12 +137,27 @@ class Ledger:
         self.conn.close()
 
 
-def open_ledger(path: str | os.PathLike) -> Ledger:
-    """Open (creating with mode 0600 if needed) and migrate the ledger at ``path``;
-    ``":memory:"`` for a throw-away ledger."""
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(target: str | os.PathLike) -> bool:
+    """A PostgreSQL URL rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(URL_SCHEMES)
+
+
+def open_ledger(target: str | os.PathLike) -> Ledger:
+    """Open and migrate the ledger at ``target``: a PostgreSQL URL (``postgresql://...``), or a
+    SQLite file (created with mode 0600 if needed; ``":memory:"`` for a throw-away ledger)."""
+    if is_url(target):
+        from .postgres import open_pg
+
+        return open_pg(target)
+    return _open_sqlite(os.fspath(target))
+
+
+def _open_sqlite(path: str) -> Ledger:
     from .migrations import migrate
 
-    path = os.fspath(path)
     if path != ":memory:" and _read_only_for_us(Path(path)):
         return _open_read_only(path)
     if path != ":memory:":
