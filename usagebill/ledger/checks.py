@@ -77,7 +77,7 @@ def outbox(ledger: Ledger) -> Iterator[str]:
          "SELECT d.event_id FROM event_delivery d LEFT JOIN usage_events e ON e.id = d.event_id WHERE e.id IS NULL"),
         ("delivery record(s) in an unknown state",
          "SELECT event_id FROM event_delivery WHERE status NOT IN "
-         f"({', '.join(repr(x) for x in (states.SENDING, states.BATCHED, states.DELIVERED, states.FAILED, states.LATE, states.INVOICED))})"),
+         f"({', '.join(repr(x) for x in (states.QUEUED, states.SENDING, states.BATCHED, states.DELIVERED, states.FAILED, states.LATE, states.INVOICED))})"),
         ("usage event(s) billed as late usage by an invoice item the ledger does not have",
          f"SELECT d.event_id FROM event_delivery d LEFT JOIN late_items l ON l.id = d.late_item_id "
          f"WHERE d.status IN ('{states.LATE}', '{states.INVOICED}') AND l.id IS NULL"),

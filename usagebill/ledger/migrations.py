@@ -315,3 +315,38 @@ def m009_sending_index(db) -> None:
     # every push looks for events sent long ago and never confirmed (outbox.stale_items): a
     # small index of the 'sending' rows keeps that O(unconfirmed), not O(every event delivered)
     db.execute("CREATE INDEX event_delivery_sending ON event_delivery (first_sent_at) WHERE status = 'sending'")
+
+
+@migration
+def m010_outbox_index_and_leases(db) -> None:
+    # push and status find what is still to deliver in O(pending), not by reading every event
+    # ever recorded (ledger/outbox.py): every event below the watermark (settings
+    # outbox_watermark) has a delivery row, and the rows still pending (or failed) are in small
+    # partial indexes ordered by the event's seq. What counts the whole history (delivered,
+    # billed late) is kept in delivery_totals as events are delivered.
+    db.execute("ALTER TABLE event_delivery ADD COLUMN seq INTEGER")
+    # several push workers at once: a claim holds its rows for one worker until claimed_until
+    for table in ("event_delivery", "delivery_batches", "late_items"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN claimed_until INTEGER")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN claimed_by TEXT")
+    db.execute(
+        "UPDATE event_delivery SET seq = (SELECT e.seq FROM usage_events e WHERE e.id = event_delivery.event_id) "
+        "WHERE status NOT IN ('delivered', 'invoiced')"
+    )
+    db.execute(
+        "CREATE INDEX event_delivery_open ON event_delivery (seq) WHERE status IN ('queued', 'sending', 'batched', 'late')"
+    )
+    db.execute("CREATE INDEX event_delivery_failed ON event_delivery (seq) WHERE status = 'failed'")
+    db.execute("CREATE INDEX delivery_batches_pending ON delivery_batches (created_at, id) WHERE status = 'pending'")
+    db.execute("CREATE TABLE delivery_totals (status TEXT PRIMARY KEY, events INTEGER NOT NULL)")
+    db.execute(
+        "INSERT INTO delivery_totals (status, events) SELECT s.status, "
+        "(SELECT COUNT(*) FROM event_delivery d WHERE d.status = s.status) FROM "
+        "(SELECT 'delivered' AS status UNION ALL SELECT 'invoiced') s"
+    )
+    # the lowest seq of an event without a delivery row (or one past the last event)
+    db.execute(
+        "INSERT INTO settings (key, value) SELECT 'outbox_watermark', CAST(COALESCE("
+        "(SELECT MIN(e.seq) FROM usage_events e WHERE NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)), "
+        "(SELECT COALESCE(MAX(seq), 0) + 1 FROM usage_events)) AS TEXT)"
+    )
