@@ -81,6 +81,9 @@ def outbox(ledger: Ledger) -> Iterator[str]:
         ("usage event(s) billed as late usage by an invoice item the ledger does not have",
          f"SELECT d.event_id FROM event_delivery d LEFT JOIN late_items l ON l.id = d.late_item_id "
          f"WHERE d.status IN ('{states.LATE}', '{states.INVOICED}') AND l.id IS NULL"),
+        ("usage event(s) below the delivery watermark without a delivery row (no push would send them)",
+         f"SELECT e.id FROM usage_events e WHERE e.seq < (SELECT CAST(value AS INTEGER) FROM settings WHERE key = "
+         f"'{states.WATERMARK}') AND NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)"),
         ("coalesced batch(es) whose amount is not the sum of their events",
          "SELECT b.id FROM delivery_batches b LEFT JOIN event_delivery d ON d.batch_id = b.id "
          f"LEFT JOIN usage_events e ON e.id = d.event_id WHERE b.status != '{states.DISSOLVED}' "

@@ -557,20 +557,39 @@ def count_pending(ledger: Ledger, scope: Scope) -> int:
     return int(fresh[0]) + int(rows[0])
 
 
-def _pending_by_customer_not_in_stripe(ledger: Ledger, scope: Scope) -> dict[str, int]:
+def _open_ids(which: str = "") -> str:
+    """The event ids of the pending rows (narrowed by ``which``): a subquery read through the
+    index of pending rows, whatever else the query joins."""
+    return f"(SELECT d.event_id FROM event_delivery d WHERE {OPEN}{which})"
+
+
+def _pending_per_customer(ledger: Ledger, scope: Scope) -> dict[str, int]:
+    """Customer -> its pending events. The events above the watermark are counted here, not
+    grouped in SQL: a GROUP BY customer would have SQLite read the customer index end to end."""
     where, args = scope.where()
     out: dict[str, int] = {}
-    for sql, first in (
-        (f"SELECT e.user_id, COUNT(*) FROM usage_events e JOIN customers c ON c.user_id = e.user_id "
-         f"WHERE e.seq >= ? AND {_NO_ROW} AND c.stripe_customer_id IS NULL{where} GROUP BY e.user_id",
-         [watermark(ledger)]),
-        (f"SELECT e.user_id, COUNT(*) FROM event_delivery d JOIN usage_events e ON e.id = d.event_id "
-         f"JOIN customers c ON c.user_id = e.user_id WHERE {OPEN} AND c.stripe_customer_id IS NULL{where} "
-         "GROUP BY e.user_id", []),
-    ):
-        for r in ledger.all(sql, [*first, *args]):
-            out[r[0]] = out.get(r[0], 0) + int(r[1])
-    return dict(sorted(out.items()))
+    for (user_id,) in ledger.execute(f"SELECT e.user_id FROM usage_events e WHERE e.seq >= ? AND {_NO_ROW}{where}",
+                                     [watermark(ledger), *args]):
+        out[user_id] = out.get(user_id, 0) + 1
+    for user_id, n in ledger.all(f"SELECT e.user_id, COUNT(*) FROM usage_events e WHERE e.id IN {_open_ids()}{where} "
+                                 "GROUP BY e.user_id", args):
+        out[user_id] = out.get(user_id, 0) + int(n)
+    return out
+
+
+def _not_in_stripe(ledger: Ledger, user_ids) -> set[str]:
+    users, out = sorted(user_ids), set()
+    for i in range(0, len(users), 500):
+        chunk = users[i:i + 500]
+        out.update(r[0] for r in ledger.all(
+            f"SELECT user_id FROM customers WHERE stripe_customer_id IS NULL AND user_id IN ({_marks(chunk)})", chunk))
+    return out
+
+
+def _pending_by_customer_not_in_stripe(ledger: Ledger, scope: Scope) -> dict[str, int]:
+    pending = _pending_per_customer(ledger, scope)
+    waiting = _not_in_stripe(ledger, pending)
+    return {u: n for u, n in sorted(pending.items()) if u in waiting}
 
 
 @dataclass(frozen=True)
@@ -648,13 +667,8 @@ def event_user(ledger: Ledger, event_id: str) -> str:
 
 def has_pending_in_stripe(ledger: Ledger) -> bool:
     """Whether some pending event belongs to a customer in Stripe (else a push has nothing to send)."""
-    return ledger.one(
-        f"SELECT 1 FROM usage_events e JOIN customers c ON c.user_id = e.user_id WHERE e.seq >= ? AND {_NO_ROW} "
-        "AND c.stripe_customer_id IS NOT NULL LIMIT 1", (watermark(ledger),)
-    ) is not None or ledger.one(
-        f"SELECT 1 FROM event_delivery d JOIN usage_events e ON e.id = d.event_id JOIN customers c ON c.user_id = e.user_id "
-        f"WHERE {OPEN} AND c.stripe_customer_id IS NOT NULL LIMIT 1"
-    ) is not None
+    pending = _pending_per_customer(ledger, Scope())
+    return bool(set(pending) - _not_in_stripe(ledger, pending))
 
 
 def stripe_customer_id(ledger: Ledger, user_id: str) -> str | None:
@@ -715,14 +729,15 @@ def oldest_never_sent(ledger: Ledger, scope: Scope) -> dict[str, int]:
     """Customer -> the time of its oldest pending event never sent (late billing looks there)."""
     where, args = scope.where()
     out: dict[str, int] = {}
-    for sql, first in (
-        (f"SELECT e.user_id, MIN(e.timestamp) FROM usage_events e WHERE e.seq >= ? AND {_NO_ROW}{where} "
-         "GROUP BY e.user_id", [watermark(ledger)]),
-        (f"SELECT e.user_id, MIN(e.timestamp) FROM event_delivery d JOIN usage_events e ON e.id = d.event_id "
-         f"WHERE {OPEN} AND d.status = '{QUEUED}'{where} GROUP BY e.user_id", []),
-    ):
-        for r in ledger.all(sql, [*first, *args]):
-            out[r[0]] = min(int(r[1]), out.get(r[0], int(r[1])))
+    for user_id, ts in ledger.execute(
+            f"SELECT e.user_id, e.timestamp FROM usage_events e WHERE e.seq >= ? AND {_NO_ROW}{where}",
+            [watermark(ledger), *args]):
+        out[user_id] = min(int(ts), out.get(user_id, int(ts)))
+    queued = _open_ids(f" AND d.status = '{QUEUED}'")
+    for user_id, ts in ledger.all(
+            f"SELECT e.user_id, MIN(e.timestamp) FROM usage_events e WHERE e.id IN {queued}{where} GROUP BY e.user_id",
+            args):
+        out[user_id] = min(int(ts), out.get(user_id, int(ts)))
     return out
 
 
