@@ -112,7 +112,7 @@ def test_concurrent_pushes_killed_at_random_moments_still_deliver_each_event_onc
         for _ in range(5):
             add_usage(billing, t, rng)
     killed_midway = 0
-    for run in range(6):
+    for run in range(4):
         with billing.ledger.transaction():
             add_usage(billing, t, rng)
         before = progress(db)
@@ -128,5 +128,5 @@ def test_concurrent_pushes_killed_at_random_moments_still_deliver_each_event_onc
             if proc.returncode >= 0:  # not killed: done, or Stripe failed too often (exit 4, one line)
                 err = proc.stderr.read().decode()
                 assert proc.returncode in (0, 4) and "Traceback" not in err, err
-    assert killed_midway >= 4, f"only {killed_midway} kills"
+    assert killed_midway >= 3, f"only {killed_midway} kills"
     finish(billing, conn, tmp_path, db)

@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
 from ..billing import Billing
 from ..errors import StripeAPIError, ValidationError
@@ -31,6 +30,9 @@ from . import mapping, meter_errors
 from .client import Connection, stripe_errors
 from .late_usage import LateBilling
 from .meter_sender import STREAM_MAX_EVENTS, MeterEvent, MeterEventSender, Refused, RetryPolicy, Unavailable
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 COALESCE_CHUNK = 10_000  # events grouped per ledger transaction
 # Requests per second. Stripe's documented limits (docs.stripe.com/rate-limits and
@@ -45,6 +47,7 @@ SANDBOX_CONCURRENCY = 4  # requests in flight against the sandbox (in process it
 MAX_CONCURRENCY = 32
 IN_FLIGHT_SECONDS = 0.25  # about how long a stream request to Stripe takes: the pool holds rate x this
 MAX_FAILURES_KEPT = 20
+CLAIM_CHUNKS = 4  # requests' worth of events claimed per transaction (with the verdicts that came back)
 INTERRUPT_GRACE = 10.0  # seconds the requests in flight get to end after an interrupt
 
 
@@ -111,6 +114,8 @@ class _Targets:
         self._customers: dict[str, str | None] = {}
         self._meters: dict[str, bool] = {}
         self._subscriptions: dict = {}
+        self._why: dict[tuple[str, str], str | None] = {}
+        self.event_names: dict[str, str] = {}
 
     def customer(self, user_id: str) -> str | None:
         if user_id not in self._customers:
@@ -118,6 +123,12 @@ class _Targets:
         return self._customers[user_id]
 
     def why_not(self, user_id: str, feature: str) -> str | None:
+        key = (user_id, feature)
+        if key not in self._why:
+            self._why[key] = self._why_not(user_id, feature)
+        return self._why[key]
+
+    def _why_not(self, user_id: str, feature: str) -> str | None:
         if not self.customer(user_id):
             return f"customer {user_id} is not in Stripe (usagebill customers add {user_id})"
         if feature not in self._meters:
@@ -144,15 +155,19 @@ Verdicts = dict  # identifier -> (delivered | duplicate | failed, reason)
 
 class _Pool:
     """Up to ``size`` requests in flight on threads. Each request's verdicts are recorded by
-    its ``record`` on the calling thread (the ledger is used from one thread only). The first
-    error stops new requests; those in flight finish and are recorded, then it is raised.
-    ``idle`` runs on the calling thread while it waits (lease renewal)."""
+    its ``record`` on the calling thread (the ledger is used from one thread only), when the
+    caller collects them: ``collect`` never waits, so the caller records what came back and
+    claims what goes next in one short transaction, and waits for a free thread outside any
+    (``submit``). The first error stops new requests; those in flight finish and are
+    recorded (``raise_if_failed``), then it is raised. ``idle`` runs on the calling thread
+    while it waits (lease renewal)."""
 
-    def __init__(self, size: int, idle: Callable[[], None], idle_every: float):
+    def __init__(self, size: int, idle: Callable[[], None], idle_every: float, transaction: Callable):
         self.size = size
         self.idle, self.idle_every = idle, idle_every
-        self._executor: ThreadPoolExecutor | None = None
-        self._inflight: deque[tuple[Future, Callable[[Verdicts], None]]] = deque()
+        self.transaction = transaction
+        self._executor: "ThreadPoolExecutor | None" = None
+        self._inflight: "deque[tuple[Future, Callable[[Verdicts], None]]]" = deque()
         self.error: BaseException | None = None
 
     def submit(self, send: Callable[[], tuple[Verdicts, BaseException | None]],
@@ -163,50 +178,54 @@ class _Pool:
             if error is not None:
                 raise error
             return
-        while len(self._inflight) >= self.size:
-            self._settle(block=True)
+        self._wait(lambda running: running < self.size)
         if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor  # only when there is something to send
+
             self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="usagebill-push")
         self._inflight.append((self._executor.submit(send), record))
-        self._settle(block=False)
 
-    def _settle(self, block: bool) -> None:
+    def _wait(self, enough: Callable[[int], bool]) -> None:
+        """Until ``enough(requests still running)``."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         while True:
-            done, _ = wait([f for f, _ in self._inflight], timeout=self.idle_every if block else 0,
-                           return_when=FIRST_COMPLETED)
-            if done or not block:
-                break
-            self.idle()
-        for item in [x for x in self._inflight if x[0] in done]:
+            running = [f for f, _ in self._inflight if not f.done()]
+            if enough(len(running)):
+                return
+            done, _ = wait(running, timeout=self.idle_every, return_when=FIRST_COMPLETED)
+            if not done:
+                self.idle()
+
+    def collect(self) -> None:
+        """Record the verdicts of the requests that are done, without waiting."""
+        for item in [x for x in self._inflight if x[0].done()]:
             self._inflight.remove(item)
             future, record = item
             verdicts, error = future.result()
             record(verdicts)
             if error is not None and self.error is None:
                 self.error = error
-        if self.error is not None:
-            while self._inflight:  # let the others finish: their verdicts are not lost
-                self._settle_all()
-            raise self.error
 
-    def _settle_all(self) -> None:
-        future, record = self._inflight.popleft()
-        while not future.done():
-            wait([future], timeout=self.idle_every)
-            if not future.done():
-                self.idle()
-        verdicts, _ = future.result()
-        record(verdicts)
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            self.drain()
 
     def drain(self) -> None:
-        while self._inflight:
-            self._settle(block=True)
+        """Let every request in flight end, record them all (one transaction), raise the first error."""
+        self._wait(lambda running: running == 0)
+        with self.transaction():
+            self.collect()
+        if self.error is not None:
+            raise self.error
 
     def close(self, *, interrupted: bool) -> None:
         """After an interrupt (or a bug) the requests in flight are given a few seconds to end
         (not recorded: their events stay claimed until released, and go again next time,
         under the same identifiers), so no thread outlives the push by long."""
         if self._executor is not None:
+            from concurrent.futures import wait
+
             if interrupted and self._inflight:
                 wait([f for f, _ in self._inflight], timeout=INTERRUPT_GRACE)
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -232,7 +251,7 @@ class _Push:
         # a few given events (record, charge) go on this thread; many through the pool
         size = 1 if scope.event_ids is not None else concurrency
         self._renewed = time.monotonic()
-        self.pool = _Pool(size, self._renew, idle_every=max(worker.lease / 6, 0.05))
+        self.pool = _Pool(size, self._renew, idle_every=max(worker.lease / 6, 0.05), transaction=self.ledger.transaction)
         self.upto: int | None = None  # every event below this seq was looked at (the watermark may move there)
 
     def _renew(self) -> None:
@@ -241,7 +260,10 @@ class _Push:
             self._renewed = time.monotonic()
 
     def _meter_event(self, identifier: str, user_id: str, feature: str, amount: int, timestamp: int) -> MeterEvent:
-        return MeterEvent(identifier, mapping.event_name(feature), self.targets.customer(user_id), amount, timestamp)
+        names = self.targets.event_names
+        if feature not in names:
+            names[feature] = mapping.event_name(feature)
+        return MeterEvent(identifier, names[feature], self.targets.customer(user_id), amount, timestamp)
 
     def _wait(self, reason: str, events: int) -> None:
         self.result.waiting[reason] = self.result.waiting.get(reason, 0) + events
@@ -311,9 +333,12 @@ class _Push:
         """Coalesced batches written but not confirmed yet (by an earlier run), not held by another push."""
         after: tuple[int, str] | None = (0, "")
         while after is not None:
-            batches, waiting, after = outbox.claim_batches(
-                self.ledger, self.scope, self.worker, lambda b: self.targets.why_not(b.user_id, b.feature),
-                after=after, limit=self.batch_size, sent_since=self.sent_since)
+            with self.ledger.transaction():
+                self.pool.collect()
+                batches, waiting, after = outbox.claim_batches(
+                    self.ledger, self.scope, self.worker, lambda b: self.targets.why_not(b.user_id, b.feature),
+                    after=after, limit=self.batch_size * CLAIM_CHUNKS, sent_since=self.sent_since)
+            self.pool.raise_if_failed()
             for b, reason in waiting:
                 self._wait(reason, b.events)
             self._send_batches(batches)
@@ -321,36 +346,50 @@ class _Push:
     def coalesce(self) -> None:
         after = 0
         while True:
-            batches, after = outbox.coalesce(self.ledger, self.scope, self.targets.period_group, after_seq=after,
-                                             limit=COALESCE_CHUNK, worker=self.worker)
+            with self.ledger.transaction():
+                self.pool.collect()
+                batches, after = outbox.coalesce(self.ledger, self.scope, self.targets.period_group, after_seq=after,
+                                                 limit=COALESCE_CHUNK, worker=self.worker)
+            self.pool.raise_if_failed()
             self._send_batches(batches)
             if not after:
                 return
 
     def send_events(self) -> None:
-        """Pending events on their own, oldest first, identifier = the ledger's event id."""
+        """Pending events on their own, oldest first, identifier = the ledger's event id. The
+        verdicts that came back and the next claim (a few requests' worth) share one short
+        transaction; the wait for a free thread is outside it."""
         top = outbox.max_seq(self.ledger)
         cursor = outbox.Cursor()
+        ready: deque[list] = deque()
 
         def why_not(row):
             return self.targets.why_not(row["user_id"], row["feature"])
 
-        while not cursor.done:
-            claim = outbox.claim_events(self.ledger, self.scope, self.worker, cursor, why_not,
-                                        limit=self.batch_size, sent_since=self.sent_since)
-            for _, reason in claim.waiting:
-                self._wait(reason, 1)
-            if claim.events:
-                def record(verdicts):
-                    ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
-                    bad = {i: reason for i, (v, reason) in verdicts.items() if v == "failed"}
-                    outbox.mark_events(self.ledger, ok, bad)
-                    for i, (v, reason) in verdicts.items():
-                        self._count(v, reason, i, 1)
+        def record(verdicts):
+            ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
+            bad = {i: reason for i, (v, reason) in verdicts.items() if v == "failed"}
+            outbox.mark_events(self.ledger, ok, bad)
+            for i, (v, reason) in verdicts.items():
+                self._count(v, reason, i, 1)
 
-                self._deliver([self._meter_event(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"])
-                               for r in claim.events], record)
-            self.upto = cursor.seq + 1
+        chunks = CLAIM_CHUNKS if self.pool.size > 1 else 1
+        while ready or not cursor.done:
+            if not ready:
+                with self.ledger.transaction():
+                    self.pool.collect()
+                    claim = None if self.pool.error else outbox.claim_events(
+                        self.ledger, self.scope, self.worker, cursor, why_not, limit=self.batch_size * chunks,
+                        sent_since=self.sent_since)
+                self.pool.raise_if_failed()
+                for _, reason in claim.waiting:
+                    self._wait(reason, 1)
+                ready.extend(claim.events[i:i + self.batch_size] for i in range(0, len(claim.events), self.batch_size))
+                self.upto = cursor.seq + 1
+                continue
+            rows = ready.popleft()
+            self._deliver([self._meter_event(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"])
+                           for r in rows], record)
         self.upto = max(top, cursor.seq) + 1
 
 

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from ..errors import StripeAPIError
 from .client import Connection, describe
@@ -82,8 +82,7 @@ class RateLimiter:
                 self.paused_until = max(self.paused_until, self.clock() + seconds)
 
 
-@dataclass(frozen=True)
-class MeterEvent:
+class MeterEvent(NamedTuple):  # a tuple: a push makes one per usage event
     identifier: str  # the ledger's event id, or a coalesced batch id
     event_name: str
     customer: str  # Stripe customer id

@@ -337,6 +337,9 @@ def m010_outbox_index_and_leases(db) -> None:
         "CREATE INDEX event_delivery_open ON event_delivery (seq) WHERE status IN ('queued', 'sending', 'batched', 'late')"
     )
     db.execute("CREATE INDEX event_delivery_failed ON event_delivery (seq) WHERE status = 'failed'")
+    # the 'sending' rows are in event_delivery_open now: m009's index of them would only cost
+    # every send one more index entry to write and delete
+    db.execute("DROP INDEX event_delivery_sending")
     db.execute("CREATE INDEX delivery_batches_pending ON delivery_batches (created_at, id) WHERE status = 'pending'")
     db.execute("CREATE TABLE delivery_totals (status TEXT PRIMARY KEY, events INTEGER NOT NULL)")
     db.execute(
