@@ -363,10 +363,17 @@ class _Push:
         cursor = outbox.Cursor()
         ready: deque[list] = deque()
 
-        def why_not(row):
-            return self.targets.why_not(row["user_id"], row["feature"])
+        why = self.targets.why_not
+
+        def why_not(row):  # columns: seq, id, user_id, feature, amount, timestamp
+            return why(row[2], row[3])
 
         def record(verdicts):
+            if all(v == "delivered" for v, _ in verdicts.values()):  # the common case, in one go
+                outbox.mark_events(self.ledger, list(verdicts), {})
+                self.result.delivered += len(verdicts)
+                self.delivered_now.update(dict.fromkeys(verdicts, 1))
+                return
             ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
             bad = {i: reason for i, (v, reason) in verdicts.items() if v == "failed"}
             outbox.mark_events(self.ledger, ok, bad)
@@ -388,8 +395,7 @@ class _Push:
                 self.upto = cursor.seq + 1
                 continue
             rows = ready.popleft()
-            self._deliver([self._meter_event(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"])
-                           for r in rows], record)
+            self._deliver([self._meter_event(r[1], r[2], r[3], r[4], r[5]) for r in rows], record)
         self.upto = max(top, cursor.seq) + 1
 
 

@@ -104,7 +104,8 @@ def _parse_rfc3339(text: str) -> float:
 
 def stream_params(events: list[MeterEvent]) -> dict:
     """The stream request's parameters, as the SDK's service method takes them."""
-    return {"events": [{"event_name": e.event_name, "identifier": e.identifier, "payload": e.payload(),
+    return {"events": [{"event_name": e.event_name, "identifier": e.identifier,
+                        "payload": {"stripe_customer_id": e.customer, "value": str(e.value)},
                         "timestamp": _rfc3339(e.timestamp)} for e in events]}
 
 

@@ -340,6 +340,12 @@ def m010_outbox_index_and_leases(db) -> None:
     # the 'sending' rows are in event_delivery_open now: m009's index of them would only cost
     # every send one more index entry to write and delete
     db.execute("DROP INDEX event_delivery_sending")
+    # an event's row names a batch or a late item only when it was coalesced or billed late:
+    # index those rows only (every event delivered on its own had a NULL entry in both)
+    db.execute("DROP INDEX event_delivery_by_batch")
+    db.execute("CREATE INDEX event_delivery_by_batch ON event_delivery (batch_id) WHERE batch_id IS NOT NULL")
+    db.execute("DROP INDEX event_delivery_by_late_item")
+    db.execute("CREATE INDEX event_delivery_by_late_item ON event_delivery (late_item_id) WHERE late_item_id IS NOT NULL")
     db.execute("CREATE INDEX delivery_batches_pending ON delivery_batches (created_at, id) WHERE status = 'pending'")
     db.execute("CREATE TABLE delivery_totals (status TEXT PRIMARY KEY, events INTEGER NOT NULL)")
     db.execute(

@@ -291,11 +291,13 @@ def _rows(db: Ledger, scope: Scope, which: str, which_args: list, after: int, li
 def _merged(fresh: list[Row], rows: list[Row], limit: int) -> list[Row]:
     """Both lists in seq order, as far as both are known: a list that came back full (``limit``
     rows) may have more rows after its last one, so nothing past that can be taken yet."""
-    out = sorted(fresh + rows, key=lambda r: r["seq"])
-    full = [r[-1]["seq"] for r in (fresh, rows) if len(r) >= limit]
+    if not rows or not fresh:  # the common case: one of them (new events, or a backlog of rows)
+        return fresh or rows
+    out = sorted(fresh + rows, key=lambda r: r[0])  # seq comes first in both
+    full = [r[-1][0] for r in (fresh, rows) if len(r) >= limit]
     if full:
         bound = min(full)
-        out = [r for r in out if r["seq"] <= bound]
+        out = [r for r in out if r[0] <= bound]
     return out
 
 
@@ -358,7 +360,7 @@ def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
                 break
             last = len(fresh) < page and len(held) < page  # nothing after these
             for row in rows:
-                cursor.seq = row["seq"]
+                cursor.seq = row[0]
                 looked += 1
                 reason = why_not(row)
                 if reason:
