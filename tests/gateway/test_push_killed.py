@@ -48,15 +48,26 @@ def wait_for_work(proc, db: Path, before: int, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def world(tmp_path, config_path):
+def world(tmp_path, config_path, rng):
+    """Three customers in the sandbox (its state in a file beside the ledger, shared with the
+    subprocesses) and some usage; ``more()`` adds usage and says where delivery stands."""
     db = tmp_path / "ledger.db"
     billing = Billing.open(config_path, db)
-    conn = connect(ledger_path=db)  # the sandbox's state in a file beside the ledger, shared with the subprocesses
+    conn = connect(ledger_path=db)
     setup_stripe(billing, conn)
     t = now()
     for user in ("a", "b", "c"):
         customer(billing, conn, user, "Team", anchor=t - 33 * DAY)
-    return db, billing, conn, t
+    with billing.ledger.transaction():
+        for _ in range(5):
+            add_usage(billing, t, rng)
+
+    def more():
+        with billing.ledger.transaction():
+            add_usage(billing, t, rng)
+        return progress(db)
+
+    return db, billing, conn, more
 
 
 def start(config_path, db, run, coalesce):
@@ -79,16 +90,11 @@ def finish(billing, conn, tmp_path, db):
 
 
 def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, config_path):
-    db, billing, conn, t = world(tmp_path, config_path)
     rng = random.Random(20240)
-    with billing.ledger.transaction():
-        for _ in range(5):
-            add_usage(billing, t, rng)
+    db, billing, conn, more = world(tmp_path, config_path, rng)
     killed_midway = 0
     for run in range(RUNS):
-        with billing.ledger.transaction():
-            add_usage(billing, t, rng)
-        before = progress(db)
+        before = more()
         proc = start(config_path, db, run, coalesce=run % 2)
         wait_for_work(proc, db, before[1])
         time.sleep(rng.uniform(0.0, 0.2))  # a random moment once the push is at work
@@ -106,16 +112,11 @@ def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, 
 
 
 def test_concurrent_pushes_killed_at_random_moments_still_deliver_each_event_once(tmp_path, config_path):
-    db, billing, conn, t = world(tmp_path, config_path)
     rng = random.Random(7)
-    with billing.ledger.transaction():
-        for _ in range(5):
-            add_usage(billing, t, rng)
+    db, billing, conn, more = world(tmp_path, config_path, rng)
     killed_midway = 0
     for run in range(4):
-        with billing.ledger.transaction():
-            add_usage(billing, t, rng)
-        before = progress(db)
+        before = more()
         procs = [start(config_path, db, 100 * run + i, coalesce=(run + i) % 3 == 0) for i in range(3)]
         wait_for_work(procs[0], db, before[1])
         for proc in procs:

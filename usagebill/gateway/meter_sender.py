@@ -5,9 +5,10 @@ thread of a push (a 429 pauses them all), and retries with exponential back-off 
 top of the SDK's own ``max_network_retries``.
 
 The stream request's body is encoded once, as JSON, and handed to the SDK's own HTTP client
-(``_StreamPost``): the SDK's service method would first form-encode the whole request (for its
-debug log, then discard it) and JSON-encode it again, about three times the CPU of the
-rest of a push. Everything else goes through the SDK's service methods."""
+(``_StreamPost``): the SDK's service method first form-encodes the whole request (for its
+debug log, then discards it), then JSON-encodes it and makes its headers again: about 5 ms of
+CPU per 100-event request (3.2 ms of it the form encoding), against 0.2 ms for the body
+encoded once. Everything else goes through the SDK's service methods."""
 
 from __future__ import annotations
 

@@ -185,6 +185,9 @@ def renew(ledger: Ledger, worker: Worker, now: int | None = None) -> None:
 
 def release(ledger: Ledger, worker: Worker) -> None:
     """The push ends: what it claimed and did not settle can be taken by the next one at once."""
+    if not any(ledger.one(f"SELECT 1 FROM {table} WHERE {which} AND claimed_by = ? LIMIT 1", (worker.id,))
+               for table, which in _LEASED):
+        return  # nothing held (the usual end): no write
     with ledger.transaction() as db:
         for table, which in _LEASED:
             db.execute(f"UPDATE {table} SET claimed_until = NULL, claimed_by = NULL WHERE {which} AND claimed_by = ?",
@@ -822,6 +825,8 @@ def claim_late_items(ledger: Ledger, scope: Scope, worker: Worker) -> list[LateI
                        f"({_marks(scope.event_ids) or 'NULL'}))", list(scope.event_ids))
     else:
         where, args = scope.where("l")
+    if ledger.one(f"SELECT 1 FROM late_items WHERE status = '{BATCH_PENDING}' LIMIT 1") is None:
+        return []  # the usual case: no write
     with ledger.transaction() as db:
         rows = db.all(
             f"SELECT l.* FROM late_items l WHERE l.status = '{BATCH_PENDING}' AND {_free('l')}{where} "
