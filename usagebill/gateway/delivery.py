@@ -115,6 +115,7 @@ class _Targets:
         self._meters: dict[str, bool] = {}
         self._subscriptions: dict = {}
         self._why: dict[tuple[str, str], str | None] = {}
+        self._periods: dict[str, tuple[int, int]] = {}  # customer -> the [start, end) last looked up
         self.event_names: dict[str, str] = {}
 
     def customer(self, user_id: str) -> str | None:
@@ -147,7 +148,11 @@ class _Targets:
         sub = self._subscriptions[user_id]
         if sub is None:
             return None
-        return user_id, row["feature"], sub.period(row["timestamp"])[0]
+        ts = row["timestamp"]
+        known = self._periods.get(user_id)  # events of a customer mostly fall in one period
+        if known is None or not known[0] <= ts < known[1]:
+            known = self._periods[user_id] = tuple(sub.period(ts))[:2]
+        return user_id, row["feature"], known[0]
 
 
 Verdicts = dict  # identifier -> (delivered | duplicate | failed, reason)

@@ -191,6 +191,7 @@ class MeterEventSender:
         self.rng = rng or random.Random()
         self.requests = 0  # requests this sender made (the SDK's own retries not counted)
         self._lock = threading.Lock()
+        self._session_lock = threading.Lock()
         self._rate_limited = 0  # 429s in a row, whoever got them
         self._token: str | None = None
         self._renew_at = 0.0
@@ -231,15 +232,16 @@ class MeterEventSender:
         return self._token is not None
 
     def _session_token(self) -> str:
-        with self._lock:
-            if self._token is not None and time.monotonic() < self._renew_at:
+        with self._session_lock:  # one thread makes the session; the others wait for it and share it
+            with self._lock:
+                if self._token is not None and time.monotonic() < self._renew_at:
+                    return self._token
+            session = self.call("meter event session", self.client.v2.billing.meter_event_session.create)
+            ttl = _parse_rfc3339(session.expires_at) - _parse_rfc3339(session.created)
+            with self._lock:
+                self._token = session.authentication_token
+                self._renew_at = time.monotonic() + max(ttl - SESSION_MARGIN, 0)
                 return self._token
-        session = self.call("meter event session", self.client.v2.billing.meter_event_session.create)
-        ttl = _parse_rfc3339(session.expires_at) - _parse_rfc3339(session.created)
-        with self._lock:
-            self._token = session.authentication_token
-            self._renew_at = time.monotonic() + max(ttl - SESSION_MARGIN, 0)
-            return self._token
 
     def _expired(self, token: str) -> None:
         with self._lock:
