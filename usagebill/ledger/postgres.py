@@ -77,7 +77,7 @@ def translate(sql: str) -> str:
             return "%%"
         if m.group(1):
             return f"%({m.group(1)})s"
-        return token  # a quoted string or name: left alone
+        return token.replace("%", "%%")  # a quoted string or name: placeholders stay text
 
     return _TOKENS.sub(one, sql)
 
