@@ -131,18 +131,21 @@ def _with_schema(url: str, schema: str) -> str:
     return url + ("&" if "?" in url else "?") + "options=" + quote(f"-csearch_path={schema}")
 
 
+def _admin(url: str, sql: str) -> None:
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(sql)
+
+
 def _new_database(server: str):
     """The URL of a new, empty database (an ICU en-US default collation where the server has
     ICU, so that COLLATE "C" must matter), dropped afterwards."""
     name = "ub_schema_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(server, autocommit=True) as admin:
-        try:
-            admin.execute(f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
-        except psycopg.Error:
-            admin.execute(f"CREATE DATABASE {name}")
+    try:
+        _admin(server, f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+    except psycopg.Error:
+        _admin(server, f"CREATE DATABASE {name}")
     yield _with_db(server, name)
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    _admin(server, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -160,11 +163,9 @@ def fresh_pg(module_database):
     """The URL of a new, empty schema (cheaper than a database: most tests want one) of the
     module's database, dropped afterwards."""
     name = "ub_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(module_database, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {name}")
+    _admin(module_database, f"CREATE SCHEMA {name}")
     yield _with_schema(module_database, name)
-    with psycopg.connect(module_database, autocommit=True) as admin:
-        admin.execute(f"DROP SCHEMA {name} CASCADE")
+    _admin(module_database, f"DROP SCHEMA {name} CASCADE")
 
 
 @pytest.fixture
@@ -186,10 +187,8 @@ def lite(tmp_path):
 def schemas(module_database, tmp_path_factory):
     """(SQLite's, PostgreSQL's) schema as data, of a ledger migrated from nothing on each."""
     ledger = open_sqlite_ledger(tmp_path_factory.mktemp("parity") / "l.db")
-    url = _with_schema(module_database, "ub_parity")
-    with psycopg.connect(module_database, autocommit=True) as admin:
-        admin.execute("CREATE SCHEMA ub_parity")
-    with psycopg.connect(url, autocommit=True) as conn:
+    _admin(module_database, "CREATE SCHEMA ub_parity")
+    with psycopg.connect(_with_schema(module_database, "ub_parity"), autocommit=True) as conn:
         migrate_pg(conn)
         yield sqlite_schema(ledger), pg_schema(conn)
     ledger.close()
