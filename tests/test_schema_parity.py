@@ -210,8 +210,9 @@ def _norm_sql(text: str | None) -> str | None:
     """A WHERE, CHECK or DEFAULT as both engines would agree to write it."""
     if text is None:
         return None
-    text = re.sub(r"::[a-z ]+", "", text.lower())  # PostgreSQL's casts ('active'::text)
+    text = re.sub(r"::(?:character varying|double precision|\w+)", "", text.lower())  # PostgreSQL's casts
     text = re.sub(r'collate "?c"?', "", text)
+    text = re.sub(r"=\s*any\s*\(\s*array\[(.*?)\]\s*\)", r" in (\1)", text)  # PostgreSQL's IN (...)
     return re.sub(r"[\s()]", "", text.removeprefix("check"))
 
 
@@ -391,6 +392,20 @@ def _insert_sql(table: str, row: dict, style: str) -> str:
 
 CHECKED = [("usage_events", "amount", 0), ("usage_events", "amount", -1), ("allocations_left", "remaining", -1),
            ("credit_grants", "remaining", -1)]
+
+
+@pytest.mark.parametrize("sqlite,postgresql", [
+    ("status = 'active'", "(status = 'active'::text)"),
+    ("status IN ('queued', 'sending') AND first_sent_at IS NOT NULL",
+     "((status = ANY (ARRAY['queued'::text, 'sending'::text])) AND (first_sent_at IS NOT NULL))"),
+    ("remaining >= 0", "CHECK ((remaining >= 0))"),
+    ("amount > 0 AND status = 'x'", "CHECK (((amount > 0) AND (status = 'x'::text)))"),
+])
+def test_the_normalised_where_and_check_of_both_engines(sqlite, postgresql):
+    """How the comparison reads a partial index's WHERE and a CHECK (PostgreSQL writes them
+    back with casts, parentheses and = ANY (ARRAY[...]))."""
+    assert _norm_sql(sqlite) == _norm_sql(postgresql)
+    assert _norm_sql("status = 'active'") != _norm_sql("status = 'canceled'")
 
 
 def test_the_checks_compared_by_behaviour_are_all_the_checks(lite):
