@@ -129,6 +129,7 @@ class PgLedger(Ledger):
     dialect = "postgres"
     without_rowid = ""
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
+    string_agg = "string_agg"
 
     def __init__(self, conn, url: str):
         super().__init__(conn, redact(url))
@@ -143,6 +144,8 @@ class PgLedger(Ledger):
         return q
 
     def execute(self, sql: str, args: Any = ()):
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         try:
             return self.conn.execute(self._q(sql), args)
         except self._errors.IntegrityError as e:
@@ -152,6 +155,7 @@ class PgLedger(Ledger):
 
     def executemany(self, sql: str, rows: Any) -> int:
         rows = list(rows)
+        self.writes += 1
         if not rows:
             return 0
         try:
