@@ -234,7 +234,7 @@ def open_pg(url: str) -> PgLedger:
         raise LedgerError(f"{redact(url)}: cannot connect to the ledger ({_message(e)})") from None
     conn.adapters.register_loader("numeric", _numeric_loader(psycopg))
     try:
-        migrate_pg(conn)
+        migrate_pg(conn, where=redact(url))
     except LedgerError:
         conn.close()
         raise
