@@ -177,7 +177,8 @@ class PgLedger(Ledger):
         elif customer is None:
             locks = f"; SELECT pg_advisory_xact_lock({GLOBAL_LOCK})"
         else:
-            locks = f"; SELECT pg_advisory_xact_lock_shared({GLOBAL_LOCK}), pg_advisory_xact_lock({lock_key(customer)})"
+            key = lock_key(str(customer))  # not yet checked: a bad user id is refused inside
+            locks = f"; SELECT pg_advisory_xact_lock_shared({GLOBAL_LOCK}), pg_advisory_xact_lock({key})"
         try:
             self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED" + locks)
         except self._errors.Error as e:
@@ -215,9 +216,10 @@ def _message(e) -> str:
     return " ".join(text.split())
 
 
-def open_pg(url: str) -> PgLedger:
+def open_pg(url: str, *, read_only: bool = False) -> PgLedger:
     """Connect to the ledger at ``url`` (autocommit: writes go through ``transaction``) and
-    migrate it (``pg_schema.migrate_pg``, once, under an advisory lock)."""
+    migrate it (``pg_schema.migrate_pg``, once, under an advisory lock). ``read_only``: no
+    migration (a ledger not up to date is an error) and no write (shell completion)."""
     check_url(url)
     try:
         import psycopg
@@ -233,6 +235,10 @@ def open_pg(url: str) -> PgLedger:
     except psycopg.Error as e:
         raise LedgerError(f"{redact(url)}: cannot connect to the ledger ({_message(e)})") from None
     conn.adapters.register_loader("numeric", _numeric_loader(psycopg))
+    if read_only:
+        ledger = PgLedger(conn, url)
+        ledger.readonly = True
+        return ledger
     try:
         migrate_pg(conn, where=redact(url))
     except LedgerError:
