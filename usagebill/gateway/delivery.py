@@ -219,7 +219,7 @@ class _Pool:
     def drain(self) -> None:
         """Let every request in flight end, record them all (one transaction), raise the first error."""
         self._wait(lambda running: running == 0)
-        with self.transaction():
+        with self.transaction(rows_only=True):
             self.collect()
         if self.error is not None:
             raise self.error
@@ -338,7 +338,7 @@ class _Push:
         """Coalesced batches written but not confirmed yet (by an earlier run), not held by another push."""
         after: tuple[int, str] | None = (0, "")
         while after is not None:
-            with self.ledger.transaction():
+            with self.ledger.transaction(rows_only=True):
                 self.pool.collect()
                 batches, waiting, after = outbox.claim_batches(
                     self.ledger, self.scope, self.worker, lambda b: self.targets.why_not(b.user_id, b.feature),
@@ -351,7 +351,7 @@ class _Push:
     def coalesce(self) -> None:
         after = 0
         while True:
-            with self.ledger.transaction():
+            with self.ledger.transaction(rows_only=True):
                 self.pool.collect()
                 batches, after = outbox.coalesce(self.ledger, self.scope, self.targets.period_group, after_seq=after,
                                                  limit=COALESCE_CHUNK, worker=self.worker)
@@ -388,7 +388,7 @@ class _Push:
         chunks = CLAIM_CHUNKS if self.pool.size > 1 else 1
         while ready or not cursor.done:
             if not ready:
-                with self.ledger.transaction():
+                with self.ledger.transaction(rows_only=True):
                     self.pool.collect()
                     claim = None if self.pool.error else outbox.claim_events(
                         self.ledger, self.scope, self.worker, cursor, why_not, limit=self.batch_size * chunks,

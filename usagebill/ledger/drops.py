@@ -20,7 +20,7 @@ def _get(ledger: Ledger, key: str):
 
 
 def _set(ledger: Ledger, key: str, value) -> None:
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                    (key, json.dumps(value)))
 
@@ -51,7 +51,7 @@ def mark_dropped(ledger: Ledger, reasons: dict[str, str]) -> dict[str, int]:
     now = int(time.time())
     marked: dict[str, int] = {}
     seq = "seq = COALESCE(seq, (SELECT e.seq FROM usage_events e WHERE e.id = event_delivery.event_id))"
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         for identifier, reason in reasons.items():
             if db.execute("SELECT 1 FROM delivery_batches WHERE id = ?", (identifier,)).fetchone():
                 db.execute("UPDATE delivery_batches SET status = 'failed', updated_at = ?, claimed_until = NULL, "

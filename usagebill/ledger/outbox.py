@@ -168,7 +168,7 @@ def reap(ledger: Ledger, now: int | None = None) -> int:
             f"SELECT DISTINCT claimed_by FROM {table} WHERE {which} AND claimed_until >= ?", (now,)) if r[0])
     gone = sorted(c for c in claimants if _gone(c))
     if gone:
-        with ledger.transaction() as db:
+        with ledger.transaction(rows_only=True) as db:
             for table, which in _LEASED:
                 db.execute(f"UPDATE {table} SET claimed_until = NULL, claimed_by = NULL "
                            f"WHERE {which} AND claimed_by IN ({_marks(gone)})", gone)
@@ -178,7 +178,7 @@ def reap(ledger: Ledger, now: int | None = None) -> int:
 def renew(ledger: Ledger, worker: Worker, now: int | None = None) -> None:
     """Extend the leases this worker holds (its requests are still in flight)."""
     until = worker.until(now)
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         for table, which in _LEASED:
             db.execute(f"UPDATE {table} SET claimed_until = ? WHERE {which} AND claimed_by = ?", (until, worker.id))
 
@@ -188,7 +188,7 @@ def release(ledger: Ledger, worker: Worker) -> None:
     if not any(ledger.one(f"SELECT 1 FROM {table} WHERE {which} AND claimed_by = ? LIMIT 1", (worker.id,))
                for table, which in _LEASED):
         return  # nothing held (the usual end): no write
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         for table, which in _LEASED:
             db.execute(f"UPDATE {table} SET claimed_until = NULL, claimed_by = NULL WHERE {which} AND claimed_by = ?",
                        (worker.id,))
@@ -215,26 +215,21 @@ def max_seq(ledger: Ledger) -> int:
     return int(ledger.one("SELECT COALESCE(MAX(seq), 0) FROM usage_events")[0])
 
 
-def _may_advance(ledger: Ledger) -> bool:
-    """SQLite has one writer at a time and hands out seqs inside it, so a transaction sees every
-    event below the highest one it sees. A backend whose sequences are handed out before
-    commit (PostgreSQL) must first hold new inserts back (``hold_new_events``), or an insert
-    still in flight could commit below the new watermark; without that the watermark stays."""
-    return ledger.dialect == "sqlite" or hasattr(ledger, "hold_new_events")
-
-
 def advance_watermark(ledger: Ledger, upto: int) -> int:
     """Give every event below ``upto`` that has no delivery row a ``queued`` one and move the
     watermark to ``upto`` (never back). A push calls it for the seqs it looked at; the events
     it could not send (waiting for a customer or a meter, or cut short) are found again
-    through the index of pending rows. Returns the watermark."""
-    if not _may_advance(ledger):
-        return watermark(ledger)
+    through the index of pending rows. Returns the watermark.
+
+    Can an event be inserted below the watermark afterwards? Not while this runs in a
+    transaction that names no customer and is not ``rows_only``: on SQLite it is the one
+    writer, and seqs are handed out inside the writer's transaction, so it sees every event
+    below the highest it sees; on PostgreSQL, where a sequence hands a seq out at INSERT and
+    commits come in any order, that transaction holds the ledger-wide lock exclusively, and
+    every transaction that inserts events (one customer's: shared; an import: exclusive)
+    holds it too: none is in flight while the watermark moves."""
     while True:
-        with ledger.transaction() as db:
-            hold = getattr(db, "hold_new_events", None)
-            if hold is not None:
-                hold()
+        with ledger.transaction() as db:  # not rows_only: no event insert may be in flight
             low = watermark(db)
             stop = min(int(upto), low + ADVANCE_CHUNK)
             if stop <= low:
@@ -256,7 +251,7 @@ def heal(ledger: Ledger) -> None:
     for which in (OPEN, f"d.status = '{FAILED}'"):
         if ledger.one(f"SELECT 1 FROM event_delivery d WHERE {which} AND d.seq IS NULL LIMIT 1") is None:
             continue
-        with ledger.transaction() as db:
+        with ledger.transaction(rows_only=True) as db:
             db.execute(f"UPDATE event_delivery SET seq = (SELECT e.seq FROM usage_events e WHERE e.id = event_delivery.event_id) "
                        f"WHERE {which.replace('d.', '')} AND seq IS NULL")
 
@@ -352,7 +347,7 @@ def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
     until = worker.until(now)
     which, which_args = _claimable(now, sent_since)
     page = max(limit, 1)
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         looked = 0
         while len(claim.events) < limit and looked < look:
             fresh = _fresh(db, scope, cursor.seq, page, lock=True)
@@ -406,7 +401,7 @@ def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str]) ->
     verdict stands (another push may have sent the same event meanwhile). An event without a
     delivery row (sent by hand, say) gets one."""
     now = _now()
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         n = 0
         for i in range(0, len(delivered), 500):  # one statement per 500: the common case, kept cheap
             chunk = delivered[i:i + 500]
@@ -458,7 +453,7 @@ def coalesce(
     seq looked at (0 when none)."""
     now = _now()
     until, by = (worker.until(now), worker.id) if worker is not None else (None, None)
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         rows = _merged(_fresh(db, scope, after_seq, limit, lock=True),
                        _rows(db, scope, f"d.status = '{QUEUED}'", [], after_seq, limit, lock=True), limit)
         groups: dict[Hashable, list[Row]] = {}
@@ -511,7 +506,7 @@ def claim_batches(ledger: Ledger, scope: Scope, worker: Worker, why_not: Callabl
     if sent_since is not None:
         where += " AND b.created_at >= ?"
         args.append(int(sent_since))
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         rows = db.all(
             f"SELECT b.* FROM delivery_batches b WHERE b.status = '{BATCH_PENDING}' AND (b.created_at, b.id) > (?, ?) "
             f"AND {_free('b')}{where} ORDER BY b.created_at, b.id LIMIT ?{db.skip_locked}",
@@ -540,7 +535,7 @@ def claim_batches(ledger: Ledger, scope: Scope, worker: Worker, why_not: Callabl
 def mark_batches(ledger: Ledger, delivered: list[str], failed: dict[str, str]) -> None:
     """Record Stripe's verdicts on batches; their events follow, in the same transaction."""
     now = _now()
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         n = 0
         for batch_id in delivered:
             db.execute("UPDATE delivery_batches SET status = 'delivered', updated_at = ?, claimed_until = NULL, "
@@ -787,7 +782,7 @@ def claim_late(ledger: Ledger, item: LateItem, event_ids: list[str], worker: Wor
     for ``worker``."""
     now = _now()
     marks = _marks(event_ids)
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         fresh = db.all(f"SELECT e.seq, e.id, e.amount FROM usage_events e WHERE e.id IN ({marks}) AND {_NO_ROW} "
                        f"ORDER BY e.seq{db.skip_locked}", event_ids)
         queued = db.all(f"SELECT d.seq, d.event_id, e.amount FROM event_delivery d JOIN usage_events e ON e.id = d.event_id "
@@ -827,7 +822,7 @@ def claim_late_items(ledger: Ledger, scope: Scope, worker: Worker) -> list[LateI
         where, args = scope.where("l")
     if ledger.one(f"SELECT 1 FROM late_items WHERE status = '{BATCH_PENDING}' LIMIT 1") is None:
         return []  # the usual case: no write
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         rows = db.all(
             f"SELECT l.* FROM late_items l WHERE l.status = '{BATCH_PENDING}' AND {_free('l')}{where} "
             f"ORDER BY l.created_at, l.id{db.skip_locked}",
@@ -847,7 +842,7 @@ def mark_late_item(ledger: Ledger, item_id: str, *, stripe_id: str | None = None
     events follow, in the same transaction."""
     now = _now()
     status, event_status = ("created", INVOICED) if error is None else (FAILED, FAILED)
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         db.execute("UPDATE late_items SET status = ?, stripe_invoice_item_id = ?, last_error = ?, updated_at = ?, "
                    f"claimed_until = NULL, claimed_by = NULL WHERE id = ? AND status = '{BATCH_PENDING}'",
                    (status, stripe_id, error, now, item_id))
@@ -925,7 +920,7 @@ def requeue_failed(ledger: Ledger, event_ids: list[str]) -> int:
         return 0
     n = 0
     now = _now()
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         for i in range(0, len(event_ids), 500):
             chunk = event_ids[i:i + 500]
             batches = [r[0] for r in db.all(
@@ -987,7 +982,7 @@ def forget_unconfirmed(ledger: Ledger, event_ids: list[str], batch_ids: list[str
     now = _now()
     stale = "" if sent_before is None else " AND COALESCE(first_sent_at, updated_at) < ?"
     stale_args = [] if sent_before is None else [int(sent_before)]
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         for i in range(0, len(event_ids), 500):
             chunk = event_ids[i:i + 500]
             db.execute(_as_never_sent(SENDING) + f" AND batch_id IS NULL{stale} AND event_id IN ({_marks(chunk)})",
