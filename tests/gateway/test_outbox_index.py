@@ -14,11 +14,9 @@ import stripe
 
 from usagebill.gateway.delivery import delivery_status, push
 from usagebill.ledger import outbox
-from usagebill.sandbox import FaultConfig
-from usagebill.sandbox.faults import FaultInjector
 
 from tests.lifecycle import app, on_clock  # noqa: F401 (app: a fixture)
-from tests.gateway.metering import DAY, customer, ledger_totals, meter_rows, now, record_many, setup_stripe, stripe_totals
+from tests.gateway.metering import customer, ledger_totals, meter_rows, now, record_many, setup_stripe, stripe_totals
 
 ROOT = Path(__file__).resolve().parents[2]
 OPEN_STATES = ("queued", "sending", "batched", "late")
@@ -57,10 +55,6 @@ def consistent(billing) -> dict:
     assert outbox.count_pending(ledger, outbox.Scope()) == expected["pending"]
     assert stranded(ledger) == []
     return expected
-
-
-def faults(conn, **rates):
-    conn.sandbox.faults = FaultInjector(FaultConfig(**rates))
 
 
 class Steps:

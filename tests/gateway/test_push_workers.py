@@ -69,23 +69,27 @@ def record_fast(billing, user_id, n, feature="api_calls", at=None):
             billing.usage.record(user_id, feature, i % 7 + 1, at=at, push=False)
 
 
-def test_four_push_workers_at_once_deliver_each_event_once_sent_by_one_worker(tmp_path, config_path):
-    db = tmp_path / "ledger.db"
-    billing = Billing.open(config_path, db)
+def four_workers(billing, config_path, db: str, per_feature: int) -> dict:
+    """Three customers with ``per_feature`` events of each of two features; four ``usagebill
+    push`` processes at once on the ledger ``db``, each through a sandbox server of its own
+    over one sandbox (failing now and then). Checks that each event is in Stripe once, that
+    each identifier was sent by one worker, and that nothing is left; returns identifier ->
+    the workers that sent it."""
     sandbox = Sandbox()  # in memory, shared by the four servers of this process
-    conn = connect(ledger_path=db, sandbox=sandbox)
+    conn = connect(ledger_path=":memory:", sandbox=sandbox)
     setup_stripe(billing, conn)
     t = now()
     for user in ("a", "b", "c"):
         customer(billing, conn, user, "Team", anchor=t - 10 * DAY)
-        record_fast(billing, user, 1500, at=t - 2 * DAY)
-        record_fast(billing, user, 1500, "ai_tokens", at=t - DAY)
+        record_fast(billing, user, per_feature, at=t - 2 * DAY)
+        record_fast(billing, user, per_feature, "ai_tokens", at=t - DAY)
+    total = 6 * per_feature
     sandbox.faults = FaultInjector(FaultConfig(rate_5xx=0.05, rate_429=0.05, rate_drop=0.05, seed=11))
     seen: list = []
     servers = [SandboxServer(Tagged(sandbox, i, seen, delay=0.02), "127.0.0.1", 0).start() for i in range(4)]
     try:
         procs = [subprocess.Popen(
-            [sys.executable, "-m", "usagebill", "--config", str(config_path), "--db", str(db), "push", "--json"],
+            [sys.executable, "-m", "usagebill", "--config", str(config_path), "--db", db, "push", "--json"],
             env={**os.environ, "PYTHONPATH": str(ROOT), "USAGEBILL_SANDBOX_URL": s.url},
             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for s in servers]
         results = [p.communicate(timeout=300) for p in procs]
@@ -94,19 +98,25 @@ def test_four_push_workers_at_once_deliver_each_event_once_sent_by_one_worker(tm
             s.shutdown()
     for p, (out, err) in zip(procs, results):
         assert p.returncode == 0, err.decode()
-    pushed = [json.loads(out) for out, _ in results]
     sandbox.faults = FaultInjector(FaultConfig())
     assert outbox.count_pending(billing.ledger, outbox.Scope()) == 0
-    assert sum(r["delivered"] for r in pushed) == 9000  # each counted by the worker that sent it
+    assert sum(json.loads(out)["delivered"] for out, _ in results) == total  # each counted by the worker that sent it
     rows = meter_rows(sandbox)
-    assert len(rows) == len({i for i, *_ in rows}) == 9000  # each event once in Stripe
+    assert len(rows) == len({i for i, *_ in rows}) == total  # each event once in Stripe
     assert stripe_totals(rows) == ledger_totals(billing)
     senders = defaultdict(set)
     for worker, identifier in seen:
         senders[identifier].add(worker)
-    assert len(senders) == 9000 and all(len(w) == 1 for w in senders.values())  # each sent by one worker
-    assert len({w for ws in senders.values() for w in ws}) >= 2  # and they did work side by side
+    assert len(senders) == total and all(len(w) == 1 for w in senders.values())  # each sent by one worker
     assert max(s.sandbox.most_in_flight for s in servers) >= 2  # several requests in flight in one push
+    return senders
+
+
+def test_four_push_workers_at_once_deliver_each_event_once_sent_by_one_worker(tmp_path, config_path):
+    db = tmp_path / "ledger.db"
+    billing = Billing.open(config_path, db)
+    senders = four_workers(billing, config_path, str(db), 1500)
+    assert len({w for ws in senders.values() for w in ws}) >= 2  # and they did work side by side
     billing.close()
 
 
