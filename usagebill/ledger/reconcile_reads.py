@@ -1,0 +1,139 @@
+"""The ledger's side of ``reconcile``, for many customers at once: which customers there are
+to reconcile, which features they have usage of, and their units in every compared window,
+grouped in SQL (one statement over all the windows, not one query per customer).
+
+The windows, customers and probes go into temporary tables of the ledger's connection, so a
+statement joins them with the ledger's indexes: ``usage_events_by_time`` (user_id, feature,
+timestamp, amount) reads only the time ranges compared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .db import Ledger
+from .outbox import DELIVERED, FAILED, PENDING_SQL
+
+
+def _fill(ledger: Ledger, table: str, columns: str, key: str, rows: Iterable[tuple]) -> None:
+    """Create (once per connection) and fill the temporary table ``table``, emptied first."""
+    ledger.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({key}))" + ledger.without_rowid)
+    ledger.execute(f"DELETE FROM {table}")
+    rows = list(rows)
+    if rows:
+        marks = ", ".join("?" * len(rows[0]))
+        ledger.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+
+
+def _empty(ledger: Ledger, table: str) -> None:
+    ledger.execute(f"DELETE FROM {table}")
+
+
+@dataclass(frozen=True)
+class Customer:
+    user_id: str
+    stripe_customer_id: str | None
+    subscribed: bool  # has had a subscription (active or not)
+
+
+def customers(ledger: Ledger, user_ids: list[str] | None = None) -> list[Customer]:
+    """The customers to reconcile, by user id: without ``user_ids``, every customer in Stripe
+    that has had a subscription; with them, those of the given ids that the ledger knows (in
+    any state: the caller tells the others apart)."""
+    subscribed = "EXISTS (SELECT 1 FROM subscriptions s WHERE s.user_id = c.user_id)"
+    if user_ids is None:
+        rows = ledger.all(f"SELECT c.user_id, c.stripe_customer_id, 1 FROM customers c "
+                          f"WHERE c.stripe_customer_id IS NOT NULL AND {subscribed} ORDER BY c.user_id")
+    else:
+        _fill(ledger, "reconcile_customers", "user_id TEXT NOT NULL", "user_id", ((u,) for u in set(user_ids)))
+        try:
+            rows = ledger.all(f"SELECT c.user_id, c.stripe_customer_id, CASE WHEN {subscribed} THEN 1 ELSE 0 END "
+                              "FROM reconcile_customers r JOIN customers c ON c.user_id = r.user_id ORDER BY c.user_id")
+        finally:
+            _empty(ledger, "reconcile_customers")
+    return [Customer(r[0], r[1], bool(r[2])) for r in rows]
+
+
+def features_with_usage(ledger: Ledger, probes: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the (user_id, feature) pairs have at least one usage event (an index probe
+    each, whatever their number of events)."""
+    _fill(ledger, "reconcile_probes", "user_id TEXT NOT NULL, feature TEXT NOT NULL", "user_id, feature", probes)
+    try:
+        rows = ledger.all(
+            "SELECT p.user_id, p.feature FROM reconcile_probes p WHERE EXISTS "
+            "(SELECT 1 FROM usage_events e WHERE e.user_id = p.user_id AND e.feature = p.feature)"
+        )
+    finally:
+        _empty(ledger, "reconcile_probes")
+    return {(r[0], r[1]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Window:
+    """One customer's feature over one compared billing period: the usage times its invoice
+    bills, [start, end), and for an open period the minute-aligned window Stripe's meter
+    totals are asked for, [meter_start, meter_end)."""
+
+    id: int
+    user_id: str
+    feature: str
+    start: int
+    end: int
+    meter_start: int | None = None
+    meter_end: int | None = None
+
+
+@dataclass(frozen=True)
+class WindowUnits:
+    total: int = 0  # every unit in [start, end)
+    pending: int = 0  # of those, not in Stripe yet (never sent, sending, batched, late item unconfirmed)
+    failed: int = 0  # of those, refused by Stripe for good
+    delivered: int = 0  # in the meter window: sent as meter events and confirmed (on their own or batched)
+    meter_pending: int = 0  # in the meter window: not in Stripe yet
+    recent: bool = False  # in the meter window: something confirmed since ``recent_since``
+
+
+def window_units(ledger: Ledger, windows: list[Window], recent_since: int) -> dict[int, WindowUnits]:
+    """The ledger's units of every window, by window id, in one statement (one snapshot of
+    the ledger): events by their own time, coalesced batches by the batch's time (as Stripe
+    sees them). A window without usage is absent (all zeros)."""
+    _fill(ledger, "reconcile_windows",
+          "user_id TEXT NOT NULL, feature TEXT NOT NULL, id BIGINT NOT NULL, start_time BIGINT NOT NULL, "
+          "end_time BIGINT NOT NULL, meter_start BIGINT, meter_end BIGINT, scan_start BIGINT NOT NULL, "
+          "scan_end BIGINT NOT NULL", "user_id, feature, id",
+          ((w.user_id, w.feature, w.id, w.start, w.end, w.meter_start, w.meter_end,
+            min(w.start, w.start if w.meter_start is None else w.meter_start),
+            max(w.end, w.end if w.meter_end is None else w.meter_end)) for w in windows))
+    billed = "e.timestamp >= w.start_time AND e.timestamp < w.end_time"
+    metered = "e.timestamp >= w.meter_start AND e.timestamp < w.meter_end"
+    try:
+        rows = ledger.all(
+            "SELECT 'events', w.id, "
+            f"COALESCE(SUM(CASE WHEN {billed} THEN e.amount END), 0), "
+            f"COALESCE(SUM(CASE WHEN {billed} AND {PENDING_SQL} THEN e.amount END), 0), "
+            f"COALESCE(SUM(CASE WHEN {billed} AND d.status = '{FAILED}' THEN e.amount END), 0), "
+            f"COALESCE(SUM(CASE WHEN {metered} AND d.status = '{DELIVERED}' AND d.batch_id IS NULL "
+            "THEN e.amount END), 0), "
+            f"COALESCE(SUM(CASE WHEN {metered} AND {PENDING_SQL} THEN e.amount END), 0), "
+            f"COUNT(CASE WHEN {metered} AND d.status = '{DELIVERED}' AND d.updated_at >= ? THEN 1 END) "
+            "FROM reconcile_windows w JOIN usage_events e ON e.user_id = w.user_id AND e.feature = w.feature "
+            "AND e.timestamp >= w.scan_start AND e.timestamp < w.scan_end "
+            "LEFT JOIN event_delivery d ON d.event_id = e.id "
+            "GROUP BY w.user_id, w.feature, w.id "
+            "UNION ALL "
+            "SELECT 'batches', w.id, 0, 0, 0, COALESCE(SUM(b.amount), 0), 0, "
+            "COUNT(CASE WHEN b.updated_at >= ? THEN 1 END) "
+            "FROM reconcile_windows w JOIN delivery_batches b ON b.user_id = w.user_id AND b.feature = w.feature "
+            f"AND b.timestamp >= w.meter_start AND b.timestamp < w.meter_end WHERE b.status = '{DELIVERED}' "
+            "GROUP BY w.user_id, w.feature, w.id",
+            (recent_since, recent_since),
+        )
+    finally:
+        _empty(ledger, "reconcile_windows")
+    found: dict[int, WindowUnits] = {}
+    for r in rows:
+        was = found.get(r[1], WindowUnits())
+        found[r[1]] = WindowUnits(was.total + int(r[2]), was.pending + int(r[3]), was.failed + int(r[4]),
+                                  was.delivered + int(r[5]), was.meter_pending + int(r[6]),
+                                  was.recent or bool(r[7]))
+    return found
