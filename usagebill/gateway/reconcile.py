@@ -136,7 +136,7 @@ def check_rate(rate: float | None) -> float | None:
         return None
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not math.isfinite(rate) \
             or not 0 < rate <= MAX_RATE:
-        raise ValidationError(f"--rate must be a number of requests a second above 0 and at most "
+        raise ValidationError(f"rate must be a number of requests a second above 0 and at most "
                               f"{MAX_RATE:,.0f}, not {rate!r}")
     return float(rate)
 
@@ -145,7 +145,7 @@ def check_workers(workers: int | None) -> int | None:
     if workers is None:
         return None
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise ValidationError(f"--workers must be a whole number from 1 to {MAX_WORKERS}, not {workers!r}")
+        raise ValidationError(f"workers must be a whole number from 1 to {MAX_WORKERS}, not {workers!r}")
     return workers
 
 
@@ -428,11 +428,22 @@ def _fetch_all(billing: Billing, read: _Reader, customers: list[_Customer], work
     results: list[_Fetched] = []
     mirror: list[PeriodInvoice] = []
     done = 0
+    stop = threading.Event()  # set by the first error: the customers not started yet are left alone
+
+    def task(c: _Customer) -> _Fetched | None:
+        if stop.is_set():
+            return None
+        try:
+            return _fetch(read, c, **kwargs)
+        except BaseException:
+            stop.set()
+            raise
+
     if on_progress:
         on_progress(0, len(customers))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reconcile")
     try:
-        for f in as_completed([pool.submit(_fetch, read, c, **kwargs) for c in customers]):
+        for f in as_completed([pool.submit(task, c) for c in customers]):
             got = f.result()  # a worker's error is raised here, on the calling thread
             results.append(got)
             mirror += got.invoices

@@ -93,41 +93,49 @@ class WindowUnits:
     recent: bool = False  # in the meter window: something confirmed since ``recent_since``
 
 
-def window_units(ledger: Ledger, windows: list[Window], recent_since: int) -> dict[int, WindowUnits]:
-    """The ledger's units of every window, by window id, in one statement (one snapshot of
-    the ledger): events by their own time, coalesced batches by the batch's time (as Stripe
-    sees them). A window without usage is absent (all zeros)."""
+_BILLED = "e.timestamp >= w.start_time AND e.timestamp < w.end_time"
+_METERED = "e.timestamp >= w.meter_start AND e.timestamp < w.meter_end"
+# the events of every window (by customer, feature and time: usage_events_by_time), and the
+# coalesced batches delivered in its meter window; one statement, so one snapshot of the ledger
+UNITS_SQL = (
+    "SELECT 'events', w.id, "
+    f"COALESCE(SUM(CASE WHEN {_BILLED} THEN e.amount END), 0), "
+    f"COALESCE(SUM(CASE WHEN {_BILLED} AND {PENDING_SQL} THEN e.amount END), 0), "
+    f"COALESCE(SUM(CASE WHEN {_BILLED} AND d.status = '{FAILED}' THEN e.amount END), 0), "
+    f"COALESCE(SUM(CASE WHEN {_METERED} AND d.status = '{DELIVERED}' AND d.batch_id IS NULL THEN e.amount END), 0), "
+    f"COALESCE(SUM(CASE WHEN {_METERED} AND {PENDING_SQL} THEN e.amount END), 0), "
+    f"COUNT(CASE WHEN {_METERED} AND d.status = '{DELIVERED}' AND d.updated_at >= :recent THEN 1 END) "
+    "FROM reconcile_windows w JOIN usage_events e ON e.user_id = w.user_id AND e.feature = w.feature "
+    "AND e.timestamp >= w.scan_start AND e.timestamp < w.scan_end "
+    "LEFT JOIN event_delivery d ON d.event_id = e.id "
+    "GROUP BY w.user_id, w.feature, w.id "
+    "UNION ALL "
+    "SELECT 'batches', w.id, 0, 0, 0, COALESCE(SUM(b.amount), 0), 0, COUNT(CASE WHEN b.updated_at >= :recent THEN 1 END) "
+    "FROM reconcile_windows w JOIN delivery_batches b ON b.user_id = w.user_id AND b.feature = w.feature "
+    f"AND b.timestamp >= w.meter_start AND b.timestamp < w.meter_end WHERE b.status = '{DELIVERED}' "
+    "GROUP BY w.user_id, w.feature, w.id"
+)
+
+
+def fill_windows(ledger: Ledger, windows: list[Window]) -> None:
+    """The windows, in the temporary table ``reconcile_windows`` (with the range of times to
+    read: both windows of an open period at once)."""
     _fill(ledger, "reconcile_windows",
           "user_id TEXT NOT NULL, feature TEXT NOT NULL, id BIGINT NOT NULL, start_time BIGINT NOT NULL, "
           "end_time BIGINT NOT NULL, meter_start BIGINT, meter_end BIGINT, scan_start BIGINT NOT NULL, "
           "scan_end BIGINT NOT NULL", "user_id, feature, id",
           ((w.user_id, w.feature, w.id, w.start, w.end, w.meter_start, w.meter_end,
-            min(w.start, w.start if w.meter_start is None else w.meter_start),
-            max(w.end, w.end if w.meter_end is None else w.meter_end)) for w in windows))
-    billed = "e.timestamp >= w.start_time AND e.timestamp < w.end_time"
-    metered = "e.timestamp >= w.meter_start AND e.timestamp < w.meter_end"
+            w.start if w.meter_start is None else min(w.start, w.meter_start),
+            w.end if w.meter_end is None else max(w.end, w.meter_end)) for w in windows))
+
+
+def window_units(ledger: Ledger, windows: list[Window], recent_since: int) -> dict[int, WindowUnits]:
+    """The ledger's units of every window, by window id, in one statement (one snapshot of
+    the ledger): events by their own time, coalesced batches by the batch's time (as Stripe
+    sees them). A window without usage is absent (all zeros)."""
+    fill_windows(ledger, windows)
     try:
-        rows = ledger.all(
-            "SELECT 'events', w.id, "
-            f"COALESCE(SUM(CASE WHEN {billed} THEN e.amount END), 0), "
-            f"COALESCE(SUM(CASE WHEN {billed} AND {PENDING_SQL} THEN e.amount END), 0), "
-            f"COALESCE(SUM(CASE WHEN {billed} AND d.status = '{FAILED}' THEN e.amount END), 0), "
-            f"COALESCE(SUM(CASE WHEN {metered} AND d.status = '{DELIVERED}' AND d.batch_id IS NULL "
-            "THEN e.amount END), 0), "
-            f"COALESCE(SUM(CASE WHEN {metered} AND {PENDING_SQL} THEN e.amount END), 0), "
-            f"COUNT(CASE WHEN {metered} AND d.status = '{DELIVERED}' AND d.updated_at >= ? THEN 1 END) "
-            "FROM reconcile_windows w JOIN usage_events e ON e.user_id = w.user_id AND e.feature = w.feature "
-            "AND e.timestamp >= w.scan_start AND e.timestamp < w.scan_end "
-            "LEFT JOIN event_delivery d ON d.event_id = e.id "
-            "GROUP BY w.user_id, w.feature, w.id "
-            "UNION ALL "
-            "SELECT 'batches', w.id, 0, 0, 0, COALESCE(SUM(b.amount), 0), 0, "
-            "COUNT(CASE WHEN b.updated_at >= ? THEN 1 END) "
-            "FROM reconcile_windows w JOIN delivery_batches b ON b.user_id = w.user_id AND b.feature = w.feature "
-            f"AND b.timestamp >= w.meter_start AND b.timestamp < w.meter_end WHERE b.status = '{DELIVERED}' "
-            "GROUP BY w.user_id, w.feature, w.id",
-            (recent_since, recent_since),
-        )
+        rows = ledger.all(UNITS_SQL, {"recent": recent_since})
     finally:
         _empty(ledger, "reconcile_windows")
     found: dict[int, WindowUnits] = {}
