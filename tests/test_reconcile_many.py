@@ -308,3 +308,44 @@ def test_no_progress_bar_in_a_pipe(world, runner, monkeypatch):
     monkeypatch.setenv("USAGEBILL_FORCE_TTY", "100")  # stdout a terminal; stderr still a pipe
     r = runner("reconcile", "--closed-only")
     assert "reconciling" not in r.stderr and "━" not in r.stderr
+
+
+class FakeReader:
+    """Stripe's lists by path (what ``_Reader.each`` yields), and the paths asked for."""
+
+    def __init__(self, lists):
+        self.lists, self.asked = lists, []
+
+    def each(self, endpoint, path, params):
+        self.asked.append(path)
+        return iter(self.lists[path])
+
+
+def test_lines_beyond_an_invoice_s_first_page_are_read_and_open_periods_ask_the_meter():
+    from tests.conftest import EXAMPLE
+    from usagebill.config import load_config
+    from usagebill.context import Subscription
+
+    config = load_config(EXAMPLE)
+    sub = Subscription(id=1, user_id="alice", plan_key="pro", interval="month", currency="usd", anchor=JAN,
+                       status="active", created_at=JAN, stripe_subscription_id="sub_1", config=config)
+    customer = rec._Customer("alice", "cus_1", FEB + 9 * 86400 + 30, (sub,), ())
+
+    def line(quantity, product="prod_api"):
+        return {"pricing": {"price_details": {"product": product}}, "quantity": quantity}
+
+    invoice = {"id": "in_1", "billing_reason": "subscription_cycle", "period_start": JAN, "period_end": FEB,
+               "status": "open", "status_transitions": {"finalized_at": FEB + 3600}, "created": FEB,
+               "lines": {"data": [line(5)], "has_more": True}}
+    first = dict(invoice, id="in_0", billing_reason="subscription_create", period_end=JAN)
+    read = FakeReader({"/v1/invoices": [invoice, first], "/v1/invoiceitems": [],
+                       "/v1/invoices/in_1/lines": [line(5), line(7), line(1, "prod_base"), {"quantity": 2}],
+                       "/v1/billing/meters/mtr_api/event_summaries": [{"aggregated_value": 3.0}]})
+    got = rec._fetch(read, customer, count=3, since=None, closed_only=False, metered={"api_calls": "mtr_api"},
+                     products={"api_calls": "prod_api"})
+    assert [(p.start, p.closed, p.invoice_id) for p in got.periods] == [(FEB, False, None), (JAN, True, "in_1")]
+    assert got.billed == {("in_1", "api_calls"): 12}  # every page, only the feature's product
+    assert got.meter == {(0, "api_calls"): (FEB, customer.now + 300 - 30 + 60, 3)}
+    assert read.asked == ["/v1/invoices", "/v1/invoiceitems", "/v1/invoices/in_1/lines",
+                          "/v1/billing/meters/mtr_api/event_summaries"]
+    assert [p.invoice_id for p in got.invoices] == ["in_1"]  # what is mirrored: the period's invoice only

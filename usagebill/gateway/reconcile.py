@@ -364,8 +364,8 @@ def _usage_lines(lines: list[dict], product: str | None) -> int:
     name no product: counted apart."""
     total = 0
     for line in lines:
-        details = (line.get("pricing") or {}).get("price_details") or {}
-        if details.get("product") == product:
+        details = (line.get("pricing") or {}).get("price_details")
+        if details and details.get("product") == product:
             total += line.get("quantity") or 0
     return total
 
@@ -455,7 +455,8 @@ def _fetch_all(billing: Billing, read: _Reader, customers: list[_Customer], work
                 on_progress(done, len(customers))
         if mirror:
             ledger_closing.put(billing.ledger, mirror)
-    finally:
+    finally:  # an error or Ctrl-C: the customers under way finish, the others are not started
+        stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
     return results
 
