@@ -230,22 +230,24 @@ def _range(xs: list[float]) -> str:
     return f"{min(xs):7.2f} / {statistics.median(xs):7.2f} / {max(xs):7.2f} s"
 
 
-def run(folder: Path, before: Path, repeat: int, kwargs: dict, sandbox_url: str | None) -> None:
+def run(folder: Path, before: Path | None, repeat: int, kwargs: dict, sandbox_url: str | None) -> None:
     results: dict[str, list[dict]] = {"before": [], "after": []}
+    runs = (("after", ROOT),) if before is None else (("before", before), ("after", ROOT))
     for i in range(repeat):
-        for name, code in (("before", before), ("after", ROOT)):
+        for name, code in runs:
             results[name].append(timed(code, folder, kwargs, sandbox_url))
             r = results[name][-1]
             print(f"  run {i + 1} {name:6s} {r['seconds']:7.2f} s  {r['calls']:,} sandbox requests "
                   f"(in the sandbox: {r['sandbox']:.2f} s, summed over threads)  {r['lines']:,} lines, "
                   f"{r['differences']:,} differences", flush=True)
     medians = {}
-    for name in ("before", "after"):
+    for name in [n for n, _ in runs]:
         secs = [r["seconds"] for r in results[name]]
         medians[name] = statistics.median(secs)
         print(f"{name:6s} ({before if name == 'before' else ROOT}): min / median / max {_range(secs)}, "
               f"{results[name][0]['calls']:,} sandbox requests", flush=True)
-    print(f"after / before (medians): {medians['after'] / medians['before']:.2f}x", flush=True)
+    if before is not None:
+        print(f"after / before (medians): {medians['after'] / medians['before']:.2f}x", flush=True)
 
 
 def main() -> None:
@@ -254,7 +256,8 @@ def main() -> None:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--keep", metavar="DIR", help="Build the ledger here and keep it.")
     p.add_argument("--reuse", metavar="DIR", help="Time an existing bench ledger (built with --keep).")
-    p.add_argument("--before", metavar="DIR", default="/work/main", help="The checkout to compare with.")
+    p.add_argument("--before", metavar="DIR", default="/work/main",
+                   help="The checkout to compare with ('none': time this one only).")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--workers", type=int, help="reconcile's workers (after only).")
     p.add_argument("--rate", type=float, help="reconcile's rate limit, requests/s (after only).")
@@ -270,14 +273,14 @@ def main() -> None:
             sandbox_indexes(Path(a.reuse), a.sandbox_indexes)
         if a.add_february:
             add_february(Path(a.reuse), a.add_february)
-        run(Path(a.reuse), Path(a.before), a.repeat, kwargs, a.sandbox_url)
+        run(Path(a.reuse), None if a.before == 'none' else Path(a.before), a.repeat, kwargs, a.sandbox_url)
         return
     folder = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="usagebill-bench-reconcile-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
         print(f"{a.events:,} events, {a.customers:,} customers, in {folder}", flush=True)
         build(folder, a.customers, a.events)
-        run(folder, Path(a.before), a.repeat, kwargs, a.sandbox_url)
+        run(folder, None if a.before == 'none' else Path(a.before), a.repeat, kwargs, a.sandbox_url)
     finally:
         if not a.keep:
             shutil.rmtree(folder, ignore_errors=True)

@@ -349,3 +349,27 @@ def test_lines_beyond_an_invoice_s_first_page_are_read_and_open_periods_ask_the_
     assert read.asked == ["/v1/invoices", "/v1/invoiceitems", "/v1/invoices/in_1/lines",
                           "/v1/billing/meters/mtr_api/event_summaries"]
     assert [p.invoice_id for p in got.invoices] == ["in_1"]  # what is mirrored: the period's invoice only
+
+
+def test_subscriptions_and_clocks_read_for_many_customers_at_once_equal_one_by_one(world):
+    from usagebill.gateway.accounts import subscribe
+    from usagebill.ledger import clocks as ledger_clocks
+    from usagebill.ledger import reconcile_reads as reads
+
+    conn = world.connection
+    cancel(world, conn, "bob")
+    subscribe(world, conn, "bob", "Team", "month")  # two subscriptions: the second one's usage starts after the first
+    add_customer(world, conn, "rt")  # real time, no test clock
+    subscribe(world, conn, "rt", "Pro", "month")
+    users = USERS + ["rt", "nobody"]
+    many = world.subscriptions.all_of_many(users)
+    assert many["nobody"] == [] and len(many["bob"]) == 2
+    for u in USERS + ["rt"]:
+        one = world.subscriptions.all_of(u)
+        assert many[u] == one and [s.priced_since for s in many[u]] == [s.priced_since for s in one], u
+    assert many["alice"][0].closed_until == FEB and many["bob"][1].usage_from == many["bob"][0].canceled_at + 1
+    clock = world.customers.get("alice").test_clock
+    ledger_clocks.start_advance(world.ledger, clock, JAN, FEB + 7200, "+1month2h", 0)  # unfinished: now_for asks Stripe
+    assert [c.user_id for c in reads.customers(world.ledger) if c.advancing] == ["alice", "bob", "carol"]
+    for c in reads.customers(world.ledger, users):
+        assert abs(rec._now(world, c) - world.now_for(c.user_id)) <= 1, c  # the first one finished the advance

@@ -95,8 +95,8 @@ class _Progress:
 @click.option("--customers-from", "customers_file", metavar="FILE", type=click.Path(dir_okay=False, allow_dash=True),
               help="Only these customers: one user id a line (- for stdin; blank lines and # comments ignored).")
 @click.option("--rate", type=float, callback=_checked(_rate), metavar="N",
-              help="At most N Stripe requests a second [default: 20 in test mode, 80 in live mode (Stripe's read "
-                   "limits are 25 and 100); no limit on the sandbox].")
+              help="At most N Stripe requests a second [default: 20 in test mode; 80 in live mode, 20 to any one "
+                   "endpoint (Stripe's documented limits: 25 and 100, 25 an endpoint); none on the sandbox].")
 @click.option("--workers", type=int, callback=_checked(_workers), metavar="N",
               help="Stripe requests in flight at once, one customer each [default: 8].")
 @json_option

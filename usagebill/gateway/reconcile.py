@@ -297,17 +297,27 @@ def _scope(billing: Billing, user_id: str | None, given: list[tuple[int, str]] |
         skipped
 
 
+def _now(billing: Billing, c: reads.Customer) -> int:
+    """``billing.now_for`` from what was read for every customer at once: real time without a
+    test clock (or its time unknown yet), the clock's time, or, while an advance of the clock
+    is unfinished in the ledger, ``now_for`` itself (it asks Stripe)."""
+    if c.clock_time is None:
+        return billing.now()
+    return billing.now_for(c.user_id) if c.advancing else c.clock_time
+
+
 def _customers(billing: Billing, scope: list[reads.Customer], metered: dict[str, str],
                since: int | None) -> list[_Customer]:
     used = reads.features_with_usage(billing.ledger, [(c.user_id, f) for c in scope for f in metered])
+    subscriptions = billing.subscriptions.all_of_many([c.user_id for c in scope])
     out = []
     for c in scope:
-        subs = billing.subscriptions.all_of(c.user_id)
+        subs = subscriptions[c.user_id]
         if since is not None:  # a subscription that ended before --since has no period to compare
             subs = [s for s in subs if s.canceled_at is None or s.canceled_at > since]
         if not subs:
             continue
-        out.append(_Customer(c.user_id, c.stripe_customer_id, billing.now_for(c.user_id), tuple(subs),
+        out.append(_Customer(c.user_id, c.stripe_customer_id, _now(billing, c), tuple(subs),
                              tuple(sorted(f for f in metered if (c.user_id, f) in used))))
     return out
 
