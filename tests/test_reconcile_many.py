@@ -373,3 +373,18 @@ def test_subscriptions_and_clocks_read_for_many_customers_at_once_equal_one_by_o
     assert [c.user_id for c in reads.customers(world.ledger) if c.advancing] == ["alice", "bob", "carol"]
     for c in reads.customers(world.ledger, users):
         assert abs(rec._now(world, c) - world.now_for(c.user_id)) <= 1, c  # the first one finished the advance
+
+
+def test_every_ledger_access_is_on_the_calling_thread(world, monkeypatch):
+    """The SQLite connection is shared: the pool's threads only talk to Stripe."""
+    ledger, threads = world.ledger, set()
+    for name in ("execute", "executemany"):
+        original = getattr(ledger, name)
+
+        def spy(*args, _original=original, **kwargs):
+            threads.add(threading.current_thread().name)
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(ledger, name, spy)
+    r = reconcile(world, world.connection, workers=4)
+    assert len(r.lines) == 12 and threads == {threading.main_thread().name}
