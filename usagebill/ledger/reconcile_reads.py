@@ -133,6 +133,7 @@ class WindowUnits:
     recent: bool = False  # in the meter window: something confirmed since ``recent_since``
 
 
+UNITS_CACHE_KIB = 256 * 1024
 _BILLED = "e.timestamp >= w.start_time AND e.timestamp < w.end_time"
 _METERED = "e.timestamp >= w.meter_start AND e.timestamp < w.meter_end"
 # the events of every window (by customer, feature and time: usage_events_by_time), and the
@@ -175,7 +176,10 @@ def window_units(ledger: Ledger, windows: list[Window], recent_since: int) -> di
     sees them). A window without usage is absent (all zeros)."""
     fill_windows(ledger, windows)
     try:
-        rows = ledger.all(UNITS_SQL, {"recent": recent_since})
+        # every event read is looked up in event_delivery by its id, in no useful order: a bigger
+        # page cache saves a third of the time at 10^6 events (SQLite's default is 2 MB)
+        with ledger.bulk(UNITS_CACHE_KIB):
+            rows = ledger.all(UNITS_SQL, {"recent": recent_since})
     finally:
         _empty(ledger, "reconcile_windows")
     found: dict[int, WindowUnits] = {}
