@@ -37,6 +37,7 @@ class Ledger:
     # appended to a claim's SELECT: rows another transaction holds are skipped, not waited for
     # (SQLite has one writer at a time, so there is nothing to skip)
     skip_locked = ""
+    string_agg = "group_concat"  # (text, separator) over a group
 
     def __init__(self, conn: sqlite3.Connection, path: str, *, readonly: bool = False):
         self.conn = conn
@@ -44,10 +45,15 @@ class Ledger:
         self.readonly = readonly  # opened read-only: this user may not write the file
         self._depth = 0
         self._lock = threading.RLock()
+        # statements other than SELECT so far: what a reader cached within a transaction
+        # stays true until this changes (usagebill.context's customer snapshot)
+        self.writes = 0
 
     # -- statements ------------------------------------------------------------------------
     def execute(self, sql: str, args: Any = ()):
         """A cursor (``fetchone``, ``fetchall``, iteration, ``rowcount``)."""
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         try:
             return self.conn.execute(sql, args)
         except sqlite3.IntegrityError as e:
@@ -57,6 +63,7 @@ class Ledger:
 
     def executemany(self, sql: str, rows: Any) -> int:
         """Runs ``sql`` once per row; returns how many rows it changed in all."""
+        self.writes += 1
         try:
             before = self.conn.total_changes
             self.conn.executemany(sql, rows)
@@ -81,10 +88,12 @@ class Ledger:
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
-    def transaction(self, customer: str | None = None) -> Iterator["Ledger"]:
+    def transaction(self, customer: str | None = None, *, rows_only: bool = False) -> Iterator["Ledger"]:
         """One atomic unit of writes. ``customer``: the one customer whose balances, keys and
-        renewals it reads and writes (a backend with row-level concurrency serialises
-        transactions per customer, and those without one against each other)."""
+        renewals it reads and writes; ``rows_only``: it only claims or marks rows it locks
+        itself (the outbox). A backend with many writers at once serialises transactions per
+        customer, and those that name neither against all others; SQLite has one writer at
+        a time anyway."""
         with self._lock:
             if self._depth:  # nested: part of the enclosing transaction
                 self._depth += 1
@@ -98,22 +107,25 @@ class Ledger:
                     f"{self.path} is read-only for this user, and this needs to write to it "
                     "(run it as the ledger's owner, or ask for write access)"
                 )
-            self._begin(customer)
+            self._begin(customer, rows_only)
+            self.writes += 1  # a new transaction: nothing read before it is cached into it
             self._depth = 1
             try:
                 yield self
             except BaseException:
                 self._depth = 0
+                self.writes += 1
                 self._rollback()
                 raise
             self._depth = 0
+            self.writes += 1
             self._commit()
 
     @property
     def in_transaction(self) -> bool:
         return self._depth > 0
 
-    def _begin(self, customer: str | None) -> None:
+    def _begin(self, customer: str | None, rows_only: bool) -> None:
         self.execute("BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
