@@ -4,6 +4,7 @@ delivery states, coalesced batches and windows; and the statement reads the time
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -102,6 +103,8 @@ def test_the_units_statement_reads_the_time_index_only_over_the_windows():
     join, and the events are found through usage_events_by_time by customer, feature and time,
     so only the compared time ranges are read."""
     ledger = build([], [])
+    if ledger.dialect != "sqlite":
+        pytest.skip("SQLite's query plan")
     reads.fill_windows(ledger, [])
     plan = " ".join(r[3] for r in ledger.all("EXPLAIN QUERY PLAN " + reads.UNITS_SQL, {"recent": 0}))
     assert "usage_events_by_time (user_id=? AND feature=? AND timestamp>? AND timestamp<?)" in plan, plan
