@@ -19,6 +19,7 @@ before ratio of the medians.
     python bench/reconcile.py --customers 3000 --events 100000 --keep /tmp/rb-1e5
     python bench/reconcile.py --reuse /tmp/rb-1e5 [--repeat 3] [--before /work/main] [--workers N] [--no-sandbox-indexes]
     cp -a /tmp/rb-1e5 /tmp/rb-1e6 && python bench/reconcile.py --reuse /tmp/rb-1e6 --add-february 900000
+    python bench/reconcile.py --reuse DIR --latency 50 [--rate 20]   # as over a network (and test mode's pace)
 """
 
 from __future__ import annotations
@@ -194,9 +195,13 @@ conn = billing.connection
 calls, inside = 0, 0.0
 if conn.sandbox is not None:
     handle = conn.sandbox.handle
+    latency = float(sys.argv[3]) / 1000
+
     def counted(*a, **k):
         global calls, inside
         calls += 1
+        if latency:
+            time.sleep(latency)  # a network's round trip (outside the sandbox's lock)
         t = time.perf_counter()
         try:
             return handle(*a, **k)
@@ -213,13 +218,14 @@ print(json.dumps({"seconds": seconds, "calls": calls, "sandbox": inside, "lines"
 """
 
 
-def timed(code: Path, folder: Path, kwargs: dict, sandbox_url: str | None) -> dict:
+def timed(code: Path, folder: Path, kwargs: dict, sandbox_url: str | None, latency_ms: float = 0) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code), "USAGEBILL_CONFIG": str(folder / "billing.toml")}
     env.pop("STRIPE_API_KEY", None)
     env.pop("USAGEBILL_SANDBOX_URL", None)
     if sandbox_url:
         env["USAGEBILL_SANDBOX_URL"] = sandbox_url
-    out = subprocess.run([sys.executable, "-c", DRIVER, str(folder / "billing.toml"), json.dumps(kwargs)],
+    out = subprocess.run([sys.executable, "-c", DRIVER, str(folder / "billing.toml"), json.dumps(kwargs),
+                          str(latency_ms)],
                          capture_output=True, text=True, env=env, cwd=folder)
     if out.returncode != 0:
         sys.exit(f"reconcile with {code} failed: {out.stderr}")
@@ -230,12 +236,13 @@ def _range(xs: list[float]) -> str:
     return f"{min(xs):7.2f} / {statistics.median(xs):7.2f} / {max(xs):7.2f} s"
 
 
-def run(folder: Path, before: Path | None, repeat: int, kwargs: dict, sandbox_url: str | None) -> None:
+def run(folder: Path, before: Path | None, repeat: int, kwargs: dict, sandbox_url: str | None,
+        latency_ms: float = 0) -> None:
     results: dict[str, list[dict]] = {"before": [], "after": []}
     runs = (("after", ROOT),) if before is None else (("before", before), ("after", ROOT))
     for i in range(repeat):
         for name, code in runs:
-            results[name].append(timed(code, folder, kwargs, sandbox_url))
+            results[name].append(timed(code, folder, kwargs, sandbox_url, latency_ms))
             r = results[name][-1]
             print(f"  run {i + 1} {name:6s} {r['seconds']:7.2f} s  {r['calls']:,} sandbox requests "
                   f"(in the sandbox: {r['sandbox']:.2f} s, summed over threads)  {r['lines']:,} lines, "
@@ -264,6 +271,8 @@ def main() -> None:
     p.add_argument("--sandbox-url", help="A sandbox served by `usagebill sandbox serve` on the bench's sandbox.db.")
     p.add_argument("--sandbox-indexes", action=argparse.BooleanOptionalAction, default=None,
                    help="With --reuse: add (or drop) the bench's indexes of the sandbox's objects first.")
+    p.add_argument("--latency", type=float, default=0, metavar="MS",
+                   help="Add MS milliseconds to every sandbox request, as a network would (in-process sandbox).")
     p.add_argument("--add-february", type=int, metavar="N",
                    help="With --reuse: first add N more February events (delivered; direct SQL) to that ledger.")
     a = p.parse_args()
@@ -273,14 +282,14 @@ def main() -> None:
             sandbox_indexes(Path(a.reuse), a.sandbox_indexes)
         if a.add_february:
             add_february(Path(a.reuse), a.add_february)
-        run(Path(a.reuse), None if a.before == 'none' else Path(a.before), a.repeat, kwargs, a.sandbox_url)
+        run(Path(a.reuse), None if a.before == 'none' else Path(a.before), a.repeat, kwargs, a.sandbox_url, a.latency)
         return
     folder = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="usagebill-bench-reconcile-"))
     folder.mkdir(parents=True, exist_ok=True)
     try:
         print(f"{a.events:,} events, {a.customers:,} customers, in {folder}", flush=True)
         build(folder, a.customers, a.events)
-        run(folder, None if a.before == 'none' else Path(a.before), a.repeat, kwargs, a.sandbox_url)
+        run(folder, None if a.before == 'none' else Path(a.before), a.repeat, kwargs, a.sandbox_url, a.latency)
     finally:
         if not a.keep:
             shutil.rmtree(folder, ignore_errors=True)
