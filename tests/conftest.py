@@ -1,12 +1,170 @@
+"""Shared fixtures, and the ledger backend the suite runs on.
+
+``--backend=sqlite`` (the default) or ``--backend=postgres`` (or ``USAGEBILL_TEST_BACKEND``):
+on PostgreSQL every ledger a test opens by path, in this process (the library and CliRunner),
+is opened instead as a fresh PostgreSQL database on the session's throwaway server, one per
+distinct path within a test. Tests about SQLite files themselves carry the ``sqlite_only``
+mark and are skipped there. ``pg_server_url`` / ``pg_url`` are for tests that want
+PostgreSQL whatever the backend (tests/pgserver.py starts the server)."""
+
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tests import pgserver
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "billing.toml.example"
+BACKENDS = ("sqlite", "postgres")
 
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--backend", choices=BACKENDS, default=None,
+        help="the ledger backend the suite runs on (default: $USAGEBILL_TEST_BACKEND, else sqlite); "
+             "postgres starts a throwaway server, or uses $USAGEBILL_TEST_PG_URL",
+    )
+
+
+def backend_of(config) -> str:
+    chosen = config.getoption("--backend") or os.environ.get("USAGEBILL_TEST_BACKEND") or "sqlite"
+    if chosen not in BACKENDS:
+        raise pytest.UsageError(f"USAGEBILL_TEST_BACKEND={chosen!r}: expected one of {', '.join(BACKENDS)}")
+    return chosen
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def pg_backend_present() -> bool:
+    """The PostgreSQL backend module is in this checkout (``usagebill/ledger/postgres.py``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("usagebill.ledger.postgres") is not None
+
+
+def pytest_configure(config):
+    if backend_of(config) == "postgres" and not pg_backend_present():
+        raise pytest.UsageError("--backend=postgres: usagebill.ledger.postgres (the PostgreSQL backend) is not in this checkout")
+
+
+def pytest_report_header(config):
+    return f"ledger backend: {backend_of(config)}"
+
+
+def pytest_collection_modifyitems(config, items):
+    if backend_of(config) != "postgres":
+        return
+    for item in items:
+        mark = item.get_closest_marker("sqlite_only")
+        if mark is not None:
+            why = mark.kwargs.get("reason") or (mark.args[0] if mark.args else "about SQLite files")
+            item.add_marker(pytest.mark.skip(reason=f"sqlite_only: {why}"))
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def pg_server_url():
+    """The URL of a PostgreSQL server's maintenance database, for the whole session:
+    ``USAGEBILL_TEST_PG_URL``, else a throwaway server started now. Skips the test when
+    PostgreSQL is not installed or does not start, unless ``CI=true``: then it fails, with the
+    server's log."""
+    given = os.environ.get(pgserver.ENV_URL)
+    if given:
+        yield given
+        return
+    try:
+        server = pgserver.start_server()
+    except pgserver.ServerUnavailable as e:
+        if in_ci():
+            pytest.fail(f"CI=true and no PostgreSQL server for the tests: {e}", pytrace=False)
+        pytest.skip(f"no PostgreSQL server: {str(e).splitlines()[0]}")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server_url, request):
+    """A fresh, empty database for this test (named after it), dropped afterwards."""
+    url = pgserver.create_database(pg_server_url, request.node.name)
+    yield url
+    pgserver.drop_database(pg_server_url, url)
+
+
+class PgLedgers:
+    """What ``_open_sqlite`` becomes on the PostgreSQL pass: a path's ledger is a database of
+    its own (created on the path's first open in the test, the same one on every later open).
+    ``ledger.path`` stays the path the test gave, so what lives beside the ledger (the
+    sandbox's state) and what messages and the ownership check name are as on SQLite."""
+
+    def __init__(self, server_url: str, hint: str, template: str):
+        self.server_url = server_url
+        self.hint = hint
+        self.template = template
+        self.urls: dict[str, str] = {}
+        self.created: list[str] = []
+
+    def url_for(self, path: str) -> str:
+        key = path if path == ":memory:" else os.path.realpath(path)
+        url = self.urls.get(key)
+        if url is None:
+            url = pgserver.create_database(self.server_url, self.hint, template=self.template)
+            self.created.append(url)
+            if key != ":memory:":  # every :memory: ledger is a new one
+                self.urls[key] = url
+        return url
+
+    def open(self, path: str):
+        from usagebill.ledger.postgres import open_pg
+
+        ledger = open_pg(self.url_for(path))
+        ledger.path = path
+        return ledger
+
+    def drop_all(self) -> None:
+        for url in self.created:
+            pgserver.drop_database(self.server_url, url)
+
+
+@pytest.fixture(scope="session")
+def _pg_ledger_template(pg_server_url):
+    """A database migrated once, that each test's ledger databases are copied from (a copy
+    takes ~20 ms; migrating each one anew would repeat every migration per ledger).
+    ``USAGEBILL_TEST_PG_TEMPLATE=0``: every ledger starts empty and migrates itself."""
+    if os.environ.get("USAGEBILL_TEST_PG_TEMPLATE", "1") == "0":
+        yield "template0"
+        return
+    from usagebill.ledger.postgres import open_pg
+
+    url = pgserver.create_database(pg_server_url, "ledger_template")
+    open_pg(url).close()
+    yield pgserver.database_of(url)
+    pgserver.drop_database(pg_server_url, url)
+
+
+@pytest.fixture(autouse=True)
+def _ledger_backend(request, monkeypatch):
+    """On ``--backend=postgres``: ledgers opened by path are PostgreSQL databases (PgLedgers)."""
+    if backend_of(request.config) != "postgres":
+        yield None
+        return
+    ledgers = PgLedgers(request.getfixturevalue("pg_server_url"), request.node.name,
+                        request.getfixturevalue("_pg_ledger_template"))
+    import usagebill.ledger.db as db
+
+    monkeypatch.setattr(db, "_open_sqlite", ledgers.open)
+    yield ledgers
+    ledgers.drop_all()
+
+
+# -- the fixtures every test uses -----------------------------------------------------------
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
