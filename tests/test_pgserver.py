@@ -17,6 +17,7 @@ from tests import pgserver
 from tests.conftest import in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.own_backend  # PostgreSQL whatever the backend: once per CI run
 
 
 def need_binaries():
