@@ -16,10 +16,11 @@ pytestmark = pytest.mark.own_backend
 
 
 @pytest.fixture
-def roles(pg_server_url, pg_url, request):
+def roles(pg_server_url, request):
     """Two roles of this test's own (roles belong to the whole server)."""
     if not pg_backend_present():
         pytest.skip("the PostgreSQL backend (usagebill/ledger/postgres.py) is not in this checkout")
+    pg_url = request.getfixturevalue("pg_url")
     base = pgserver.database_of(pg_url)
     names = {"migrator": f"{base[:50]}_mig", "app": f"{base[:50]}_app"}
     try:
