@@ -105,25 +105,55 @@ def pg_url(pg_server_url, request):
 
 class PgLedgers:
     """What ``_open_sqlite`` becomes on the PostgreSQL pass: a path's ledger is a database of
-    its own (created on the path's first open in the test, the same one on every later open).
-    ``ledger.path`` stays the path the test gave, so what lives beside the ledger (the
-    sandbox's state) and what messages and the ownership check name are as on SQLite."""
+    its own, created on the path's first open. The path still gets its file (empty, mode
+    0600, as SQLite would create it), so what looks for the ledger's file finds it, and the
+    file is what names the database (in an extended attribute, else by its inode): opened
+    again, or after its folder was moved, it is the same ledger; deleted, the next open makes
+    a new one, as on SQLite. ``ledger.path`` stays the path the test gave, so what lives
+    beside the ledger (the sandbox's state) and what messages and the ownership check name
+    are as on SQLite."""
+
+    XATTR = "user.usagebill_test_database"
 
     def __init__(self, server_url: str, hint: str, template: str):
         self.server_url = server_url
         self.hint = hint
         self.template = template
-        self.urls: dict[str, str] = {}
+        self.by_inode: dict[tuple[int, int], str] = {}
         self.created: list[str] = []
 
+    def _new_database(self) -> str:
+        url = pgserver.create_database(self.server_url, self.hint, template=self.template)
+        self.created.append(url)
+        return url
+
     def url_for(self, path: str) -> str:
-        key = path if path == ":memory:" else os.path.realpath(path)
-        url = self.urls.get(key)
+        if path == ":memory:":  # every :memory: ledger is a new one
+            return self._new_database()
+        from usagebill.errors import LedgerError
+
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o600))
+            st = os.stat(p)
+        except OSError as e:
+            raise LedgerError(f"{path}: cannot create the ledger: {e.strerror}") from None
+        try:
+            name = os.getxattr(p, self.XATTR).decode()
+            url = pgserver.with_database(self.server_url, name)
+            if url in self.created:
+                return url
+        except OSError:
+            pass
+        key = (st.st_dev, st.st_ino)
+        url = self.by_inode.get(key)
         if url is None:
-            url = pgserver.create_database(self.server_url, self.hint, template=self.template)
-            self.created.append(url)
-            if key != ":memory:":  # every :memory: ledger is a new one
-                self.urls[key] = url
+            url = self._new_database()
+            try:
+                os.setxattr(p, self.XATTR, pgserver.database_of(url).encode())
+            except OSError:  # no extended attributes here: the inode alone names it
+                self.by_inode[key] = url
         return url
 
     def open(self, path: str):

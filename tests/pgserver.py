@@ -27,7 +27,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 ENV_URL = "USAGEBILL_TEST_PG_URL"
 BINARIES = ("initdb", "pg_ctl")
-SERVER_OPTIONS = "-c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+# durability off (a throwaway server); connections for tests that keep many ledgers open
+SERVER_OPTIONS = ("-c listen_addresses='' -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                  "-c max_connections=400")
 
 
 class ServerUnavailable(Exception):
