@@ -81,10 +81,12 @@ class Ledger:
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
-    def transaction(self, customer: str | None = None) -> Iterator["Ledger"]:
+    def transaction(self, customer: str | None = None, *, rows_only: bool = False) -> Iterator["Ledger"]:
         """One atomic unit of writes. ``customer``: the one customer whose balances, keys and
-        renewals it reads and writes (a backend with row-level concurrency serialises
-        transactions per customer, and those without one against each other)."""
+        renewals it reads and writes; ``rows_only``: it only claims or marks rows it locks
+        itself (the outbox). A backend with many writers at once serialises transactions per
+        customer, and those that name neither against all others; SQLite has one writer at
+        a time anyway."""
         with self._lock:
             if self._depth:  # nested: part of the enclosing transaction
                 self._depth += 1
@@ -98,7 +100,7 @@ class Ledger:
                     f"{self.path} is read-only for this user, and this needs to write to it "
                     "(run it as the ledger's owner, or ask for write access)"
                 )
-            self._begin(customer)
+            self._begin(customer, rows_only)
             self._depth = 1
             try:
                 yield self
@@ -113,7 +115,7 @@ class Ledger:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
-    def _begin(self, customer: str | None) -> None:
+    def _begin(self, customer: str | None, rows_only: bool) -> None:
         self.execute("BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
