@@ -105,31 +105,30 @@ def pg_url(pg_server_url, request):
 
 class PgLedgers:
     """What ``_open_sqlite`` becomes on the PostgreSQL pass: a path's ledger is a database of
-    its own, created on the path's first open. The path still gets its file (empty, mode
-    0600, as SQLite would create it), so what looks for the ledger's file finds it, and the
-    file is what names the database (in an extended attribute, else by its inode): opened
-    again, or after its folder was moved, it is the same ledger; deleted, the next open makes
-    a new one, as on SQLite. ``ledger.path`` stays the path the test gave, so what lives
-    beside the ledger (the sandbox's state) and what messages and the ownership check name
-    are as on SQLite."""
+    its own, taken from the session's pool of migrated, empty ledger databases on the path's
+    first open (``pgserver.LedgerPool``), given back at the end of the test. The path still
+    gets its file (empty, mode 0600, as SQLite would create it), so what looks for the
+    ledger's file finds it, and the file is what names the database (in an extended
+    attribute, else by its inode): opened again, or after its folder was moved, it is the same
+    ledger; deleted, the next open makes a new one, as on SQLite. A ``:memory:`` ledger is a
+    database of its own too, given back when it is closed. ``ledger.path`` stays the path the
+    test gave, so what lives beside the ledger (the sandbox's state) and what messages and the
+    ownership check name are as on SQLite."""
 
     XATTR = "user.usagebill_test_database"
 
-    def __init__(self, server_url: str, hint: str, template: str):
-        self.server_url = server_url
+    def __init__(self, pool: pgserver.LedgerPool, hint: str):
+        self.pool = pool
         self.hint = hint
-        self.template = template
         self.by_inode: dict[tuple[int, int], str] = {}
-        self.created: list[str] = []
+        self.taken: list[str] = []
 
-    def _new_database(self) -> str:
-        url = pgserver.create_database(self.server_url, self.hint, template=self.template)
-        self.created.append(url)
+    def _take(self) -> str:
+        url = self.pool.take(self.hint)
+        self.taken.append(url)
         return url
 
     def url_for(self, path: str) -> str:
-        if path == ":memory:":  # every :memory: ledger is a new one
-            return self._new_database()
         from usagebill.errors import LedgerError
 
         p = Path(path)
@@ -140,16 +139,15 @@ class PgLedgers:
         except OSError as e:
             raise LedgerError(f"{path}: cannot create the ledger: {e.strerror}") from None
         try:
-            name = os.getxattr(p, self.XATTR).decode()
-            url = pgserver.with_database(self.server_url, name)
-            if url in self.created:
+            url = pgserver.with_database(self.pool.server_url, os.getxattr(p, self.XATTR).decode())
+            if url in self.taken:
                 return url
         except OSError:
             pass
         key = (st.st_dev, st.st_ino)
         url = self.by_inode.get(key)
         if url is None:
-            url = self._new_database()
+            url = self._take()
             try:
                 os.setxattr(p, self.XATTR, pgserver.database_of(url).encode())
             except OSError:  # no extended attributes here: the inode alone names it
@@ -159,29 +157,37 @@ class PgLedgers:
     def open(self, path: str):
         from usagebill.ledger.postgres import open_pg
 
-        ledger = open_pg(self.url_for(path))
+        if path != ":memory:":
+            ledger = open_pg(self.url_for(path))
+            ledger.path = path
+            return ledger
+        url = self._take()
+        ledger = open_pg(url)
         ledger.path = path
+        close = ledger.close
+
+        def close_and_give_back():
+            close()
+            if url in self.taken:
+                self.taken.remove(url)
+                self.pool.give_back(url)
+
+        ledger.close = close_and_give_back
         return ledger
 
-    def drop_all(self) -> None:
-        for url in self.created:
-            pgserver.drop_database(self.server_url, url)
+    def give_back_all(self) -> None:
+        for url in self.taken:
+            self.pool.give_back(url)
+        self.taken.clear()
 
 
 @pytest.fixture(scope="session")
-def _pg_ledger_template(pg_server_url):
-    """A database migrated once, that each test's ledger databases are copied from (a copy
-    takes ~20 ms; migrating each one anew would repeat every migration per ledger).
-    ``USAGEBILL_TEST_PG_TEMPLATE=0``: every ledger starts empty and migrates itself."""
-    if os.environ.get("USAGEBILL_TEST_PG_TEMPLATE", "1") == "0":
-        yield "template0"
-        return
-    from usagebill.ledger.postgres import open_pg
-
-    url = pgserver.create_database(pg_server_url, "ledger_template")
-    open_pg(url).close()
-    yield pgserver.database_of(url)
-    pgserver.drop_database(pg_server_url, url)
+def _pg_ledger_pool(pg_server_url):
+    """The PostgreSQL pass's ledger databases (``USAGEBILL_TEST_PG_REUSE=0``: each one new,
+    migrating itself, dropped after use)."""
+    pool = pgserver.LedgerPool(pg_server_url, reuse=os.environ.get("USAGEBILL_TEST_PG_REUSE", "1") != "0")
+    yield pool
+    pool.close()
 
 
 @pytest.fixture(autouse=True)
@@ -190,13 +196,12 @@ def _ledger_backend(request, monkeypatch):
     if backend_of(request.config) != "postgres":
         yield None
         return
-    ledgers = PgLedgers(request.getfixturevalue("pg_server_url"), request.node.name,
-                        request.getfixturevalue("_pg_ledger_template"))
+    ledgers = PgLedgers(request.getfixturevalue("_pg_ledger_pool"), request.node.name)
     import usagebill.ledger.db as db
 
     monkeypatch.setattr(db, "_open_sqlite", ledgers.open)
     yield ledgers
-    ledgers.drop_all()
+    ledgers.give_back_all()
 
 
 # -- the fixtures every test uses -----------------------------------------------------------

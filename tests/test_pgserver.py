@@ -160,3 +160,89 @@ def test_without_ci_a_server_that_does_not_start_skips(tmp_path):
     r = _run_with_a_server_that_fails(tmp_path, ci=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "1 skipped" in r.stdout and "no PostgreSQL server" in r.stdout
+
+
+# -- the PostgreSQL pass's ledgers (conftest.PgLedgers over pgserver.LedgerPool) ----------------
+
+@pytest.fixture
+def pool(pg_server_url):
+    from tests.conftest import pg_backend_present
+
+    if not pg_backend_present():
+        pytest.skip("the PostgreSQL backend (usagebill/ledger/postgres.py) is not in this checkout")
+    p = pgserver.LedgerPool(pg_server_url)
+    yield p
+    p.close()
+
+
+def test_a_path_is_one_ledger_moved_or_reopened_and_a_new_one_once_deleted(pool, tmp_path):
+    from tests.conftest import PgLedgers
+
+    ledgers = PgLedgers(pool, "paths")
+    first = ledgers.open(str(tmp_path / "a" / "ledger.db"))
+    first.execute("INSERT INTO customers (user_id, created_at) VALUES ('kept', 1)")
+    first.close()
+    assert (tmp_path / "a" / "ledger.db").stat().st_mode & 0o777 == 0o600
+    again = ledgers.open(str(tmp_path / "a" / "ledger.db"))
+    assert again.path == str(tmp_path / "a" / "ledger.db")  # messages and the sandbox's place as on SQLite
+    assert [r[0] for r in again.all("SELECT user_id FROM customers")] == ["kept"]
+    again.close()
+    (tmp_path / "a").rename(tmp_path / "b")
+    moved = ledgers.open(str(tmp_path / "b" / "ledger.db"))
+    assert [r[0] for r in moved.all("SELECT user_id FROM customers")] == ["kept"]
+    moved.close()
+    (tmp_path / "b" / "ledger.db").unlink()
+    fresh = ledgers.open(str(tmp_path / "b" / "ledger.db"))
+    assert fresh.all("SELECT user_id FROM customers") == []
+    other = ledgers.open(str(tmp_path / "c.db"))
+    assert other.all("SELECT user_id FROM customers") == []
+    fresh.close(), other.close()
+    assert len(ledgers.taken) == 3
+    ledgers.give_back_all()
+    assert len(pool.free) == 3 and pool.made == 3
+
+
+def test_a_ledger_database_given_back_is_empty_and_used_again(pool):
+    url = pool.take("reuse")
+    from usagebill.ledger.postgres import open_pg
+
+    ledger = open_pg(url)
+    with ledger.transaction(customer="u"):
+        ledger.execute("INSERT INTO customers (user_id, created_at) VALUES ('u', 1)")
+        ledger.execute("INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, source) "
+                       "VALUES ('e1', 'u', 'api_calls', 3, 1, 1, 'record')")
+    # left open, as a test may leave it: giving it back ends the connection
+    pool.give_back(url)
+    assert pool.free == [url] and pool.take("again") == url
+    ledger = open_pg(url)
+    assert ledger.one("SELECT COUNT(*) FROM usage_events")[0] == 0
+    assert ledger.one("SELECT COUNT(*) FROM customers")[0] == 0
+    assert ledger.one("SELECT COUNT(*) FROM _migrations")[0] > 0
+    ledger.execute("INSERT INTO customers (user_id, created_at) VALUES ('u', 1)")
+    ledger.execute("INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, source) "
+                   "VALUES ('e1', 'u', 'api_calls', 3, 1, 1, 'record')")
+    assert ledger.one("SELECT seq FROM usage_events")[0] == 1  # identities restarted too
+    ledger.close()
+    pool.give_back(url)
+
+
+@pytest.mark.parametrize("change", [
+    "DROP TRIGGER usage_events_no_update ON usage_events",
+    "INSERT INTO _migrations VALUES ('m999_future', 0)",
+    "CREATE INDEX extra ON customers (created_at)",
+    "ALTER TABLE customers ADD COLUMN extra TEXT",
+])
+def test_a_ledger_database_whose_schema_a_test_changed_is_dropped_not_used_again(pool, change):
+    url = pool.take("changed")
+    from usagebill.ledger.postgres import open_pg
+
+    open_pg(url).close()
+    if "TRIGGER" in change:  # the trigger's name as the schema has it
+        (name,) = pgserver.execute(url, "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND "
+                                        "tgrelid = 'usage_events'::regclass ORDER BY tgname LIMIT 1")[0]
+        change = f'DROP TRIGGER "{name}" ON usage_events'
+    pgserver.execute(url, change)
+    pool.give_back(url)
+    assert pool.free == []
+    assert pgserver.execute(pool.server_url, "SELECT 1 FROM pg_database WHERE datname = %s",
+                            (pgserver.database_of(url),)) == []
