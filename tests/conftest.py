@@ -2,10 +2,12 @@
 
 ``--backend=sqlite`` (the default) or ``--backend=postgres`` (or ``USAGEBILL_TEST_BACKEND``):
 on PostgreSQL every ledger a test opens by path, in this process (the library and CliRunner),
-is opened instead as a fresh PostgreSQL database on the session's throwaway server, one per
-distinct path within a test. Tests about SQLite files themselves carry the ``sqlite_only``
-mark and are skipped there. ``pg_server_url`` / ``pg_url`` are for tests that want
-PostgreSQL whatever the backend (tests/pgserver.py starts the server)."""
+is opened instead as an empty, migrated PostgreSQL database on the session's throwaway server,
+one per distinct path within a test (``PgLedgers``). Tests about SQLite files themselves
+carry the ``sqlite_only`` mark and are skipped there; tests that pick their backends
+themselves (``own_backend``: tests/race/...) run in the default pass only.
+``pg_server_url`` / ``pg_url`` are for tests that want PostgreSQL whatever the backend
+(tests/pgserver.py starts the server)."""
 
 import os
 import shutil
@@ -112,8 +114,9 @@ class PgLedgers:
     attribute, else by its inode): opened again, or after its folder was moved, it is the same
     ledger; deleted, the next open makes a new one, as on SQLite. A ``:memory:`` ledger is a
     database of its own too, given back when it is closed. ``ledger.path`` stays the path the
-    test gave, so what lives beside the ledger (the sandbox's state) and what messages and the
-    ownership check name are as on SQLite."""
+    test gave, so what lives beside the ledger (the sandbox's state) and what messages name
+    are as on SQLite (the backend's own rules for a URL ledger, such as the sandbox beside the
+    config, are tested with real URLs: tests/test_pg_cli.py, test_postgres_selection.py)."""
 
     XATTR = "user.usagebill_test_database"
 
