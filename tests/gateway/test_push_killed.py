@@ -12,6 +12,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from usagebill import Billing
 from usagebill.gateway.client import connect
 from usagebill.gateway.delivery import push
@@ -46,6 +48,7 @@ def wait_for_work(proc, db: Path, before: int, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
+@pytest.mark.sqlite_only(reason="raw sqlite3 and push subprocesses by path (on PostgreSQL: tests/race/test_race_stripe.py)")
 def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, config_path):
     db = tmp_path / "ledger.db"
     billing = Billing.open(config_path, db)
