@@ -50,6 +50,7 @@ def test_a_sound_ledger_passes(runner, busy):
     assert r.exit_code == 0 and "is sound, and Stripe has what it points at" in r.stderr
 
 
+@pytest.mark.sqlite_only(reason="edits the SQLite file behind the ledger's back")
 def test_a_balance_edited_behind_the_triggers_is_found(runner, busy):
     conn = raw(busy)
     conn.execute("DROP TRIGGER credit_ledger_no_update")
@@ -63,6 +64,7 @@ def test_a_balance_edited_behind_the_triggers_is_found(runner, busy):
     assert any("credits of alice (api_calls)" in f for f in findings), findings
 
 
+@pytest.mark.sqlite_only(reason="edits the SQLite file behind the ledger's back")
 def test_delivered_usage_shown_as_pending_is_found(runner, busy):
     conn = raw(busy)
     (event_id,) = conn.execute("SELECT event_id FROM event_delivery WHERE batch_id IS NOT NULL LIMIT 1").fetchone()
@@ -74,6 +76,7 @@ def test_delivered_usage_shown_as_pending_is_found(runner, busy):
     assert r.stderr.strip().splitlines()[-1].startswith("Error: 1 problem(s) found")
 
 
+@pytest.mark.sqlite_only(reason="reads the SQLite file with sqlite3")
 def test_a_mapped_price_archived_in_stripe_is_found(runner, busy):
     conn = raw(busy)
     (price_id,) = conn.execute("SELECT stripe_id FROM stripe_objects WHERE key LIKE 'price:plan:pro:%'").fetchone()
@@ -86,6 +89,7 @@ def test_a_mapped_price_archived_in_stripe_is_found(runner, busy):
     assert r.exit_code == 1 and f"points at {price_id}, which is archived in Stripe" in r.stderr
 
 
+@pytest.mark.sqlite_only(reason="overwrites the SQLite file's pages")
 def test_overwritten_pages_are_one_clear_line(runner, busy):
     assert runner("status").exit_code == 0  # checkpoint: the WAL into the main file
     conn = raw(busy)

@@ -14,6 +14,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from usagebill import Billing
 from usagebill.gateway.client import connect
 from usagebill.gateway.delivery import push
@@ -89,6 +91,7 @@ def finish(billing, conn, tmp_path, db):
     billing.close()
 
 
+@pytest.mark.sqlite_only(reason="raw sqlite3 and push subprocesses by path (on PostgreSQL: tests/race/test_race_stripe.py)")
 def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, config_path):
     rng = random.Random(20240)
     db, billing, conn, more = world(tmp_path, config_path, rng)
@@ -111,6 +114,7 @@ def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, 
     finish(billing, conn, tmp_path, db)
 
 
+@pytest.mark.sqlite_only(reason="raw sqlite3 and push subprocesses by path (on PostgreSQL: tests/race/test_race_stripe.py)")
 def test_concurrent_pushes_killed_at_random_moments_still_deliver_each_event_once(tmp_path, config_path):
     rng = random.Random(7)
     db, billing, conn, more = world(tmp_path, config_path, rng)
