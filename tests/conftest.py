@@ -12,7 +12,7 @@ EXAMPLE = ROOT / "billing.toml.example"
 def isolated(tmp_path, monkeypatch):
     """Every test in its own folder, with no config, ledger or Stripe key from the outside."""
     for var in ("USAGEBILL_CONFIG", "USAGEBILL_DB", "STRIPE_API_KEY", "USAGEBILL_DEBUG", "USAGEBILL_FORCE_TTY",
-                "USAGEBILL_SANDBOX_FAULTS", "USAGEBILL_SANDBOX_VISIBILITY_DELAY"):
+                "USAGEBILL_SANDBOX_FAULTS", "USAGEBILL_SANDBOX_VISIBILITY_DELAY", "USAGEBILL_SANDBOX_DB"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path

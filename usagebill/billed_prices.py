@@ -54,7 +54,7 @@ def estimate(ledger: Ledger, sub: Subscription, key: str, start: int, end: int,
 
 def record(ledger: Ledger, sub: Subscription, prices: dict[str, Decimal], since: int) -> None:
     """From ``since`` on, Stripe bills these features of ``sub`` at these unit prices."""
-    with ledger.transaction():
+    with ledger.transaction(sub.user_id):
         for key, price in prices.items():
             subscription_prices.add(ledger, sub.id, key, price, since)
 

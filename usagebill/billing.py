@@ -16,14 +16,16 @@ from .credits import Credits
 from .customers import Customers
 from .delivery import Delivery, deliver_event, deliver_pending
 from .ledger import Ledger, open_ledger
+from .locations import sandbox_path_for
 from .subscriptions import Subscriptions
 from .usage import Usage, UsageEvent
 from .wallet import Wallet
 
 
-def default_db_path(config: Config) -> Path:
-    """``[ledger] path`` from the config, else ``.usagebill/ledger.db`` beside the config."""
-    return config.ledger_path or Path(config.path).parent / ".usagebill" / "ledger.db"
+def default_db_path(config: Config) -> str | Path:
+    """``[ledger] url`` or ``[ledger] path`` from the config, else ``.usagebill/ledger.db``
+    beside the config."""
+    return config.ledger_url or config.ledger_path or Path(config.path).parent / ".usagebill" / "ledger.db"
 
 
 class Billing:
@@ -52,6 +54,7 @@ class Billing:
         self._connection = None
         self._owns_connection = False
         self.on_connect = on_connect  # told the connection once it is open (the CLI's banner)
+        self.sandbox_path: Path | None = None  # the built-in sandbox's state (None: beside the ledger)
         self.ctx.refresh_clock = self._refresh_clock
 
     @classmethod
@@ -67,23 +70,29 @@ class Billing:
         sandbox_url: str | None = None,
         on_connect: Callable[[object], None] | None = None,
         adopting: bool = False,
+        sandbox_db: str | Path | None = None,
     ) -> "Billing":
         """Open the config and its ledger. Usage is delivered to the Stripe that ``api_key``
         (default ``STRIPE_API_KEY``) names: test mode for ``sk_test_`` keys, live mode for
         ``sk_live_`` keys with ``live=True``; without a key the built-in sandbox (state beside
         the ledger), or the one served at ``sandbox_url`` (default ``USAGEBILL_SANDBOX_URL``).
         A ledger belongs to one config (``usagebill.ownership``); ``adopting`` skips that check
-        for ``usagebill config adopt``, which makes this config the ledger's."""
+        for ``usagebill config adopt``, which makes this config the ledger's. ``db_path`` may be
+        a PostgreSQL URL; the built-in sandbox then keeps its state in ``sandbox_db`` (default
+        ``.usagebill/sandbox.db`` beside the config)."""
         config = load_config(config_path)
-        ledger = open_ledger(db_path if db_path is not None else default_db_path(config))
+        target = db_path if db_path is not None else default_db_path(config)
+        ledger = open_ledger(target)
         if not adopting:
             try:
                 ownership.check(ledger, config_path)
             except BaseException:
                 ledger.close()
                 raise
-        return cls(config, ledger, on_usage_recorded=on_usage_recorded, clock=clock,
-                   api_key=api_key, live=live, sandbox_url=sandbox_url, on_connect=on_connect)
+        billing = cls(config, ledger, on_usage_recorded=on_usage_recorded, clock=clock,
+                      api_key=api_key, live=live, sandbox_url=sandbox_url, on_connect=on_connect)
+        billing.sandbox_path = Path(sandbox_db) if sandbox_db is not None else sandbox_path_for(target, config.path)
+        return billing
 
     @property
     def connection(self):
@@ -95,6 +104,7 @@ class Billing:
             api_key, live, sandbox_url = self._stripe
             self.use_connection(connect(
                 ledger_path=self.db_path,
+                sandbox_path=self.sandbox_path,
                 api_key=api_key if api_key is not None else os.environ.get("STRIPE_API_KEY"),
                 live=live,
                 sandbox_url=sandbox_url if sandbox_url is not None else os.environ.get("USAGEBILL_SANDBOX_URL"),

@@ -49,7 +49,7 @@ def charge(
     check_key(idempotency_key)
     request = {"key": key, "units": units}
     ledger = ctx.ledger
-    with ledger.transaction():
+    with ledger.transaction(user_id):
         sub = ctx.require_subscription(user_id)
         feature = ctx.plan_feature(sub, key)
         done = replay(ledger, user_id, idempotency_key, "charge", request)

@@ -90,6 +90,7 @@ class Config:
     path: Path
     plans: tuple[Plan, ...]
     ledger_path: Path | None = None
+    ledger_url: str | None = None  # [ledger] url: a PostgreSQL ledger (never with path)
 
     def plan(self, name: str) -> Plan:
         """A plan by name or key, in any case: ``Pro``, ``pro`` and ``PRO`` are one plan."""
@@ -289,11 +290,22 @@ def parse_config(data: dict, path: Path, text: str = "") -> Config:
             )
         seen[plan.key] = plan.name
         plans.append(plan)
-    ledger_path = None
+    ledger_path = ledger_url = None
     if "ledger" in data:
-        t = c.table(data["ledger"], "ledger", {"path": True})
-        ledger_path = (path.parent / c.string(t["path"], "ledger.path")).resolve()
-    return Config(path=path.resolve() if path.exists() else path, plans=tuple(plans), ledger_path=ledger_path)
+        t = c.table(data["ledger"], "ledger", {"path": False, "url": False})
+        if "path" in t and "url" in t:
+            raise c.fail("ledger", "has both path and url: a ledger is a SQLite file or a PostgreSQL URL, not both")
+        if "url" in t:
+            ledger_url = c.string(t["url"], "ledger.url")
+            if not ledger_url.startswith(("postgresql://", "postgres://")):
+                raise c.fail("ledger.url", "must be a PostgreSQL URL (postgresql://user@host/db); "
+                             "a SQLite ledger is [ledger] path")
+        elif "path" in t:
+            ledger_path = (path.parent / c.string(t["path"], "ledger.path")).resolve()
+        else:
+            raise c.fail("ledger", "needs path (a SQLite file) or url (a PostgreSQL URL)")
+    return Config(path=path.resolve() if path.exists() else path, plans=tuple(plans), ledger_path=ledger_path,
+                  ledger_url=ledger_url)
 
 
 def _parse_plan(c: _Checker, raw: Any, kp: str) -> Plan:

@@ -95,7 +95,7 @@ class Credits:
         expires_at = None if expires is None else parse_time(expires, what="--expires")
         ctx = self.ctx
         request = {"key": key, "amount": amount, **({"expires_at": expires_at} if expires_at is not None else {})}
-        with ctx.ledger.transaction():
+        with ctx.ledger.transaction(user_id):
             ctx.customer(user_id)
             ctx.customer_feature(user_id, key)
             refresh(ctx, user_id)
@@ -138,7 +138,7 @@ class Credits:
         check_key(idempotency_key)
         ctx = self.ctx
         request = {"key": key, "amount": amount}
-        with ctx.ledger.transaction():
+        with ctx.ledger.transaction(user_id):
             ctx.customer(user_id)
             feature = ctx.customer_feature(user_id, key)
             refresh(ctx, user_id)

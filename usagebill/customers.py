@@ -53,7 +53,7 @@ class Customers:
         check_user_id(user_id)
         check_email(email)
         ledger = self.ctx.ledger
-        with ledger.transaction():
+        with ledger.transaction(user_id):
             row = accounts.get_customer(ledger, user_id)
             if row is not None and row["removed_at"] is not None:
                 raise ValidationError(
@@ -85,7 +85,7 @@ class Customers:
         """Change a customer's e-mail or Stripe id in the ledger (``gateway.accounts.update_customer``
         changes Stripe first, then calls this)."""
         check_email(email)
-        with self.ctx.ledger.transaction():
+        with self.ctx.ledger.transaction(user_id):
             self.ctx.customer(user_id)
             if email is not None:
                 accounts.set_email(self.ctx.ledger, user_id, email)
@@ -102,7 +102,7 @@ class Customers:
         its user id cannot be added again. Stripe is not touched: the Stripe customer and its
         invoices stay as they are."""
         ctx = self.ctx
-        with ctx.ledger.transaction():
+        with ctx.ledger.transaction(user_id):
             ctx.customer(user_id)
             sub = ctx.subscription(user_id)
             if sub is not None:
@@ -129,12 +129,12 @@ class Customers:
 
     def forget_new(self, user_id: str) -> None:
         """Take out a customer added a moment ago whose Stripe side could not be made."""
-        with self.ctx.ledger.transaction():
+        with self.ctx.ledger.transaction(user_id):
             if self.ctx.subscription(user_id) is None:
                 self.remove(user_id)
 
     def link_stripe(self, user_id: str, stripe_customer_id: str) -> None:
-        with self.ctx.ledger.transaction():
+        with self.ctx.ledger.transaction(user_id):
             self.ctx.customer(user_id)
             accounts.set_stripe_customer(self.ctx.ledger, user_id, stripe_customer_id)
 

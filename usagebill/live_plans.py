@@ -67,9 +67,10 @@ def check_config_file(config: Config, db_path=None) -> None:
 
     from .billing import default_db_path
     from .ledger import open_ledger
+    from .ledger.db import is_url
 
     path = db_path if db_path is not None else default_db_path(config)
-    if str(path) != ":memory:" and not Path(path).exists():
+    if str(path) != ":memory:" and not is_url(path) and not Path(path).exists():
         return
     ledger = open_ledger(path)
     try:

@@ -70,7 +70,7 @@ def refresh(ctx: Context, user_id: str) -> None:
         wanted = [t for t in wanted if t.name not in done]  # periods are applied in order
     if not expiring and not wanted:
         return  # the common case: a read, no write transaction
-    with ledger.transaction():
+    with ledger.transaction(user_id):
         expire_grants(ctx, user_id, now)
         for t in wanted:
             last = journal.last_renewal_start(ledger, user_id, t.name, sub.id)

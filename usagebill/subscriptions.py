@@ -40,7 +40,7 @@ class Subscriptions:
         p = ctx.config.plan(plan)
         price = p.price_for(interval, currency)
         request = {"plan": p.key, "interval": price.interval, "currency": price.currency}
-        with ctx.ledger.transaction():
+        with ctx.ledger.transaction(user_id):
             ctx.customer(user_id)
             done = replay(ctx.ledger, user_id, idempotency_key, "subscribe", request)
             current = ctx.subscription(user_id)
@@ -68,7 +68,7 @@ class Subscriptions:
         the subscription (another plan active, a wallet in another currency, an allocation
         that does not fit) is refused now, before Stripe is asked."""
         try:
-            with self.ctx.ledger.transaction():
+            with self.ctx.ledger.transaction(user_id):
                 self.start(user_id, plan, interval, currency)
                 raise _Rehearsal
         except _Rehearsal:
@@ -94,13 +94,13 @@ class Subscriptions:
 
     def cancel(self, user_id: str) -> Subscription:
         ctx = self.ctx
-        with ctx.ledger.transaction():
+        with ctx.ledger.transaction(user_id):
             sub = ctx.require_subscription(user_id)
             accounts.cancel_subscription(ctx.ledger, sub.id, ctx.now_for(user_id))
         return sub
 
     def set_period(self, user_id: str, start: int, end: int, stripe_subscription_id: str | None = None) -> None:
         """Mirror Stripe's current period (e.g. after a test clock advance)."""
-        with self.ctx.ledger.transaction():
+        with self.ctx.ledger.transaction(user_id):
             sub = self.ctx.require_subscription(user_id)
             accounts.set_subscription_period(self.ctx.ledger, sub.id, start, end, stripe_subscription_id)

@@ -99,7 +99,7 @@ class Usage:
         check_key(idempotency_key)
         ts = None if at is None else parse_time(at, what="--at")
         ctx = self.ctx
-        with ctx.ledger.transaction():
+        with ctx.ledger.transaction(user_id):
             event = self.insert(user_id, key, amount, ts, idempotency_key, events.RECORD)
         if self.deliverer is not None:
             event = replace(event, delivery=self.deliverer.deliver(event.id, push))

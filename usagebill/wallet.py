@@ -98,7 +98,7 @@ class Wallet:
         check_key(idempotency_key)
         ctx = self.ctx
         request = {"amount": abs(delta), "currency": currency}
-        with ctx.ledger.transaction():
+        with ctx.ledger.transaction(user_id):
             ctx.customer(user_id)
             done = replay(ctx.ledger, user_id, idempotency_key, f"wallet.{reason}", request)
             if done is not None:

@@ -27,9 +27,11 @@ class AppError(click.ClickException):
 class State:
     """Per-invocation state: where the config and ledger are, opened on first use."""
 
-    def __init__(self, config: str, db: str | None, live: bool = False, api_key: str | None = None):
+    def __init__(self, config: str, db: str | None, live: bool = False, api_key: str | None = None,
+                 sandbox_db: str | None = None):
         self.config_path = Path(config)
         self.db_path = db
+        self.sandbox_db = sandbox_db
         self.live = live
         self.api_key = api_key
         self._billing = None
@@ -50,7 +52,7 @@ class State:
             self._billing = Billing.open(
                 self.config_path, self.db_path, api_key=self.api_key or "", live=self.live,
                 on_connect=lambda conn: click.echo(f"usagebill: {conn.description}", err=True),
-                adopting=self.adopting,
+                adopting=self.adopting, sandbox_db=self.sandbox_db,
             )
         return self._billing
 
@@ -182,8 +184,20 @@ def id_option(fn):
     "--db",
     envvar="USAGEBILL_DB",
     show_envvar=True,
+    metavar="PATH|URL",
     type=click.Path(dir_okay=False),
-    help="The SQLite ledger [default: [ledger] path of the config, else .usagebill/ledger.db beside it].",
+    help="The ledger: a SQLite file, or a PostgreSQL URL (postgresql://user@host/db; the password "
+    "through PGPASSWORD, PGPASSFILE or PGSERVICE) [default: [ledger] path or url of the config, "
+    "else .usagebill/ledger.db beside it].",
+)
+@click.option(
+    "--sandbox-db",
+    envvar="USAGEBILL_SANDBOX_DB",
+    show_envvar=True,
+    metavar="PATH",
+    type=click.Path(dir_okay=False),
+    help="The built-in sandbox's state [default: sandbox.db beside a SQLite ledger; "
+    ".usagebill/sandbox.db beside the config when the ledger is a PostgreSQL URL].",
 )
 @click.option(
     "--api-key-file",
@@ -199,7 +213,8 @@ def id_option(fn):
 )
 @click.version_option(package_name="usagebill", prog_name="usagebill")
 @click.pass_context
-def cli(ctx: click.Context, config: str, db: str | None, api_key_file: str | None, live: bool) -> None:
+def cli(ctx: click.Context, config: str, db: str | None, sandbox_db: str | None, api_key_file: str | None,
+        live: bool) -> None:
     """Usage-based billing on Stripe: credits, wallets and metered usage, kept in a local
     ledger and delivered to Stripe (or to the built-in offline sandbox).
 
@@ -207,6 +222,8 @@ def cli(ctx: click.Context, config: str, db: str | None, api_key_file: str | Non
     The Stripe key comes from the STRIPE_API_KEY environment variable (or --api-key-file),
     never from the command line, where other users could read it. Without a key every
     command runs against the built-in sandbox, whose state lives beside the ledger.
+    The ledger is SQLite by default; --db postgresql://... (or [ledger] url) shares one
+    PostgreSQL ledger between the servers of an app.
 
     \b
     Example:
@@ -224,6 +241,6 @@ def cli(ctx: click.Context, config: str, db: str | None, api_key_file: str | Non
         if api_key:
             click.echo("usagebill: --api-key-file given, so STRIPE_API_KEY is not used", err=True)
         api_key = read_key_file(api_key_file)
-    state = State(config, db, live, api_key)
+    state = State(config, db, live, api_key, sandbox_db)
     ctx.obj = state
     ctx.call_on_close(state.close)

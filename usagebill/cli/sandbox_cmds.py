@@ -23,7 +23,8 @@ def sandbox_group() -> None:
 @sandbox_group.command("serve")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--state", "state_file", type=click.Path(dir_okay=False),
-              help="The sandbox's SQLite state [default: sandbox.db beside the ledger].")
+              help="The sandbox's SQLite state [default: --sandbox-db, else sandbox.db beside the ledger, or "
+                   "beside the config when the ledger is a PostgreSQL URL].")
 @pass_state
 def sandbox_serve(state, port: int, state_file: str | None) -> None:
     """Serve the sandbox on 127.0.0.1 until interrupted; prints its base URL on stdout.
@@ -34,14 +35,14 @@ def sandbox_serve(state, port: int, state_file: str | None) -> None:
       usagebill sandbox serve --port 12111 &
       USAGEBILL_SANDBOX_URL=http://127.0.0.1:12111 usagebill sync
     """
-    from ..gateway.client import sandbox_path_for
+    from ..locations import sandbox_path_for
     from ..sandbox import UnsupportedSDK, serve
 
     if state_file is None:
         from ..billing import default_db_path
 
         db = state.db_path or (default_db_path(state.config) if state.config_path.exists() else ".usagebill/ledger.db")
-        state_file = str(sandbox_path_for(db))
+        state_file = str(state.sandbox_db or sandbox_path_for(db, state.config_path))
     try:
         server = serve(Path(state_file), port=port)
     except OSError as e:

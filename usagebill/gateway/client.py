@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import NotFoundError, StripeAPIError, UsagebillError
+from ..locations import sandbox_path_for
 
 SANDBOX_KEY = "sk_test_usagebill_sandbox"
 MAX_NETWORK_RETRIES = 3
@@ -37,15 +38,10 @@ class Connection:
         return self.mode == "live"
 
 
-def sandbox_path_for(ledger_path: str | os.PathLike) -> Path:
-    """The sandbox's state file, beside the ledger."""
-    p = Path(ledger_path)
-    return (Path(".") if str(p) == ":memory:" else p.parent) / "sandbox.db"
-
-
 def connect(
     *,
     ledger_path: str | os.PathLike,
+    sandbox_path: str | os.PathLike | None = None,
     api_key: str | None = None,
     live: bool = False,
     sandbox_url: str | None = None,
@@ -70,7 +66,7 @@ def connect(
         from ..sandbox import Sandbox, SandboxHTTPClient, UnsupportedSDK
 
         if sandbox is None:
-            path = sandbox_path_for(ledger_path)
+            path = Path(sandbox_path) if sandbox_path is not None else sandbox_path_for(ledger_path)
             try:
                 sandbox = Sandbox(None if str(ledger_path) == ":memory:" else path)
             except UnsupportedSDK as e:  # one clear line, not a traceback

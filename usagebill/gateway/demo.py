@@ -47,7 +47,7 @@ def run_demo(folder: Path, example_config: str, say: Callable[[str], None] = lam
     config.write_text(example_config, encoding="utf-8")
     billing = Billing.open(config)
     try:
-        conn = connect(ledger_path=billing.db_path)  # the sandbox, whatever STRIPE_API_KEY says
+        conn = connect(ledger_path=billing.db_path, sandbox_path=billing.sandbox_path)  # the sandbox, whatever STRIPE_API_KEY says
         say(f"1. usagebill sync                     ({conn.description})")
         done = sync(billing, conn)
         say(f"   {done.writes} Stripe objects: products, prices and the api_calls meter")

@@ -81,10 +81,12 @@ class Ledger:
 
     # -- transactions ----------------------------------------------------------------------
     @contextmanager
-    def transaction(self, customer: str | None = None) -> Iterator["Ledger"]:
+    def transaction(self, customer: str | None = None, *, rows_only: bool = False) -> Iterator["Ledger"]:
         """One atomic unit of writes. ``customer``: the one customer whose balances, keys and
-        renewals it reads and writes (a backend with row-level concurrency serialises
-        transactions per customer, and those without one against each other)."""
+        renewals it reads and writes; ``rows_only``: it only claims or marks rows it locks
+        itself (the outbox). A backend with many writers at once serialises transactions per
+        customer, and those that name neither against all others; SQLite has one writer at
+        a time anyway."""
         with self._lock:
             if self._depth:  # nested: part of the enclosing transaction
                 self._depth += 1
@@ -98,7 +100,7 @@ class Ledger:
                     f"{self.path} is read-only for this user, and this needs to write to it "
                     "(run it as the ledger's owner, or ask for write access)"
                 )
-            self._begin(customer)
+            self._begin(customer, rows_only)
             self._depth = 1
             try:
                 yield self
@@ -113,7 +115,7 @@ class Ledger:
     def in_transaction(self) -> bool:
         return self._depth > 0
 
-    def _begin(self, customer: str | None) -> None:
+    def _begin(self, customer: str | None, rows_only: bool) -> None:
         self.execute("BEGIN IMMEDIATE")
 
     def _commit(self) -> None:
@@ -137,12 +139,27 @@ class Ledger:
         self.conn.close()
 
 
-def open_ledger(path: str | os.PathLike) -> Ledger:
-    """Open (creating with mode 0600 if needed) and migrate the ledger at ``path``;
-    ``":memory:"`` for a throw-away ledger."""
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(target: str | os.PathLike) -> bool:
+    """A PostgreSQL URL rather than a SQLite file."""
+    return isinstance(target, str) and target.startswith(URL_SCHEMES)
+
+
+def open_ledger(target: str | os.PathLike) -> Ledger:
+    """Open and migrate the ledger at ``target``: a PostgreSQL URL (``postgresql://...``), or a
+    SQLite file (created with mode 0600 if needed; ``":memory:"`` for a throw-away ledger)."""
+    if is_url(target):
+        from .postgres import open_pg
+
+        return open_pg(target)
+    return _open_sqlite(os.fspath(target))
+
+
+def _open_sqlite(path: str) -> Ledger:
     from .migrations import migrate
 
-    path = os.fspath(path)
     if path != ":memory:" and _read_only_for_us(Path(path)):
         return _open_read_only(path)
     if path != ":memory:":

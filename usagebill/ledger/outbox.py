@@ -104,8 +104,9 @@ def claim_for_sending(ledger: Ledger, event_ids: list[str]) -> set[str]:
     with ledger.transaction() as db:
         db.executemany(
             "INSERT INTO event_delivery (event_id, status, attempts, updated_at, first_sent_at) VALUES (?, 'sending', 1, ?, ?) "
-            "ON CONFLICT (event_id) DO UPDATE SET attempts = attempts + 1, updated_at = excluded.updated_at, "
-            "first_sent_at = COALESCE(first_sent_at, excluded.first_sent_at) WHERE status = 'sending'",
+            "ON CONFLICT (event_id) DO UPDATE SET attempts = event_delivery.attempts + 1, updated_at = excluded.updated_at, "
+            "first_sent_at = COALESCE(event_delivery.first_sent_at, excluded.first_sent_at) "
+            "WHERE event_delivery.status = 'sending'",
             [(i, now, now) for i in event_ids],
         )
         rows = db.execute(
@@ -123,13 +124,13 @@ def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str]) ->
         db.executemany(
             "INSERT INTO event_delivery (event_id, status, attempts, updated_at) VALUES (?, 'delivered', 1, ?) "
             "ON CONFLICT (event_id) DO UPDATE SET status = 'delivered', last_error = NULL, "
-            "updated_at = excluded.updated_at WHERE status = 'sending'",
+            "updated_at = excluded.updated_at WHERE event_delivery.status = 'sending'",
             [(i, now) for i in delivered],
         )
         db.executemany(
             "INSERT INTO event_delivery (event_id, status, attempts, last_error, updated_at) VALUES (?, 'failed', 1, ?, ?) "
             "ON CONFLICT (event_id) DO UPDATE SET status = 'failed', last_error = excluded.last_error, "
-            "updated_at = excluded.updated_at WHERE status = 'sending'",
+            "updated_at = excluded.updated_at WHERE event_delivery.status = 'sending'",
             [(i, reason, now) for i, reason in failed.items()],
         )
 
@@ -266,7 +267,7 @@ def status(ledger: Ledger, scope: Scope, *, failed_limit: int = 100) -> Delivery
     for row in ledger.all(
         f"SELECT CASE WHEN d.status IN ('{DELIVERED}', '{FAILED}', '{INVOICED}') THEN d.status ELSE '{PENDING}' END AS s, "
         "COUNT(*) "
-        f"FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE 1{where} GROUP BY s",
+        f"FROM usage_events e LEFT JOIN event_delivery d ON d.event_id = e.id WHERE 1 = 1{where} GROUP BY s",
         args,
     ):
         counts[row[0]] = int(row[1])
@@ -453,7 +454,7 @@ def late_items(ledger: Ledger, scope: Scope, *, limit: int = 100) -> list[LateIt
     where, args = scope.where("l")
     return [_late(r) for r in ledger.all(
         "SELECT l.*, (SELECT COUNT(*) FROM event_delivery d WHERE d.late_item_id = l.id) AS events FROM late_items l "
-        f"WHERE 1{where} ORDER BY l.created_at DESC, l.id DESC LIMIT ?",
+        f"WHERE 1 = 1{where} ORDER BY l.created_at DESC, l.id DESC LIMIT ?",
         [*args, limit],
     )]
 
@@ -536,8 +537,8 @@ def stale_items(ledger: Ledger, scope: Scope, sent_before: int) -> list[Stale]:
     where, args = scope.where()
     rows = ledger.all(
         "SELECT 'event', e.id, e.user_id, e.feature, e.amount, e.timestamp, 1 FROM usage_events e "
-        f"JOIN event_delivery d ON d.event_id = e.id WHERE d.status = '{SENDING}' AND +d.batch_id IS NULL "
-        f"AND COALESCE(d.first_sent_at, d.updated_at) < ?{where} ORDER BY e.seq",  # + : through m009's index
+        f"JOIN event_delivery d ON d.event_id = e.id WHERE d.status = '{SENDING}' AND COALESCE(d.batch_id, NULL) IS NULL "
+        f"AND COALESCE(d.first_sent_at, d.updated_at) < ?{where} ORDER BY e.seq",  # COALESCE: through m009's index, not batch_id's
         [int(sent_before), *args],
     )
     if scope.event_ids is None:

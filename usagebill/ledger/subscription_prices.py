@@ -12,7 +12,7 @@ from .db import Ledger
 def add(ledger: Ledger, subscription_id: int, feature: str, unit_price: Decimal, effective_from: int) -> None:
     ledger.execute(
         "INSERT INTO subscription_prices (subscription_id, feature, unit_price, effective_from) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT DO UPDATE SET unit_price = excluded.unit_price",
+        "ON CONFLICT (subscription_id, feature, effective_from) DO UPDATE SET unit_price = excluded.unit_price",
         (subscription_id, feature, str(unit_price), int(effective_from)),
     )
 

@@ -1,0 +1,240 @@
+"""The ledger on PostgreSQL: the same statements as on SQLite, through psycopg 3.
+
+What differs lives here and nowhere else: placeholders (``?`` and ``:name`` become psycopg's),
+rows readable by index and by name, psycopg's errors as ours, sums as integers, and locking.
+SQLite has one writer at a time; here a write transaction runs at READ COMMITTED and takes,
+as its first statement, a transaction-scoped advisory lock:
+
+- a transaction about one customer (``transaction(customer=...)``: consume, charge, top-up,
+  renewals, idempotency keys) locks that customer, and holds the global lock shared;
+- one that names no customer (sync, migrations, imports) holds the global lock exclusively,
+  as SQLite's single writer would;
+- one that only claims or marks rows (``transaction(rows_only=True)``: the outbox) takes no
+  advisory lock: its row locks (``FOR NO KEY UPDATE SKIP LOCKED``) are enough.
+
+So the logic written for SQLite's serial writes stays right with many processes on many
+servers. psycopg is imported only when the ledger is a URL."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from contextlib import nullcontext
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from ..errors import LedgerError
+from .db import IntegrityError, Ledger, StoreError
+
+EXTRA_HINT = "pip install 'usagebill[postgres]'"
+GLOBAL_LOCK = 0x75626C00  # "ubl\0": the key of the ledger-wide advisory lock
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|(?<!:):([A-Za-z_]\w*)|%")
+
+
+def redact(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for every message that names it)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    if parts.password is None and not any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{host}"
+    query = "&".join(
+        f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def check_url(url: str) -> None:
+    """Refuse a URL that carries a password: it would show in process lists, shell history
+    and CI logs. libpq's own means keep it out of sight."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError as e:
+        raise LedgerError(f"the ledger URL {redact(url)} is not a valid URL ({e})") from None
+    if has_password or any(k.lower() == "password" for k, _ in parse_qsl(parts.query)):
+        raise LedgerError(
+            f"the ledger URL {redact(url)} carries a password: give it through PGPASSWORD, PGPASSFILE "
+            "(~/.pgpass) or PGSERVICE instead, so it stays out of process lists, shell history and logs"
+        )
+
+
+def translate(sql: str) -> str:
+    """The package's SQL (``?`` and ``:name`` placeholders) in psycopg's paramstyle."""
+
+    def one(m: re.Match) -> str:
+        token = m.group(0)
+        if token == "?":
+            return "%s"
+        if token == "%":
+            return "%%"
+        if m.group(1):
+            return f"%({m.group(1)})s"
+        return token.replace("%", "%%")  # a quoted string or name: placeholders stay text
+
+    return _TOKENS.sub(one, sql)
+
+
+def lock_key(customer: str) -> int:
+    """A customer's advisory lock key: a stable signed 64-bit hash of the user id."""
+    return int.from_bytes(hashlib.blake2b(customer.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _row_factory():
+    """Rows like sqlite3.Row: a tuple, also readable by column name, with ``keys()``."""
+    classes: dict[tuple, type] = {}
+
+    def factory(cursor):
+        names = tuple(c.name for c in cursor.description or ())
+        cls = classes.get(names)
+        if cls is None:
+            index = {n: i for i, n in enumerate(names)}
+
+            class Row(tuple):
+                __slots__ = ()
+
+                def __getitem__(self, key, _get=tuple.__getitem__, _index=index):
+                    return _get(self, _index[key] if isinstance(key, str) else key)
+
+                def keys(self, _names=names):
+                    return list(_names)
+
+            cls = classes[names] = Row
+        return cls
+
+    return factory
+
+
+def _numeric_loader(psycopg):
+    """SUM over BIGINT is NUMERIC in PostgreSQL: integral values come back as int (SQLite's
+    answer), others as Decimal."""
+    from decimal import Decimal
+
+    class IntegralNumeric(psycopg.adapt.Loader):
+        def load(self, data):
+            text = bytes(data).decode()
+            return int(text) if text.lstrip("-").isdigit() else Decimal(text)
+
+    return IntegralNumeric
+
+
+class PgLedger(Ledger):
+    dialect = "postgres"
+    without_rowid = ""
+    skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
+
+    def __init__(self, conn, url: str):
+        super().__init__(conn, redact(url))
+        self.url = url
+        self._sql: dict[str, str] = {}
+        self._errors = _errors()
+
+    def _q(self, sql: str) -> str:
+        q = self._sql.get(sql)
+        if q is None:
+            q = self._sql[sql] = translate(sql)
+        return q
+
+    def execute(self, sql: str, args: Any = ()):
+        try:
+            return self.conn.execute(self._q(sql), args)
+        except self._errors.IntegrityError as e:
+            raise IntegrityError(_message(e)) from e
+        except self._errors.Error as e:
+            raise StoreError(_message(e)) from e
+
+    def executemany(self, sql: str, rows: Any) -> int:
+        rows = list(rows)
+        if not rows:
+            return 0
+        try:
+            cur = self.conn.cursor()
+            cur.executemany(self._q(sql), rows)
+            return max(cur.rowcount, 0)
+        except self._errors.IntegrityError as e:
+            raise IntegrityError(_message(e)) from e
+        except self._errors.Error as e:
+            raise StoreError(_message(e)) from e
+
+    def table_exists(self, name: str) -> bool:
+        return self.one("SELECT to_regclass(?) IS NOT NULL", (name,))[0]
+
+    def _begin(self, customer: str | None, rows_only: bool) -> None:
+        # one round trip: without parameters psycopg sends both statements at once
+        if rows_only:
+            locks = ""
+        elif customer is None:
+            locks = f"; SELECT pg_advisory_xact_lock({GLOBAL_LOCK})"
+        else:
+            locks = f"; SELECT pg_advisory_xact_lock_shared({GLOBAL_LOCK}), pg_advisory_xact_lock({lock_key(customer)})"
+        try:
+            self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED" + locks)
+        except self._errors.Error as e:
+            raise StoreError(_message(e)) from e
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except self._errors.Error:
+            pass  # the connection is gone: the server rolled back already
+
+    def bulk(self, cache_kib: int):
+        return nullcontext()
+
+    def copy_rows(self, table: str, columns: tuple[str, ...], rows) -> None:
+        """``COPY`` rows into ``table`` (a staging table of the import)."""
+        try:
+            with self.conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except self._errors.Error as e:
+            raise StoreError(_message(e)) from e
+
+
+def _errors():
+    import psycopg
+
+    return psycopg
+
+
+def _message(e) -> str:
+    """psycopg's primary message, one line."""
+    diag = getattr(e, "diag", None)
+    text = (diag.message_primary if diag is not None and diag.message_primary else str(e)) or type(e).__name__
+    return " ".join(text.split())
+
+
+def open_pg(url: str) -> PgLedger:
+    """Connect to the ledger at ``url`` (autocommit: writes go through ``transaction``) and
+    migrate it (``pg_schema.migrate_pg``, once, under an advisory lock)."""
+    check_url(url)
+    try:
+        import psycopg
+    except ImportError:
+        raise LedgerError(
+            f"the ledger {redact(url)} is a PostgreSQL URL, which needs the postgres extra: {EXTRA_HINT}"
+        ) from None
+    from .pg_schema import migrate_pg
+
+    try:
+        conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory(), connect_timeout=10,
+                               application_name="usagebill")
+    except psycopg.Error as e:
+        raise LedgerError(f"{redact(url)}: cannot connect to the ledger ({_message(e)})") from None
+    conn.adapters.register_loader("numeric", _numeric_loader(psycopg))
+    try:
+        migrate_pg(conn)
+    except LedgerError:
+        conn.close()
+        raise
+    except psycopg.Error as e:
+        conn.close()
+        raise LedgerError(f"{redact(url)}: not a usable usagebill ledger ({_message(e)})") from None
+    return PgLedger(conn, url)
