@@ -315,3 +315,28 @@ def m009_sending_index(db) -> None:
     # every push looks for events sent long ago and never confirmed (outbox.stale_items): a
     # small index of the 'sending' rows keeps that O(unconfirmed), not O(every event delivered)
     db.execute("CREATE INDEX event_delivery_sending ON event_delivery (first_sent_at) WHERE status = 'sending'")
+
+
+@migration
+def m011_usage_totals(db) -> None:
+    # units and events per customer, feature, UTC hour and UTC day (ledger/totals.py), added to
+    # by every insert of usage events in its transaction: summary reads a month as ~31 days,
+    # ~46 hours and the events of two ends under an hour, not every event of the period (a
+    # customer with 10^6 events in it took 80 ms); counted here for the events already there
+    db.execute(
+        """CREATE TABLE usage_totals (
+            user_id TEXT NOT NULL,
+            feature TEXT NOT NULL,
+            span INTEGER NOT NULL,          -- 3600 (an hour) or 86400 (a day)
+            since INTEGER NOT NULL,         -- its first second, a multiple of span
+            units INTEGER NOT NULL,
+            events INTEGER NOT NULL,
+            PRIMARY KEY (user_id, feature, span, since)
+        ) WITHOUT ROWID"""
+    )
+    for span in (3600, 86400):
+        db.execute(
+            "INSERT INTO usage_totals (user_id, feature, span, since, units, events) "
+            f"SELECT user_id, feature, {span}, timestamp - timestamp % {span}, SUM(amount), COUNT(*) "
+            f"FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % {span}"
+        )

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from . import totals
+
 
 def usage_buckets(ledger, user_id: str, feature: str, start: int, end: int, size: int, offset: int) -> dict[int, int]:
     """Units per bucket of ``size`` seconds (buckets begin at ``offset`` + k * size), for
-    events in [start, end): {bucket start: units}. One range scan of the time index."""
-    rows = ledger.all(
-        "SELECT (timestamp - :offset) / :size AS k, SUM(amount) AS units FROM usage_events "
-        "WHERE user_id = :user AND feature = :feature AND timestamp >= :start AND timestamp < :end GROUP BY k",
-        {"offset": offset, "size": size, "user": user_id, "feature": feature, "start": start, "end": end},
-    )
-    return {int(r["k"]) * size + offset: int(r["units"]) for r in rows}
+    events in [start, end): {bucket start: units}. From the hourly and daily totals, and the
+    events of the ends (``totals.buckets``)."""
+    units = totals.buckets(ledger, user_id, feature, start, end, size, offset)
+    return {k * size + offset: n for k, n in units.items()}
 
 
 def usage_in_windows(ledger, windows: Iterable[tuple[str, str, int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
