@@ -207,3 +207,21 @@ def test_an_import_batch_with_known_keys_counts_only_the_rows_it_inserted(team):
         assert events.insert_imported(ledger, batch) == 2
     assert_totals_are_the_events(ledger)
     assert totals.window(ledger, "ann", "api_calls", ANCHOR, NOW) == (150, 5)
+
+
+def test_windows_of_many_customers_are_the_sums_of_their_events(team):
+    """top's read: every customer and feature in its own window."""
+    from usagebill.ledger import reports as queries
+
+    rng = random.Random(17)
+    for t in some_times(rng, 300):
+        team.usage.record(rng.choice(["ann", "bob"]), rng.choice(["api_calls", "ai_tokens"]), rng.randint(1, 40),
+                          at=t, push=False)
+    windows = []
+    for user in ("ann", "bob"):
+        for key in ("api_calls", "ai_tokens", "exports"):
+            a, b = sorted(rng.randrange(ANCHOR - 86400, NOW + 86400) for _ in range(2))
+            windows.append((user, key, a, b))
+    windows.append(("ann", "no_such_feature", ANCHOR, ANCHOR + 86400 * 3))  # no events
+    want = {(u, f): brute(team.ledger, u, f, a, b) for u, f, a, b in windows}
+    assert queries.usage_in_windows(team.ledger, windows) == {k: v for k, v in want.items() if v[1]}

@@ -98,3 +98,42 @@ def buckets(ledger: Ledger, user_id: str, feature: str, start: int, end: int, si
         return {}
     rows = ledger.all(f"SELECT k, SUM(units) AS units FROM ({' UNION ALL '.join(parts)}) parts GROUP BY k", args)
     return {int(r["k"]): int(r["units"]) for r in rows}
+
+
+_CHUNK = 500
+
+
+def in_windows(ledger: Ledger, windows: Iterable[tuple[str, str, int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """Units and events per (customer, feature), each in its own [start, end) window, for the
+    windows with events: {(user_id, feature): (units, events)}. Each window's pieces
+    (``cover``) go in a temporary table, joined with the totals and the events of the ends."""
+    ledger.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS window_pieces (user_id TEXT NOT NULL, feature TEXT NOT NULL, "
+        "span BIGINT NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL, PRIMARY KEY (user_id, feature, span, lo))"
+        + ledger.without_rowid
+    )
+    ledger.execute("DELETE FROM window_pieces")
+    pieces = [(u, f, *piece) for u, f, start, end in windows for piece in cover(start, end)]
+    for i in range(0, len(pieces), _CHUNK):  # a statement per 500 rows: outside a transaction, each commits
+        chunk = pieces[i:i + _CHUNK]
+        ledger.execute("INSERT INTO window_pieces VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+                       [x for piece in chunk for x in piece])
+    try:
+        # pieces keyed by (customer, feature): read in that order, each join's rows come out
+        # grouped, without a temporary B-tree for the GROUP BY
+        rows = ledger.all(
+            "SELECT p.user_id, p.feature, SUM(e.amount) AS units, COUNT(*) AS n FROM window_pieces p "
+            "JOIN usage_events e ON e.user_id = p.user_id AND e.feature = p.feature "
+            "AND e.timestamp >= p.lo AND e.timestamp < p.hi WHERE p.span = 0 GROUP BY p.user_id, p.feature "
+            "UNION ALL "
+            "SELECT p.user_id, p.feature, SUM(t.units) AS units, SUM(t.events) AS n FROM window_pieces p "
+            "JOIN usage_totals t ON t.user_id = p.user_id AND t.feature = p.feature AND t.span = p.span "
+            "AND t.since >= p.lo AND t.since < p.hi WHERE p.span > 0 GROUP BY p.user_id, p.feature"
+        )
+    finally:
+        ledger.execute("DELETE FROM window_pieces")
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for r in rows:
+        units, n = out.get((r["user_id"], r["feature"]), (0, 0))
+        out[r["user_id"], r["feature"]] = (units + int(r["units"]), n + int(r["n"]))
+    return out
