@@ -42,7 +42,8 @@ noise falls on all sizes alike), --repeat rounds of:
   reconcile             usagebill reconcile (every customer)
 
 <typical> is cust-005000 (~N/10,000 events, a subscription from the middle of the table),
-<heavy> cust-000000 (HEAVY_SHARE of the events). And prints, per step and size, min / median / max and the ratio of the medians (and of the
+<heavy> cust-000000 (HEAVY_SHARE of the events: 10^6 at 10^7, a third of them api_calls).
+It prints, per step and size, min / median / max and the ratio of the medians (and of the
 minimums, the least noisy) to the 10^5 figure. Target (issue 13): every ratio <= 1.5 except
 reconcile over every customer (linear in customers, which stay 10,000, not in events).
 A run slower than --slow seconds is repeated at most twice.
