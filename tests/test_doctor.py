@@ -74,12 +74,15 @@ def test_delivered_usage_shown_as_pending_is_found(runner, busy):
     assert r.stderr.strip().splitlines()[-1].startswith("Error: 1 problem(s) found")
 
 
-def test_usage_written_behind_the_totals_is_found(runner, busy):
-    conn = raw(busy)
-    (t,) = conn.execute("SELECT MAX(timestamp) FROM usage_events WHERE user_id = 'alice'").fetchone()
-    conn.execute("INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, source) "
-                 "VALUES ('ube_behind', 'alice', 'api_calls', 9, ?, ?, 'record')", (t, t))
-    conn.close()
+def test_usage_written_behind_the_totals_is_found(runner, busy, config_path):
+    from usagebill import Billing
+
+    billing = Billing.open(config_path)  # the ledger's own connection: SQLite or PostgreSQL
+    (t,) = billing.ledger.one("SELECT MAX(timestamp) FROM usage_events WHERE user_id = 'alice'")
+    with billing.ledger.transaction():  # an insert that forgets usage_totals
+        billing.ledger.execute("INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, source) "
+                               "VALUES ('ube_behind', 'alice', 'api_calls', 9, ?, ?, 'record')", (t, t))
+    billing.close()
     r = runner("doctor", "--offline", "--json")
     assert r.exit_code == 1
     findings = json.loads(r.stdout)["findings"]

@@ -22,10 +22,11 @@ HOUR, DAY = 3600, 86400
 SPANS = (HOUR, DAY)  # the bucket sizes counted, finest first; each divides the next
 
 _ADD = (
-    "INSERT INTO usage_totals (user_id, feature, span, since, units, events) VALUES (?, ?, ?, ?, ?, ?) "
+    "INSERT INTO usage_totals (user_id, feature, span, since, units, events) VALUES {rows} "
     "ON CONFLICT (user_id, feature, span, since) DO UPDATE SET units = usage_totals.units + excluded.units, "
     "events = usage_totals.events + excluded.events"
 )
+_CHUNK = 500  # rows a statement
 
 
 def add(ledger: Ledger, events: Iterable[tuple[str, str, int, int]]) -> None:
@@ -41,10 +42,14 @@ def add(ledger: Ledger, events: Iterable[tuple[str, str, int, int]]) -> None:
             else:
                 got[0] += amount
                 got[1] += 1
-    if acc:
-        with ledger.transaction():  # the caller's: it inserts the events
-            # in key order, so writers running at once (PostgreSQL) lock shared rows in one order
-            ledger.executemany(_ADD, [(*key, units, n) for key, (units, n) in sorted(acc.items())])
+    # in key order, so writers running at once (PostgreSQL) lock shared rows in one order; a
+    # statement per 500 rows (one round trip for a record's hour and day), each key once in it
+    rows = [(*key, units, n) for key, (units, n) in sorted(acc.items())]
+    with ledger.transaction():  # the caller's: it inserts the events
+        for i in range(0, len(rows), _CHUNK):
+            chunk = rows[i:i + _CHUNK]
+            ledger.execute(_ADD.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))),
+                           [x for row in chunk for x in row])
 
 
 def cover(start: int, end: int, spans: tuple[int, ...] = SPANS) -> list[tuple[int, int, int]]:
@@ -98,9 +103,6 @@ def buckets(ledger: Ledger, user_id: str, feature: str, start: int, end: int, si
         return {}
     rows = ledger.all(f"SELECT k, SUM(units) AS units FROM ({' UNION ALL '.join(parts)}) parts GROUP BY k", args)
     return {int(r["k"]): int(r["units"]) for r in rows}
-
-
-_CHUNK = 500
 
 
 def in_windows(ledger: Ledger, windows: Iterable[tuple[str, str, int, int]]) -> dict[tuple[str, str], tuple[int, int]]:
