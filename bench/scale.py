@@ -51,6 +51,7 @@ A run slower than --slow seconds is repeated at most twice.
     python bench/scale.py                                  # 10^5, 10^6, 10^7 (builds what is missing)
     python bench/scale.py --sizes 100000,1000000 --repeat 3   # a quick run: a couple of minutes once built
     python bench/scale.py --only summary,get_summary       # some steps
+    python bench/scale.py --explain --sizes 100000         # what get_summary runs (EXPLAIN QUERY PLAN)
     python bench/scale.py --clean                          # remove the cached ledgers
 """
 
@@ -287,6 +288,29 @@ print(json.dumps(statistics.median(times) * 1000))
 """
 
 
+EXPLAIN = r"""
+import sqlite3, sys
+from usagebill import Billing
+billing = Billing.open("billing.toml")
+conn = billing.ledger.conn  # SQLite only: the statements get_summary runs, and their plans
+billing.usage.get_summary(sys.argv[1], "api_calls")  # renewals and the like done before tracing
+seen = []
+conn.set_trace_callback(seen.append)
+billing.usage.get_summary(sys.argv[1], "api_calls")
+conn.set_trace_callback(None)
+for sql in seen:
+    print("  " + " ".join(sql.split())[:160] + ("..." if len(sql) > 160 else ""))
+    for row in conn.execute("EXPLAIN QUERY PLAN " + sql):
+        print("      " + row[3])
+"""
+
+
+def explain(folder: Path, user: str) -> None:
+    out = subprocess.run([sys.executable, "-c", EXPLAIN, user], capture_output=True, text=True,
+                         env=env_for(folder), cwd=folder)
+    say(out.stdout + out.stderr[-500:])
+
+
 def env_for(folder: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "USAGEBILL_CONFIG": str(folder / "billing.toml")}
     for k in ("STRIPE_API_KEY", "USAGEBILL_SANDBOX_URL", "USAGEBILL_DB", "USAGEBILL_FORCE_TTY"):
@@ -347,6 +371,8 @@ def main() -> None:
     p.add_argument("--cache", type=Path, default=CACHE, help="Where the built ledgers are kept (not the repo).")
     p.add_argument("--rebuild", action="store_true", help="Build the ledgers again.")
     p.add_argument("--build-only", action="store_true")
+    p.add_argument("--explain", action="store_true",
+                   help="Print the statements one get_summary runs, with SQLite's query plans, and exit.")
     p.add_argument("--clean", action="store_true", help="Remove the cached ledgers and exit.")
     a = p.parse_args()
     if a.clean:
@@ -362,6 +388,11 @@ def main() -> None:
         size = sum(x.stat().st_size for x in (f / ".usagebill").iterdir())
         say(f"{n:>12,} events: {m['heavy_events']:,} of them the heavy customer's, {size / 2**30:.2f} GB, in {f}")
     if a.build_only:
+        return
+    if a.explain:
+        for n, f in folders.items():
+            say(f"\nget_summary({HEAVY!r}, 'api_calls') at {n:,} events runs:")
+            explain(f, HEAVY)
         return
     steps = [s for s in STEPS if not a.only or any(s[0].startswith(o) for o in a.only.split(","))]
     say(f"\ntiming {len(steps)} steps x {len(sizes)} sizes x {a.repeat} rounds, interleaved "
