@@ -38,6 +38,7 @@ noise falls on all sizes alike), --repeat rounds of:
   record (lib)          Billing.usage.record(<typical>, "api_calls", 1, push=False): median ms
                         of 50 (then delivered, untimed, so the next push is idle again)
   charge                usagebill charge <typical> ai_tokens 3 (no credits: usage, delivered)
+  top                   usagebill top (every customer's usage in its own period)
   reconcile USER        usagebill reconcile <typical>
   reconcile             usagebill reconcile (every customer)
 
@@ -337,6 +338,7 @@ STEPS = [
     ("record", cli("record", TYPICAL, "api_calls", "1"), "s"),
     ("record (lib, no push)", lib("record", TYPICAL, 50), "ms"),
     ("charge", cli("charge", TYPICAL, "ai_tokens", "3"), "s"),
+    ("top", cli("top"), "s"),
     ("reconcile USER", cli("reconcile", TYPICAL), "s"),
     ("reconcile", cli("reconcile"), "s"),
 ]
