@@ -2,7 +2,8 @@
 ledger), then the
 invariants the ledger keeps (every journal row's balance follows from the one before it, a
 credit balance is its allocation part plus its granted lots, no usage event is both
-pending and part of a delivered batch, and the usage totals are their events' sums). Each check yields findings, one line each."""
+pending and part of a delivered batch, and the usage totals are their events' sums). Each
+check yields findings, one line each."""
 
 from __future__ import annotations
 

@@ -21,12 +21,19 @@ from .db import Ledger
 HOUR, DAY = 3600, 86400
 SPANS = (HOUR, DAY)  # the bucket sizes counted, finest first; each divides the next
 
-_ADD = (
-    "INSERT INTO usage_totals (user_id, feature, span, since, units, events) VALUES {rows} "
-    "ON CONFLICT (user_id, feature, span, since) DO UPDATE SET units = usage_totals.units + excluded.units, "
-    "events = usage_totals.events + excluded.events"
-)
+_ADD = ("INSERT INTO usage_totals (user_id, feature, span, since, units, events)",
+        "ON CONFLICT (user_id, feature, span, since) DO UPDATE SET units = usage_totals.units + excluded.units, "
+        "events = usage_totals.events + excluded.events")
 _CHUNK = 500  # rows a statement
+
+
+def _insert(ledger: Ledger, head: str, rows: list[tuple], tail: str = "") -> None:
+    """``head VALUES (...), (...) tail``, a statement per 500 rows: one round trip each, and
+    outside a transaction one commit each, not one per row."""
+    for i in range(0, len(rows), _CHUNK):
+        chunk = rows[i:i + _CHUNK]
+        marks = "(" + ", ".join(["?"] * len(chunk[0])) + ")"
+        ledger.execute(f"{head} VALUES {', '.join([marks] * len(chunk))} {tail}", [x for row in chunk for x in row])
 
 
 def add(ledger: Ledger, events: Iterable[tuple[str, str, int, int]]) -> None:
@@ -42,14 +49,10 @@ def add(ledger: Ledger, events: Iterable[tuple[str, str, int, int]]) -> None:
             else:
                 got[0] += amount
                 got[1] += 1
-    # in key order, so writers running at once (PostgreSQL) lock shared rows in one order; a
-    # statement per 500 rows (one round trip for a record's hour and day), each key once in it
-    rows = [(*key, units, n) for key, (units, n) in sorted(acc.items())]
+    # in key order, so writers running at once (PostgreSQL) lock shared rows in one order;
+    # each key once a statement (a record's hour and day: one statement)
     with ledger.transaction():  # the caller's: it inserts the events
-        for i in range(0, len(rows), _CHUNK):
-            chunk = rows[i:i + _CHUNK]
-            ledger.execute(_ADD.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))),
-                           [x for row in chunk for x in row])
+        _insert(ledger, _ADD[0], [(*key, units, n) for key, (units, n) in sorted(acc.items())], _ADD[1])
 
 
 def cover(start: int, end: int, spans: tuple[int, ...] = SPANS) -> list[tuple[int, int, int]]:
@@ -115,11 +118,7 @@ def in_windows(ledger: Ledger, windows: Iterable[tuple[str, str, int, int]]) -> 
         + ledger.without_rowid
     )
     ledger.execute("DELETE FROM window_pieces")
-    pieces = [(u, f, *piece) for u, f, start, end in windows for piece in cover(start, end)]
-    for i in range(0, len(pieces), _CHUNK):  # a statement per 500 rows: outside a transaction, each commits
-        chunk = pieces[i:i + _CHUNK]
-        ledger.execute("INSERT INTO window_pieces VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
-                       [x for piece in chunk for x in piece])
+    _insert(ledger, "INSERT INTO window_pieces", [(u, f, *p) for u, f, start, end in windows for p in cover(start, end)])
     try:
         # pieces keyed by (customer, feature): read in that order, each join's rows come out
         # grouped, without a temporary B-tree for the GROUP BY
