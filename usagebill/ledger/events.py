@@ -4,6 +4,7 @@ recorded usage), including the importer's set-based writes and look-ups."""
 from __future__ import annotations
 
 
+from . import totals
 from .db import Ledger, Row
 
 # sources of an event
@@ -19,7 +20,9 @@ def insert_event(
     ledger: Ledger, event_id: str, user_id: str, feature: str, amount: int, timestamp: int, recorded_at: int,
     idempotency_key: str | None, source: str,
 ) -> None:
-    ledger.execute(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
+    with ledger.transaction():  # the caller's (record, charge): the event and its totals at once
+        ledger.execute(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
+        totals.add(ledger, [(user_id, feature, timestamp, amount)])
 
 
 def event_by_key(ledger: Ledger, user_id: str, idempotency_key: str) -> Row | None:
@@ -33,13 +36,10 @@ def key_used(ledger: Ledger, user_id: str, idempotency_key: str) -> bool:
 
 
 def usage_total(ledger: Ledger, user_id: str, feature: str, start: int, end: int) -> tuple[int, int]:
-    """(sum of amounts, number of events) of a feature with start <= timestamp < end."""
-    row = ledger.one(
-        "SELECT COALESCE(SUM(amount), 0) AS total, COUNT(*) AS n FROM usage_events "
-        "WHERE user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
-        (user_id, feature, start, end),
-    )
-    return int(row["total"]), int(row["n"])
+    """(sum of amounts, number of events) of a feature with start <= timestamp < end: from the
+    hourly and daily totals, and the events of the window's ends (``ledger.totals``), so it
+    costs the same whatever the number of events."""
+    return totals.window(ledger, user_id, feature, start, end)
 
 
 def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -> list[Row]:
@@ -56,11 +56,32 @@ def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -
 
 def insert_imported(ledger: Ledger, rows: list[tuple]) -> int:
     """Insert the rows whose (user_id, key) is new; returns how many were inserted."""
-    return ledger.executemany(
-        "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
-        f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}') ON CONFLICT DO NOTHING",
-        rows,
-    )
+    with ledger.transaction():  # the importer's: the events and their totals at once
+        inserted = ledger.executemany(
+            "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
+            f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}') ON CONFLICT DO NOTHING",
+            rows,
+        )
+        count_inserted(ledger, rows, inserted)
+    return inserted
+
+
+def count_inserted(ledger: Ledger, rows: list[tuple], inserted: int) -> None:
+    """Add to the usage totals those of ``rows`` (INSERT parameters, each with a new event id)
+    that an ``INSERT ... ON CONFLICT DO NOTHING`` inserted: all when it changed as many rows,
+    else those whose id is in the ledger now."""
+    if inserted == len(rows):
+        new = rows
+    elif not inserted:
+        return
+    else:
+        have: set[str] = set()
+        for i in range(0, len(rows), 500):
+            ids = [r[0] for r in rows[i:i + 500]]
+            have.update(x for (x,) in ledger.all(
+                f"SELECT id FROM usage_events WHERE id IN ({','.join('?' * len(ids))})", ids))
+        new = [r for r in rows if r[0] in have]
+    totals.add(ledger, ((r[1], r[2], r[4], r[3]) for r in new))
 
 
 def ids_between(ledger: Ledger, low: str, high: str) -> set[str]:

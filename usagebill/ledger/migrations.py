@@ -359,3 +359,27 @@ def m010_outbox_index_and_leases(db) -> None:
         "(SELECT MIN(e.seq) FROM usage_events e WHERE NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)), "
         "(SELECT COALESCE(MAX(seq), 0) + 1 FROM usage_events)) AS TEXT)"
     )
+
+
+def m011_usage_totals(db) -> None:
+    # units and events per customer, feature, UTC hour and UTC day (ledger/totals.py), added to
+    # by every insert of usage events in its transaction: summary reads a month as ~31 days,
+    # ~46 hours and the events of two ends under an hour, not every event of the period (a
+    # customer with 10^6 events in it took 80 ms); counted here for the events already there
+    db.execute(
+        """CREATE TABLE usage_totals (
+            user_id TEXT NOT NULL,
+            feature TEXT NOT NULL,
+            span INTEGER NOT NULL,          -- 3600 (an hour) or 86400 (a day)
+            since INTEGER NOT NULL,         -- its first second, a multiple of span
+            units INTEGER NOT NULL,
+            events INTEGER NOT NULL,
+            PRIMARY KEY (user_id, feature, span, since)
+        ) WITHOUT ROWID"""
+    )
+    for span in (3600, 86400):
+        db.execute(
+            "INSERT INTO usage_totals (user_id, feature, span, since, units, events) "
+            f"SELECT user_id, feature, {span}, timestamp - timestamp % {span}, SUM(amount), COUNT(*) "
+            f"FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % {span}"
+        )

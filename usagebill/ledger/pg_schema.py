@@ -279,6 +279,23 @@ INSERT INTO delivery_totals (status, events) SELECT s.status, (SELECT COUNT(*) F
 INSERT INTO settings (key, value) SELECT 'outbox_watermark', CAST(COALESCE(
     (SELECT MIN(e.seq) FROM usage_events e WHERE NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)),
     (SELECT COALESCE(MAX(seq), 0) + 1 FROM usage_events)) AS TEXT);
+
+
+M011_USAGE_TOTALS = """CREATE TABLE usage_totals (
+    user_id TEXT COLLATE "C" NOT NULL,
+    feature TEXT COLLATE "C" NOT NULL,
+    span BIGINT NOT NULL,
+    since BIGINT NOT NULL,
+    units BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    PRIMARY KEY (user_id, feature, span, since)
+);
+INSERT INTO usage_totals (user_id, feature, span, since, units, events)
+SELECT user_id, feature, 3600, timestamp - timestamp % 3600, SUM(amount), COUNT(*)
+FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % 3600;
+INSERT INTO usage_totals (user_id, feature, span, since, units, events)
+SELECT user_id, feature, 86400, timestamp - timestamp % 86400, SUM(amount), COUNT(*)
+FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % 86400;
 """
 
 # (name, DDL) in the order of migrations.MIGRATIONS; the name is its SQLite twin's
@@ -294,6 +311,7 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("m008_usage_amount_in_time_index", M008_USAGE_AMOUNT_IN_TIME_INDEX),
     ("m009_sending_index", M009_SENDING_INDEX),
     ("m010_outbox_index_and_leases", M010_OUTBOX_INDEX_AND_LEASES),
+    ("m011_usage_totals", M011_USAGE_TOTALS),
 ]
 
 _MIGRATIONS_TABLE = 'CREATE TABLE IF NOT EXISTS _migrations (name TEXT COLLATE "C" PRIMARY KEY, applied_at BIGINT)'
