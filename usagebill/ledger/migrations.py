@@ -361,6 +361,7 @@ def m010_outbox_index_and_leases(db) -> None:
     )
 
 
+@migration
 def m011_usage_totals(db) -> None:
     # units and events per customer, feature, UTC hour and UTC day (ledger/totals.py), added to
     # by every insert of usage events in its transaction: summary reads a month as ~31 days,

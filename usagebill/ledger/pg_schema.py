@@ -279,7 +279,7 @@ INSERT INTO delivery_totals (status, events) SELECT s.status, (SELECT COUNT(*) F
 INSERT INTO settings (key, value) SELECT 'outbox_watermark', CAST(COALESCE(
     (SELECT MIN(e.seq) FROM usage_events e WHERE NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)),
     (SELECT COALESCE(MAX(seq), 0) + 1 FROM usage_events)) AS TEXT);
-
+"""
 
 M011_USAGE_TOTALS = """CREATE TABLE usage_totals (
     user_id TEXT COLLATE "C" NOT NULL,
