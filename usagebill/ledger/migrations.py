@@ -315,3 +315,12 @@ def m009_sending_index(db) -> None:
     # every push looks for events sent long ago and never confirmed (outbox.stale_items): a
     # small index of the 'sending' rows keeps that O(unconfirmed), not O(every event delivered)
     db.execute("CREATE INDEX event_delivery_sending ON event_delivery (first_sent_at) WHERE status = 'sending'")
+
+
+@migration
+def m012_subscriptions_by_user(db) -> None:
+    # reading a customer's subscription asks when its previous one ended (closing.previous_end:
+    # user_id = ? AND id < ?), which had no index but the rowid: a scan of every older
+    # subscription, 1.5 ms per customer at 10,000 customers (an import of rows of 10,000
+    # customers spent 14 s there; every record paid it once)
+    db.execute("CREATE INDEX subscriptions_by_user ON subscriptions (user_id, id)")
