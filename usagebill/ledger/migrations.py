@@ -384,3 +384,12 @@ def m011_usage_totals(db) -> None:
             f"SELECT user_id, feature, {span}, timestamp - timestamp % {span}, SUM(amount), COUNT(*) "
             f"FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % {span}"
         )
+
+
+@migration
+def m012_subscriptions_by_user(db) -> None:
+    # reading a customer's subscription asks when its previous one ended (closing.previous_end:
+    # user_id = ? AND id < ?), which had no index but the rowid: a scan of every older
+    # subscription, 1.5 ms per customer at 10,000 customers (an import of rows of 10,000
+    # customers spent 14 s there; every record paid it once)
+    db.execute("CREATE INDEX subscriptions_by_user ON subscriptions (user_id, id)")

@@ -299,6 +299,9 @@ FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % 86400;
 """
 
 # (name, DDL) in the order of migrations.MIGRATIONS; the name is its SQLite twin's
+M012_SUBSCRIPTIONS_BY_USER = "CREATE INDEX subscriptions_by_user ON subscriptions (user_id, id);\n"
+
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_stripe", M002_STRIPE),
@@ -312,6 +315,7 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("m009_sending_index", M009_SENDING_INDEX),
     ("m010_outbox_index_and_leases", M010_OUTBOX_INDEX_AND_LEASES),
     ("m011_usage_totals", M011_USAGE_TOTALS),
+    ("m012_subscriptions_by_user", M012_SUBSCRIPTIONS_BY_USER),
 ]
 
 _MIGRATIONS_TABLE = 'CREATE TABLE IF NOT EXISTS _migrations (name TEXT COLLATE "C" PRIMARY KEY, applied_at BIGINT)'
