@@ -75,6 +75,7 @@ class Steps:
         self.conn.set_progress_handler(None, 0)
 
 
+@pytest.mark.sqlite_only(reason="counts SQLite virtual machine steps")
 def test_an_idle_push_and_status_do_not_read_the_history(billing, stripe_side):
     customer(billing, stripe_side, "alice")
     customer(billing, stripe_side, "bob", in_stripe=False)
@@ -222,6 +223,7 @@ def test_a_late_item_that_fails_is_found_again(app, monkeypatch):
     assert consistent(billing)["invoiced"] == 1
 
 
+@pytest.mark.sqlite_only(reason="a writer process opens the SQLite file by path (on PostgreSQL: the watermark's lock, tests/race)")
 def test_events_recorded_while_pushes_run_are_never_stranded(tmp_path, config_path):
     """A second process records all the while (SQLite hands out seqs inside the writer's
     lock, so none can land below a watermark a push sets): nothing is left behind."""
@@ -253,6 +255,7 @@ def test_events_recorded_while_pushes_run_are_never_stranded(tmp_path, config_pa
     billing.close()
 
 
+@pytest.mark.sqlite_only(reason="edits the SQLite file with sqlite3")
 def test_doctor_finds_an_event_below_the_watermark_without_a_row(runner, tmp_path):
     from tests.test_cli_stripe import J
 
@@ -271,6 +274,7 @@ def test_doctor_finds_an_event_below_the_watermark_without_a_row(runner, tmp_pat
     assert r.exit_code == 1 and "below the delivery watermark" in r.stderr and e["id"] in r.stderr
 
 
+@pytest.mark.sqlite_only(reason="builds a SQLite ledger of before m010")
 def test_an_older_ledger_is_migrated_with_its_watermark_and_totals(tmp_path):
     """A ledger made before m010: its pending, failed and delivered events are where they were."""
     import sqlite3

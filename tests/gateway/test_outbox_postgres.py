@@ -1,13 +1,12 @@
-"""The outbox on a PostgreSQL ledger: the same claims (``FOR NO KEY UPDATE SKIP LOCKED``), leases,
-watermark and counts as on SQLite, and four push processes at once, each event delivered once
-and each identifier sent by one of them. Skipped without psycopg or a PostgreSQL server (the
-server comes from test_schema_parity's fixture)."""
+"""The outbox on a PostgreSQL ledger: the same claims (``FOR NO KEY UPDATE SKIP LOCKED``),
+watermark and counts as on SQLite (four push processes at once on PostgreSQL:
+tests/race/test_race_stripe.py). Skipped without psycopg or a PostgreSQL server (the
+suite's: tests/conftest.py's pg_url)."""
 
 import pytest
 
 pytest.importorskip("psycopg")
-
-from tests.test_schema_parity import fresh_database, schema_pg_server  # noqa: E402,F401  (fixtures)
+pytestmark = pytest.mark.own_backend  # a PostgreSQL ledger of its own, in the default pass
 
 from usagebill import Billing  # noqa: E402
 from usagebill.gateway.client import connect  # noqa: E402
@@ -17,12 +16,12 @@ from usagebill.sandbox import Sandbox  # noqa: E402
 
 from tests.gateway.metering import customer, ledger_totals, meter_rows, setup_stripe, stripe_totals  # noqa: E402
 from tests.gateway.test_outbox_index import consistent  # noqa: E402
-from tests.gateway.test_push_workers import four_workers, record_fast  # noqa: E402
+from tests.gateway.test_push_workers import record_fast  # noqa: E402
 
 
 @pytest.fixture
-def pg_billing(config_path, fresh_database, tmp_path):
-    b = Billing.open(config_path, fresh_database, sandbox_db=tmp_path / "sandbox.db")
+def pg_billing(config_path, pg_url, tmp_path):
+    b = Billing.open(config_path, pg_url, sandbox_db=tmp_path / "sandbox.db")
     assert b.ledger.dialect == "postgres"
     yield b
     b.close()
@@ -49,8 +48,3 @@ def test_push_status_and_the_watermark_on_postgresql(pg_billing):
     assert (r.delivered, r.batches) == (20, 1)
     assert stripe_totals(meter_rows(conn.sandbox)) == {k: v for k, v in ledger_totals(billing).items() if k[0]}
     consistent(billing)
-
-
-def test_four_push_workers_at_once_on_postgresql(pg_billing, config_path, fresh_database):
-    four_workers(pg_billing, config_path, fresh_database, 1000)
-    consistent(pg_billing)

@@ -112,6 +112,7 @@ def four_workers(billing, config_path, db: str, per_feature: int) -> dict:
     return senders
 
 
+@pytest.mark.sqlite_only(reason="the workers open the SQLite file by path (on PostgreSQL: test_outbox_postgres.py)")
 def test_four_push_workers_at_once_deliver_each_event_once_sent_by_one_worker(tmp_path, config_path):
     db = tmp_path / "ledger.db"
     billing = Billing.open(config_path, db)
