@@ -133,8 +133,8 @@ def key_holders(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
 def _staged(ledger: Ledger, rows: list[tuple], sql: str) -> list[tuple]:
     """Run ``sql`` over ``rows`` put in the temporary table import_rows (emptied after)."""
     ledger.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount INTEGER, "
-        "timestamp INTEGER, recorded_at INTEGER, key TEXT)"
+        "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount BIGINT, "
+        "timestamp BIGINT, recorded_at BIGINT, key TEXT)"
     )
     ledger.executemany("INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     try:
