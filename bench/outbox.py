@@ -6,6 +6,8 @@ almost all delivered (an `event_delivery` row each, the delivered total and the 
 as push would leave them), plus a few that are not: 50 refused (failed), and 100 of a customer
 not in Stripe, recorded last and still pending (the push looks at them, and cannot send them).
 The secondary indexes are dropped during the bulk insert and made again from their own DDL.
+The usage totals (m011) are not filled: push and status do not read them (a summary of this
+ledger would be wrong, and `doctor` would say so).
 
 For each ledger, timed (best and worst of --repeat runs):
 
