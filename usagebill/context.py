@@ -144,7 +144,17 @@ class Context:
         from .ledger.closing import last_closed, previous_end
 
         closed = last_closed(self.ledger, row["id"])
-        before = previous_end(self.ledger, row["user_id"], row["id"])
+        return self.subscription_of(
+            row, closed_until=closed.period_end if closed else None, closed_invoice=closed.invoice_id if closed else None,
+            before=previous_end(self.ledger, row["user_id"], row["id"]),
+            priced_since=subscription_prices.latest(self.ledger, row["id"]))
+
+    def subscription_of(self, row, *, closed_until: int | None, closed_invoice: str | None, before: int | None,
+                        priced_since: dict) -> Subscription:
+        """A subscription from its ledger row and what else the ledger holds of it, read by the
+        caller (``subscription_from_row``: one at a time; reconcile: many at once): its last
+        finalized period's end and invoice, when the customer's subscription before it ended,
+        and when each feature's current price took effect."""
         return Subscription(
             id=row["id"],
             user_id=row["user_id"],
@@ -157,13 +167,13 @@ class Context:
             stripe_subscription_id=row["stripe_subscription_id"],
             period_start=row["period_start"],
             period_end=row["period_end"],
-            closed_until=closed.period_end if closed else None,
-            closed_invoice=closed.invoice_id if closed else None,
+            closed_until=closed_until,
+            closed_invoice=closed_invoice,
             canceled_at=row["canceled_at"],
             # the second a subscription is cancelled in is its own (its final invoice bills it)
             usage_from=before + 1 if before is not None else row["anchor"],
             config=self.config,
-            priced_since=subscription_prices.latest(self.ledger, row["id"]),
+            priced_since=priced_since,
         )
 
     def require_subscription(self, user_id: str) -> Subscription:
