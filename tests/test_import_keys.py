@@ -9,17 +9,9 @@ import random
 import pytest
 
 from usagebill import Billing
-from tests.test_import import NOW, T1, T1_UNIX, events, setup_customers, write
+from tests.test_import import NOW, T1, T1_UNIX, b, events, setup_customers, write  # noqa: F401 (b: the fixture)
 
 HEADER = "user_id,key,amount,timestamp\n"
-
-
-@pytest.fixture
-def b(config_path):
-    billing = Billing.open(config_path, clock=lambda: NOW)
-    setup_customers(billing)
-    yield billing
-    billing.close()
 
 
 def legacy_key(user, feature, amount, ts, n):

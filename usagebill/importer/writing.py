@@ -13,8 +13,8 @@ whatever the file's size, and a fresh import with unique rows pays nothing for i
 
 from __future__ import annotations
 
+import operator
 import os
-from bisect import bisect_left
 
 from ..errors import ValidationError
 from ..ledger import events
@@ -273,5 +273,4 @@ def _line_of(e: RowError) -> int:
     return e.line
 
 
-def _user_of(row: tuple) -> str:
-    return row[1]
+_user_of = operator.itemgetter(1)
