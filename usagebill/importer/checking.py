@@ -9,13 +9,11 @@ per run (bounded caches); the valid rows go to the writer's batch as INSERT para
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import operator
 import uuid
-from functools import partial
 from itertools import compress, repeat
-from operator import attrgetter, methodcaller
+from operator import attrgetter
 
 from ..context import Subscription
 from ..errors import UsagebillError, ValidationError
@@ -25,22 +23,13 @@ from ..rules import (amounts_twin, check_amount, check_event_time, check_key, de
 from ..timeparse import parse_time
 from .reading import Block, Layout, blocks_of, json_kind, simple_csv_blocks, csv_records, jsonl_records
 from .results import ImportFileError, ImportResult
-from .writing import Writer
+from .writing import Writer, derived_keys
 
 _CACHE_LIMIT = 50_000  # customers kept per run before the cache is cleared
 _FEATURES_KEPT = 1000  # features (and refusals) kept per customer
-_digest16 = partial(hashlib.blake2b, digest_size=16)
-_CONTENT = "{}\x1f{}\x1f{}\x1f{}".format  # what a derived key hashes: user, feature, amount, time
-_digest_of = methodcaller("digest")
 _stamp, _known_keys = attrgetter("stamp"), attrgetter("ok_keys")
 _JSON_TEXT = {str, type(None)}
 _JSON_TIMES = {str, int, type(None)}
-
-
-def content_digests(users, keys, amounts, times) -> list[bytes]:
-    """The 16-byte digest a derived key is made of, for each row (``import:<hex>:<n>``):
-    the same for a row however it was written (amounts and times as checked integers)."""
-    return list(map(_digest_of, map(_digest16, map(str.encode, map(_CONTENT, users, keys, amounts, times)))))
 
 
 class _Customer:
@@ -269,7 +258,10 @@ class Checker:
         if slow:
             for i in sorted(slow):
                 self.check_row(lines[i], raws[i], users[i], keys[i], amounts[i], times[i], ids[i])
-            w.derived.sort()  # in file order: occurrence numbers follow it
+            # back in file order: the first row of an id is the event (later ones repeat it or
+            # are refused), and occurrence numbers follow the file
+            w.explicit.sort()
+            w.derived.sort()
 
     def event_ids(self, lines) -> list[str]:
         """The event ids of these lines (one formatting of the block, then split)."""
@@ -287,7 +279,7 @@ class Checker:
         if untimed and not self.warned_no_key:
             self.warn_no_key(lines[untimed[0]])
         self.writer.derived.extend(zip(self.event_ids(lines), users, keys, amounts, stamps, repeat(self.recorded_at),
-                                       content_digests(users, keys, amounts, stamps)))
+                                       derived_keys(users, keys, amounts, stamps)))
 
     def check_row(self, line: int, raw: bytes, user_id, key, amount, ts, row_id) -> None:
         """One row, checked by the rules themselves (rules.py, timeparse.py): a row that a
@@ -327,7 +319,7 @@ class Checker:
                 if not self.warned_no_key:
                     self.warn_no_key(line)
             w.derived.append((event_id, user_id, key, amount, t, self.recorded_at,
-                              content_digests((user_id,), (key,), (amount,), (t,))[0]))
+                              derived_keys((user_id,), (key,), (amount,), (t,))[0]))
             return
         if type(row_id) is int and type(row_id) is not bool:
             row_id = str(row_id)  # a JSON number as an id is that number's text
