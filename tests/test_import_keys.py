@@ -9,17 +9,9 @@ import random
 import pytest
 
 from usagebill import Billing
-from tests.test_import import NOW, T1, T1_UNIX, events, setup_customers, write
+from tests.test_import import NOW, T1, T1_UNIX, b, events, setup_customers, write  # noqa: F401 (b: the fixture)
 
 HEADER = "user_id,key,amount,timestamp\n"
-
-
-@pytest.fixture
-def b(config_path):
-    billing = Billing.open(config_path, clock=lambda: NOW)
-    setup_customers(billing)
-    yield billing
-    billing.close()
 
 
 def legacy_key(user, feature, amount, ts, n):
@@ -94,3 +86,17 @@ def test_a_record_holding_a_derived_key_is_a_duplicate(b, tmp_path):
     b.usage.record("alice", "api_calls", 3, at=T1, idempotency_key=key)
     r = b.usage.import_rows(write(tmp_path, "a.csv", HEADER + f"alice,api_calls,3,{T1}\n" * 2))
     assert (r.imported, r.duplicates) == (1, 1)
+
+
+@pytest.mark.parametrize("batch", [2, 1000])
+def test_the_first_row_of_an_id_is_the_event_whichever_path_it_takes(b, tmp_path, batch):
+    """A row the column twins cannot vouch for (a time with an offset) is checked after the
+    others of its block, but written in file order: it holds its id, the later row is refused."""
+    f = write(tmp_path, "u.csv", "user_id,key,amount,timestamp,id\n"
+              f"alice,api_calls,1,{T1},\nalice,api_calls,1,{T1},\n"
+              "alice,api_calls,1,2026-02-28T23:00:00+01:00,a\n"
+              f"alice,api_calls,1,{T1},a\n")
+    r = b.usage.import_rows(f, batch_rows=batch)
+    assert (r.imported, r.duplicates, r.rejected) == (3, 0, 1)
+    assert r.errors[0].line == 5 and r.errors[0].column == "id"
+    assert [e[3] for e in events(b, "alice") if e[4] == "a"] == [T1_UNIX + 36 * 3600]

@@ -204,8 +204,7 @@ def event_time_bounds(now: int, sub) -> tuple[int, int]:
 # importer asks the rule itself (check_amount, parse_time, check_key) for that row, which gives
 # the message. tests/test_rules.py holds each twin to its rule on hostile values.
 
-_ISO_SHAPE = "0000-00-00T00:00:00Z"  # 2026-01-15T10:00:00Z, the usual export format
-_TO_ZERO = str.maketrans("123456789", "000000000")
+_LAST = operator.itemgetter(-1)
 _EPOCH = datetime(1970, 1, 1)
 _SECOND = timedelta(seconds=1)
 _FIRST_19 = operator.itemgetter(slice(0, 19))
@@ -233,20 +232,21 @@ def amounts_twin(values: Sequence) -> list[int] | None:
 
 
 def times_twin(values: Sequence) -> list[int] | None:
-    """``[parse_time(v) for v in values]`` when every value is a string of 1 to 12 ASCII digits
-    or of the shape 2026-01-15T10:00:00Z (an upper-case Z), within 1970..9999, or an int in that
-    range; None when any is not (then each goes to parse_time)."""
+    """``[parse_time(v) for v in values]`` when every value is a string of 1 to 12 ASCII digits,
+    or every value a time of 20 characters ending in an upper-case Z (2026-01-15T10:00:00Z), or
+    an int, within 1970..9999; None when any is not (then each goes to parse_time)."""
     if not values:
         return []
     kinds = set(map(type, values))
     if kinds == {str}:
-        shapes = set(map(str.translate, values, repeat(_TO_ZERO)))
-        if shapes == {_ISO_SHAPE}:
+        if set(map(len, values)) == {20} and set(map(_LAST, values)) == {"Z"}:
+            # 2026-01-15T10:00:00Z: the 19 characters before the Z as a time without a zone,
+            # which is what parse_time reads when it puts +00:00 in the place of the Z
             try:
                 dates = list(map(datetime.fromisoformat, map(_FIRST_19, values)))
-            except ValueError:  # 2026-02-30, 0000-01-01...
+                numbers = list(map(operator.floordiv, map(operator.sub, dates, repeat(_EPOCH)), repeat(_SECOND)))
+            except (ValueError, TypeError):  # 2026-02-30..., or a zone in those 19 characters
                 return None
-            numbers = list(map(operator.floordiv, map(operator.sub, dates, repeat(_EPOCH)), repeat(_SECOND)))
         else:
             joined = "".join(values)
             if not (joined.isascii() and joined.isdecimal()) or min(map(len, values)) < 1 or max(map(len, values)) > 12:

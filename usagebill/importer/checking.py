@@ -9,37 +9,27 @@ per run (bounded caches); the valid rows go to the writer's batch as INSERT para
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import operator
 import uuid
-from functools import partial
 from itertools import compress, repeat
-from operator import attrgetter, methodcaller
+from operator import attrgetter
 
 from ..context import Subscription
 from ..errors import UsagebillError, ValidationError
+from ..timeparse import MAX_TIME
 from ..rules import (amounts_twin, check_amount, check_event_time, check_key, default_event_time, event_time_bounds,
                      keys_twin, times_twin)
 from ..timeparse import parse_time
 from .reading import Block, Layout, blocks_of, json_kind, simple_csv_blocks, csv_records, jsonl_records
 from .results import ImportFileError, ImportResult
-from .writing import Writer
+from .writing import Writer, derived_keys
 
 _CACHE_LIMIT = 50_000  # customers kept per run before the cache is cleared
 _FEATURES_KEPT = 1000  # features (and refusals) kept per customer
-_digest16 = partial(hashlib.blake2b, digest_size=16)
-_CONTENT = "{}\x1f{}\x1f{}\x1f{}".format  # what a derived key hashes: user, feature, amount, time
-_digest_of = methodcaller("digest")
-_lo, _hi, _stamp, _known_keys = attrgetter("lo"), attrgetter("hi"), attrgetter("stamp"), attrgetter("ok_keys")
+_stamp, _known_keys = attrgetter("stamp"), attrgetter("ok_keys")
 _JSON_TEXT = {str, type(None)}
 _JSON_TIMES = {str, int, type(None)}
-
-
-def content_digests(users, keys, amounts, times) -> list[bytes]:
-    """The 16-byte digest a derived key is made of, for each row (``import:<hex>:<n>``):
-    the same for a row however it was written (amounts and times as checked integers)."""
-    return list(map(_digest_of, map(_digest16, map(str.encode, map(_CONTENT, users, keys, amounts, times)))))
 
 
 class _Customer:
@@ -74,11 +64,15 @@ class Checker:
         self.run_now = self.ctx.clock()  # "now" of customers without a test clock, for the whole run
         self.id_prefix = "ube_" + uuid.uuid4().hex[:20]  # + 12 hex digits of the line: unique, ordered
         self.event_id = (self.id_prefix + "%012x").__mod__  # line -> event id
+        self._event_ids = self.id_prefix + "%012x\n"
         writer.run_prefix = self.id_prefix
         self.customers: dict[str, _Customer] = {}  # every customer looked up (refused ones too)
         self.good: dict[str, _Customer] = {}  # those whose rows may be imported
         self.warned_no_key = False
         self.recorded_at = 0
+        # bounds within which a time is fine for every customer looked up so far (most share
+        # them): a block's times are compared with these two numbers first
+        self.lo, self.hi = 0, MAX_TIME
 
     # -- lookups, once per run ---------------------------------------------------------------
     def customer(self, user_id) -> _Customer:
@@ -96,6 +90,7 @@ class Checker:
         self.customers[user_id] = c
         if c.error is None:
             self.good[user_id] = c
+            self.lo, self.hi = max(self.lo, c.lo), min(self.hi, c.hi)
         return c
 
     def feature_error(self, c: _Customer, key) -> str | None:
@@ -146,7 +141,8 @@ class Checker:
         cannot vouch for go to ``check_row``, one by one."""
         lines, raws, (users, keys, amounts, times, ids) = block.lines, block.raws, block.columns
         n = len(raws)
-        if self.layout.format == "jsonl" and not (
+        jsonl = self.layout.format == "jsonl"
+        if jsonl and not (
             set(map(type, users)) <= _JSON_TEXT and set(map(type, keys)) <= _JSON_TEXT
             and set(map(type, times)) <= _JSON_TIMES and set(map(type, ids)) <= _JSON_TEXT
         ):  # a list, an object, a boolean, a number where text belongs: not worth a column pass
@@ -186,22 +182,25 @@ class Checker:
                 else:
                     checked[i] = one[0]
 
-        # times: each distinct value parsed once; rows without one get the customer's stamp
-        # (and no bounds check, like record without --at)
+        # times: parsed at once (each distinct value once when they repeat); rows without
+        # one get the customer's stamp (and no bounds check, like record without --at)
         untimed = None
-        if times.count("") + times.count(None) == n:  # no time column, or every time left out
+        no_time = times.count("") + (times.count(None) if jsonl else 0)
+        if no_time == n:  # no time column, or every time left out
             stamps = list(map(_stamp, cs))
             untimed = range(n)
         else:
-            distinct = dict.fromkeys(times)
-            distinct.pop("", None)
-            distinct.pop(None, None)
-            values = list(distinct)
-            parsed = times_twin(values)
-            if parsed is None:
-                parsed = [(p[0] if (p := times_twin((v,))) is not None else None) for v in values]
-            at = dict(zip(values, parsed))
-            stamps = list(map(at.get, times))
+            stamps = times_twin(times) if no_time == 0 else None
+            if stamps is None:
+                distinct = dict.fromkeys(times)
+                distinct.pop("", None)
+                distinct.pop(None, None)
+                values = list(distinct)
+                parsed = times_twin(values)
+                if parsed is None:
+                    parsed = [(p[0] if (p := times_twin((v,))) is not None else None) for v in values]
+                at = dict(zip(values, parsed))
+                stamps = list(map(at.get, times))
             if None in stamps:
                 untimed = []
                 for i in [i for i, t in enumerate(stamps) if t is None]:
@@ -209,15 +208,16 @@ class Checker:
                         untimed.append(i)
                     else:
                         slow.add(i)  # parse_time tells why (or takes a form the twin does not)
-                    stamps[i] = cs[i].lo  # compared below as if within bounds
-            if not (all(map(operator.le, map(_lo, cs), stamps)) and all(map(operator.le, stamps, map(_hi, cs)))):
-                slow.update(i for i, (c, t) in enumerate(zip(cs, stamps)) if not c.lo <= t <= c.hi)
+                    stamps[i] = self.lo  # a stand-in, not compared below
+            if not (min(stamps) >= self.lo and max(stamps) <= self.hi):  # not within every customer's bounds
+                out = {i for i, (c, t) in enumerate(zip(cs, stamps)) if not c.lo <= t <= c.hi}
+                slow.update(out.difference(untimed) if untimed else out)
             if untimed:
                 for i in untimed:
                     stamps[i] = cs[i].stamp
 
         # ids: none (keys derived from the content), all (explicit keys), or a mix
-        no_id = ids.count("") + ids.count(None)
+        no_id = ids.count("") + (ids.count(None) if jsonl else 0)
         if no_id == n:
             has_id = None
         elif no_id == 0 and keys_twin(ids):
@@ -258,10 +258,19 @@ class Checker:
         if slow:
             for i in sorted(slow):
                 self.check_row(lines[i], raws[i], users[i], keys[i], amounts[i], times[i], ids[i])
-            w.derived.sort()  # in file order: occurrence numbers follow it
+            # back in file order: the first row of an id is the event (later ones repeat it or
+            # are refused), and occurrence numbers follow the file
+            w.explicit.sort()
+            w.derived.sort()
+
+    def event_ids(self, lines) -> list[str]:
+        """The event ids of these lines (one formatting of the block, then split)."""
+        ids = ((self._event_ids * len(lines)) % tuple(lines)).split("\n")
+        ids.pop()
+        return ids
 
     def _explicit(self, lines, users, keys, amounts, stamps, ids, untimed) -> None:
-        event_ids = list(map(self.event_id, lines))
+        event_ids = self.event_ids(lines)
         self.writer.explicit.extend(zip(event_ids, users, keys, amounts, stamps, repeat(self.recorded_at), ids))
         if untimed:
             self.writer.untimed.update(event_ids[i] for i in untimed)
@@ -269,8 +278,8 @@ class Checker:
     def _derived(self, lines, users, keys, amounts, stamps, untimed) -> None:
         if untimed and not self.warned_no_key:
             self.warn_no_key(lines[untimed[0]])
-        self.writer.derived.extend(zip(map(self.event_id, lines), users, keys, amounts, stamps, repeat(self.recorded_at),
-                                       content_digests(users, keys, amounts, stamps)))
+        self.writer.derived.extend(zip(self.event_ids(lines), users, keys, amounts, stamps, repeat(self.recorded_at),
+                                       derived_keys(users, keys, amounts, stamps)))
 
     def check_row(self, line: int, raw: bytes, user_id, key, amount, ts, row_id) -> None:
         """One row, checked by the rules themselves (rules.py, timeparse.py): a row that a
@@ -310,7 +319,7 @@ class Checker:
                 if not self.warned_no_key:
                     self.warn_no_key(line)
             w.derived.append((event_id, user_id, key, amount, t, self.recorded_at,
-                              content_digests((user_id,), (key,), (amount,), (t,))[0]))
+                              derived_keys((user_id,), (key,), (amount,), (t,))[0]))
             return
         if type(row_id) is int and type(row_id) is not bool:
             row_id = str(row_id)  # a JSON number as an id is that number's text

@@ -13,8 +13,12 @@ whatever the file's size, and a fresh import with unique rows pays nothing for i
 
 from __future__ import annotations
 
+import hashlib
+import operator
 import os
-from bisect import bisect_left
+from functools import partial
+from collections import deque
+from itertools import repeat
 
 from ..errors import ValidationError
 from ..ledger import events
@@ -31,6 +35,15 @@ BATCH_ROWS = 20_000  # rows validated and written together (what the import hold
 # slow: at 1,000,000 rows, 10,000-row transactions spent 28 s in SQLite, 200,000-row ones 9 s
 COMMIT_ROWS = 200_000
 _KEY = (DERIVED_PREFIX + "{}:0").format  # a derived key's first try: hex digest -> import:<hex>:0
+_CONTENT = "{}\x1f{}\x1f{}\x1f{}".format  # what a derived key hashes: user, feature, amount, time
+_digest16 = partial(hashlib.blake2b, digest_size=16)
+_hex = operator.methodcaller("hexdigest")
+
+
+def derived_keys(users, features, amounts, times) -> list[str]:
+    """The first try of each row's derived key, ``import:<hash>:0``: the hash of the row's
+    content as checked (amount and time as integers), so the same however it was written."""
+    return list(map(_KEY, map(_hex, map(_digest16, map(str.encode, map(_CONTENT, users, features, amounts, times))))))
 
 
 class _DryRun(Exception):
@@ -89,7 +102,7 @@ class Writer:
         self.has_op_keys: bool | None = None
         # the current batch: rows as INSERT parameters (id, user_id, feature, amount, ts, recorded_at, key)
         self.explicit: list[tuple] = []  # with an id column value (the key)
-        self.derived: list[tuple] = []  # key to derive: the last item is the content's digest until then
+        self.derived: list[tuple] = []  # without an id: the key is derived (its first try, :0), in file order
         self.untimed: set[str] = set()  # event ids of explicit rows without a timestamp
         self.block = None  # the reading.Block being written: the records as they are in the file
         self.raws: dict[int, bytes] = {}  # line -> the record as it is in the file, of rejected rows
@@ -117,8 +130,6 @@ class Writer:
         result = self.result
         result.rows += n_records
         if self.explicit or self.derived:
-            if self.derived:
-                self.derive_keys()
             if self.tx is None:
                 self.tx = self.ledger.transaction()
                 self.tx.__enter__()
@@ -143,11 +154,6 @@ class Writer:
         if self.on_progress is not None:
             self.on_progress(self.f.tell(), result.rows)
 
-    def derive_keys(self) -> None:
-        """Each derived row's first try, ``import:<content hash>:0`` (the rows are in file order)."""
-        ids, users, features, amounts, stamps, recorded, digests = zip(*self.derived)
-        self.derived[:] = zip(ids, users, features, amounts, stamps, recorded, map(_KEY, map(bytes.hex, digests)))
-
     def write(self) -> None:
         explicit, derived = self.explicit, self.derived
         duplicates = 0
@@ -166,10 +172,10 @@ class Writer:
         if self.check_first and explicit:
             # most ids were known in the last batch: look them up first (one look-up each),
             # then insert the rest
-            known, same = self._known(explicit)
+            new, same = self._known(explicit)
             duplicates += same
-            known_explicit += len(known)
-            explicit = [r for r in explicit if r[0] not in known]
+            known_explicit += len(explicit) - len(new)
+            explicit = [r for r in explicit if r[0] in new] if new else []
         n_derived, known_derived = len(derived), 0
         if self.derived_first and derived:
             # most derived keys were taken in the last batch (a re-run): look them up first
@@ -193,7 +199,7 @@ class Writer:
                 derived_ids = {r[0] for r in self.derived}
             again = [r for r in skipped if r[0] not in derived_ids]
             if again:  # rows with ids (first turn only): are they the same event?
-                known, same = self._known(again)
+                _, same = self._known(again)
                 duplicates += same
                 known_explicit += len(again)
             skipped = [r for r in skipped if r[0] in derived_ids]
@@ -211,8 +217,8 @@ class Writer:
         self.result.duplicates += duplicates
 
     def _known(self, rows: list[tuple]) -> tuple[set[str], int]:
-        """The event ids of ``rows`` whose key is in the ledger already, and how many of them
-        are the same event (duplicates); the others are rejected here (the key names another).
+        """The event ids of ``rows`` whose key is new, and how many of the others are the same
+        event (duplicates); the others are rejected here (the key names another event).
         SQLite returns only the rows that are new or differ, so a re-import moves little data."""
         new, differ = set(), []
         for event_id, feature, amount, ts in events.new_or_differing(self.ledger, rows):
@@ -229,19 +235,31 @@ class Writer:
                     rejected += 1
                     line = _line(event_id)
                     self.reject(line, self.raw(line), "id", str(key_reused(r[6], r[1], amount, feature, ts)))
-        known = {r[0] for r in rows if r[0] not in new} if new else {r[0] for r in rows}
-        return known, len(known) - rejected
+        return new, len(rows) - len(new) - rejected
 
     def _claim(self, rows: list[tuple]) -> tuple[list[tuple], list[tuple], int]:
         """Derived rows whose key may be taken: (the rows whose key is free, the rows to write
         with the next occurrence number, how many are duplicates). A taken key is this run's
         when this run wrote it or met it already (an earlier identical row of the file): the row
         takes the next number. Otherwise the row is a duplicate of an earlier run's, now met."""
+        found = events.key_holders(self.ledger, rows)
+        met = self.met
+        if found:
+            _, seqs, holder_ids = zip(*found)
+            if len(met) <= max(seqs) >> 3:
+                met.extend(bytes(max((max(seqs) >> 3) + 1 - len(met), len(met))))  # doubles: few copies
+            if len(found) == len(rows):  # every key taken (a re-run): at once, when none is this run's
+                at, bits = list(map(_BYTE, seqs)), list(map(_BIT.__getitem__, map(_BIT_INDEX, seqs)))
+                if not any(map(str.startswith, holder_ids, repeat(self.run_prefix))) \
+                        and not any(map(operator.and_, map(met.__getitem__, at), bits)) \
+                        and len(set(map(_key_of, rows))) == len(rows):
+                    _consume(map(met.__setitem__, at, map(operator.or_, map(met.__getitem__, at), bits)))
+                    return [], [], len(rows)
         rows.sort()  # file order (the event ids hold the line): the earlier identical row first
-        holders = {event_id: (seq, holder) for event_id, seq, holder in events.key_holders(self.ledger, rows)}
+        holders = {event_id: (seq, holder) for event_id, seq, holder in found}
         free, bumped, same = [], [], 0
         claimed: set[str] = set()
-        prefix, met = self.run_prefix, self.met
+        prefix = self.run_prefix
         for r in rows:
             found = holders.get(r[0])
             if found is None:
@@ -250,8 +268,6 @@ class Writer:
             seq, holder = found
             key = r[6]
             i, bit = seq >> 3, 1 << (seq & 7)
-            if i >= len(met):
-                met.extend(bytes(max(i + 1 - len(met), len(met))))  # doubles: few copies
             if holder.startswith(prefix) or met[i] & bit or key in claimed:
                 base, n = key.rsplit(":", 1)
                 bumped.append((*r[:6], f"{base}:{int(n) + 1}"))
@@ -273,5 +289,10 @@ def _line_of(e: RowError) -> int:
     return e.line
 
 
-def _user_of(row: tuple) -> str:
-    return row[1]
+_user_of = operator.itemgetter(1)
+_key_of = operator.itemgetter(6)
+_BYTE, _BIT_INDEX, _BIT = (3).__rrshift__, (7).__and__, (1, 2, 4, 8, 16, 32, 64, 128)  # seq -> its byte, bit
+
+
+def _consume(iterator) -> None:
+    deque(iterator, maxlen=0)
