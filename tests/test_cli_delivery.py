@@ -135,6 +135,7 @@ def test_charge_delivers_its_usage_part(runner, alice):
     assert J(runner("status", "--json"))["pending"] == 1
 
 
+@pytest.mark.sqlite_only(reason="the record runs in a subprocess that opens the ledger by path")
 def test_record_no_push_does_not_import_stripe(runner, alice, config_path):
     code = (
         "import sys; from usagebill.cli import cli\n"

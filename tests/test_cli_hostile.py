@@ -51,6 +51,7 @@ def test_an_id_that_looks_like_an_option_goes_after_double_dash(runner):
     assert '"--help"' in r.stdout
 
 
+@pytest.mark.sqlite_only(reason="a corrupted SQLite file")
 def test_ledger_errors_are_one_line(runner, tmp_path):
     db = tmp_path / "broken.db"
     db.write_bytes(b"SQLite format 3\x00" + b"\x00" * 84 + os.urandom(4000))

@@ -62,6 +62,7 @@ def names(runner):
     return clock, invoices
 
 
+@pytest.mark.sqlite_only(reason="completion reads the SQLite file itself, read-only")
 def test_completion_offers_the_real_names_from_the_ledger(config_path, names):
     clock, invoices = names
     assert complete(config_path, "summary al") == ["albert", "alice"]

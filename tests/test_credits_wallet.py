@@ -156,6 +156,7 @@ def _consume_many(args):
     return ok
 
 
+@pytest.mark.sqlite_only(reason="spawned processes open the ledger by path (on PostgreSQL: tests/race/)")
 def test_processes_consuming_at_once_never_overdraw(config_path, tmp_path):
     db = tmp_path / "race.db"
     b = Billing.open(config_path, db)

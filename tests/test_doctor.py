@@ -50,6 +50,7 @@ def test_a_sound_ledger_passes(runner, busy):
     assert r.exit_code == 0 and "is sound, and Stripe has what it points at" in r.stderr
 
 
+@pytest.mark.sqlite_only(reason="edits the SQLite file behind the ledger's back")
 def test_a_balance_edited_behind_the_triggers_is_found(runner, busy):
     conn = raw(busy)
     conn.execute("DROP TRIGGER credit_ledger_no_update")
@@ -63,6 +64,7 @@ def test_a_balance_edited_behind_the_triggers_is_found(runner, busy):
     assert any("credits of alice (api_calls)" in f for f in findings), findings
 
 
+@pytest.mark.sqlite_only(reason="edits the SQLite file behind the ledger's back")
 def test_delivered_usage_shown_as_pending_is_found(runner, busy):
     conn = raw(busy)
     (event_id,) = conn.execute("SELECT event_id FROM event_delivery WHERE batch_id IS NOT NULL LIMIT 1").fetchone()
@@ -72,6 +74,9 @@ def test_delivered_usage_shown_as_pending_is_found(runner, busy):
     assert r.exit_code == 1
     assert f"pending or failed inside a batch Stripe confirmed: {event_id}" in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("Error: 1 problem(s) found")
+
+
+@pytest.mark.sqlite_only(reason="reads the SQLite file with sqlite3")
 
 
 def test_usage_written_behind_the_totals_is_found(runner, busy, config_path):
@@ -102,6 +107,7 @@ def test_a_mapped_price_archived_in_stripe_is_found(runner, busy):
     assert r.exit_code == 1 and f"points at {price_id}, which is archived in Stripe" in r.stderr
 
 
+@pytest.mark.sqlite_only(reason="overwrites the SQLite file's pages")
 def test_overwritten_pages_are_one_clear_line(runner, busy):
     assert runner("status").exit_code == 0  # checkpoint: the WAL into the main file
     conn = raw(busy)

@@ -483,6 +483,7 @@ def test_cli_dry_run(runner, cli_setup, tmp_path, config_path):
 
 # -- killed at any moment, run again: every row exactly once ----------------------------------
 
+@pytest.mark.sqlite_only(reason="the killed imports are subprocesses opening the ledger by path")
 def test_killed_imports_then_a_rerun_import_every_row_exactly_once(config_path, tmp_path):
     now = int(time.time())
     db = tmp_path / "ledger.db"

@@ -8,6 +8,7 @@ from usagebill import LedgerError
 from usagebill.ledger import open_ledger
 
 
+@pytest.mark.sqlite_only(reason="the file's mode and SQLite's WAL")
 def test_created_private_with_wal(tmp_path):
     path = tmp_path / "deep" / "ledger.db"
     ledger = open_ledger(path)
@@ -36,12 +37,14 @@ def test_a_ledger_from_a_newer_usagebill_is_refused(tmp_path):
         open_ledger(tmp_path / "l.db")
 
 
+@pytest.mark.sqlite_only(reason="a file that is not SQLite")
 def test_not_a_database(tmp_path):
     (tmp_path / "l.db").write_text("hello, this is not sqlite" * 100)
     with pytest.raises(LedgerError, match="not a usable usagebill ledger"):
         open_ledger(tmp_path / "l.db")
 
 
+@pytest.mark.sqlite_only(reason="raw sqlite3 on the ledger's connection (PostgreSQL's triggers: tests/test_schema_parity.py)")
 def test_usage_events_are_immutable(billing):
     billing.customers.add("u")
     billing.subscriptions.start("u", "Pro")
@@ -54,6 +57,7 @@ def test_usage_events_are_immutable(billing):
     assert conn.execute("SELECT amount FROM usage_events").fetchone()[0] == 3
 
 
+@pytest.mark.sqlite_only(reason="raw sqlite3 on the ledger's connection (PostgreSQL's triggers: tests/test_schema_parity.py)")
 def test_balance_ledgers_are_immutable(billing):
     billing.customers.add("u")
     billing.subscriptions.start("u", "Pro")
@@ -92,6 +96,7 @@ def test_the_core_holds_no_sql(module):
     assert ".conn." not in code and "ledger.one(" not in code and "ledger.all(" not in code
 
 
+@pytest.mark.sqlite_only(reason="replays SQLite's own migration history through the raw connection")
 def test_m003_keeps_credits_held_before_it_as_granted_credits(tmp_path, monkeypatch):
     """A ledger made before included and granted credits were apart: what a customer held
     becomes a grant without expiry, so the next reset takes nothing away."""

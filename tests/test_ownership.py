@@ -5,6 +5,7 @@ archive the first one's prices at sync); moving the whole project keeps working;
 import json
 import shutil
 
+import pytest
 from click.testing import CliRunner
 
 from usagebill import Billing
@@ -16,6 +17,7 @@ def run(*args):
     return CliRunner().invoke(cli, [*map(str, args)])
 
 
+@pytest.mark.sqlite_only(reason="a PostgreSQL ledger records its config's file name only (usagebill/ownership.py): both are billing.toml")
 def test_a_second_config_is_refused_and_can_adopt_on_purpose(tmp_path, config_path):
     db = tmp_path / "shared.db"
     assert run("--config", config_path, "--db", db, "sync").exit_code == 0

@@ -16,6 +16,8 @@ import pytest
 
 import usagebill
 
+pytestmark = pytest.mark.sqlite_only(reason="file permissions of the SQLite ledger and its WAL")
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = "/usr/bin/python3" if os.geteuid() == 0 else sys.executable
 

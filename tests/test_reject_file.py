@@ -28,6 +28,7 @@ def usage(tmp_path, rows="alice,api_calls,1,{T1},k1\n"):
     return p
 
 
+@pytest.mark.sqlite_only(reason="recognises the SQLite ledger file by its header")
 def test_the_ledger_is_never_the_reject_file(b, tmp_path):
     before = b.ledger.path
     with pytest.raises(ValidationError, match="SQLite database"):
@@ -88,6 +89,7 @@ def test_formulas_and_terminal_escapes_are_neutralised(b, tmp_path):
     assert lines[4] == f"carol,api_calls,1,{T1},k5"  # a harmless row stays byte for byte
 
 
+@pytest.mark.sqlite_only(reason="recognises the SQLite ledger file by its header")
 def test_cli_refuses_the_ledger_as_reject_file(runner, tmp_path):
     assert runner("customers", "add", "alice").exit_code == 0
     ledger = tmp_path / ".usagebill" / "ledger.db"

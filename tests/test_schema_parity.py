@@ -353,8 +353,8 @@ def test_the_partial_indexes_are_there_with_their_where(schemas):
     tables = schemas[1]["tables"]
     assert tables["subscriptions"]["unique_indexes"]["subscriptions_one_active"] == (
         (("user_id", False),), "status='active'")
-    assert tables["event_delivery"]["indexes"]["event_delivery_sending"] == (
-        (("first_sent_at", False),), "status='sending'")
+    assert tables["event_delivery"]["indexes"]["event_delivery_failed"] == (  # m010 dropped m009's sending index
+        (("seq", False),), "status='failed'")
     assert tables["usage_events"]["indexes"]["usage_events_by_time"][0] == tuple(
         (c, False) for c in ("user_id", "feature", "timestamp", "amount"))
 

@@ -63,8 +63,7 @@ def record(ledger: Ledger, sub: Subscription, prices: dict[str, Decimal], since:
 def check_billed(ledger: Ledger, sub: Subscription, key: str) -> None:
     """Usage of a feature that the customer's Stripe subscription does not bill yet (added to
     billing.toml, not synced) would be delivered and never invoiced: refuse it."""
-    history = subscription_prices.history(ledger, sub.id)
-    if history and key not in history:
+    if sub.priced_since and key not in sub.priced_since:  # the features it has prices of
         raise ValidationError(
             f"usage feature {key!r} is not on {sub.user_id!r}'s Stripe subscription yet, so Stripe would not bill it: "
             "run usagebill sync (it adds new features to live subscriptions)"

@@ -81,34 +81,80 @@ class Context:
         # set by whoever holds a Stripe connection: takes a test clock's time from Stripe
         # when an advance of it was not finished in the ledger (see gateway.clocks)
         self.refresh_clock: Callable[[str], None] | None = None
+        self._memo = None  # (ledger.writes, user_id, snapshot row): see _snapshot
+
+    def _snapshot(self, user_id: str):
+        """The customer, its clock and its active subscription in one statement; inside a
+        write transaction kept until the transaction writes anything (a write transaction
+        of one customer reads these several times, and each read is a round trip on
+        PostgreSQL). Outside a transaction each call reads afresh."""
+        ledger = self.ledger
+        memo = self._memo
+        if ledger.in_transaction and memo is not None and memo[0] == ledger.writes and memo[1] == user_id:
+            return memo[2]
+        row = accounts.snapshot(ledger, check_user_id(user_id))
+        self._memo = (ledger.writes, user_id, row) if ledger.in_transaction else None
+        return row
 
     def customer(self, user_id: str):
-        row = accounts.get_customer(self.ledger, check_user_id(user_id))
+        row = self._snapshot(user_id)
         if row is None:
             raise NotFoundError(f"unknown customer {user_id!r} (add it with: usagebill customers add {user_id})")
         return row
 
     def now_for(self, user_id: str) -> int:
         """The customer's "now": its test clock's time when it has one, else real time."""
-        frozen = accounts.clock_time(self.ledger, user_id)
+        row = self._snapshot(user_id)
+        frozen = row["clock_time"] if row is not None and row["test_clock"] else None
         if frozen is None:
             return self.clock()
-        if self.refresh_clock is not None:
+        if self.refresh_clock is not None and row["clock_advancing"]:
             stale = ledger_clocks.stale_clock_of(self.ledger, user_id)
             if stale is not None:
                 self.refresh_clock(stale["clock_id"])
                 frozen = accounts.clock_time(self.ledger, user_id)
-        return frozen
+        return int(frozen)
 
     def subscription(self, user_id: str) -> Subscription | None:
-        row = accounts.active_subscription(self.ledger, user_id)
-        return None if row is None else self.subscription_from_row(row)
+        row = self._snapshot(user_id)
+        if row is None or row["s_id"] is None:
+            return None
+        priced = row["s_priced_since"]
+        return Subscription(
+            id=row["s_id"],
+            user_id=row["user_id"],
+            plan_key=row["s_plan"],
+            interval=row["s_interval"],
+            currency=row["s_currency"],
+            anchor=row["s_anchor"],
+            status=row["s_status"],
+            created_at=row["s_created_at"],
+            stripe_subscription_id=row["s_stripe_subscription_id"],
+            period_start=row["s_period_start"],
+            period_end=row["s_period_end"],
+            closed_until=row["s_closed_until"],
+            closed_invoice=row["s_closed_invoice"],
+            canceled_at=row["s_canceled_at"],
+            usage_from=row["s_previous_end"] + 1 if row["s_previous_end"] is not None else row["s_anchor"],
+            config=self.config,
+            priced_since={k: int(v) for k, v in (p.split("=") for p in priced.split(","))} if priced else {},
+        )
 
     def subscription_from_row(self, row) -> Subscription:
         from .ledger.closing import last_closed, previous_end
 
         closed = last_closed(self.ledger, row["id"])
-        before = previous_end(self.ledger, row["user_id"], row["id"])
+        return self.subscription_of(
+            row, closed_until=closed.period_end if closed else None, closed_invoice=closed.invoice_id if closed else None,
+            before=previous_end(self.ledger, row["user_id"], row["id"]),
+            priced_since=subscription_prices.latest(self.ledger, row["id"]))
+
+    def subscription_of(self, row, *, closed_until: int | None, closed_invoice: str | None, before: int | None,
+                        priced_since: dict) -> Subscription:
+        """A subscription from its ledger row and what else the ledger holds of it, read by the
+        caller (``subscription_from_row``: one at a time; reconcile: many at once): its last
+        finalized period's end and invoice, when the customer's subscription before it ended,
+        and when each feature's current price took effect."""
         return Subscription(
             id=row["id"],
             user_id=row["user_id"],
@@ -121,13 +167,13 @@ class Context:
             stripe_subscription_id=row["stripe_subscription_id"],
             period_start=row["period_start"],
             period_end=row["period_end"],
-            closed_until=closed.period_end if closed else None,
-            closed_invoice=closed.invoice_id if closed else None,
+            closed_until=closed_until,
+            closed_invoice=closed_invoice,
             canceled_at=row["canceled_at"],
             # the second a subscription is cancelled in is its own (its final invoice bills it)
             usage_from=before + 1 if before is not None else row["anchor"],
             config=self.config,
-            priced_since=subscription_prices.latest(self.ledger, row["id"]),
+            priced_since=priced_since,
         )
 
     def require_subscription(self, user_id: str) -> Subscription:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Callable
 from .billed_prices import check_billed, estimate
 from .context import Context, Subscription
 from .errors import IdempotencyError, ValidationError
-from .ledger import events
+from .delivery import Delivery
+from .ledger import events, outbox
 from .ledger import idempotency as keys
 from .rules import MAX_AGE, MAX_AHEAD  # noqa: F401  (their old home: gateway.reconcile imports them from here)
 from .rules import check_amount, check_event_time, check_key, default_event_time, key_reused, same_event
@@ -102,7 +103,10 @@ class Usage:
         with ctx.ledger.transaction(user_id):
             event = self.insert(user_id, key, amount, ts, idempotency_key, events.RECORD)
         if self.deliverer is not None:
-            event = replace(event, delivery=self.deliverer.deliver(event.id, push))
+            if push or event.replayed:
+                event = replace(event, delivery=self.deliverer.deliver(event.id, push))
+            else:  # written just now and sent by nobody yet: pending, no need to ask the ledger
+                event = replace(event, delivery=Delivery(outbox.PENDING))
         if not event.replayed:
             self.notify(event)
         return event

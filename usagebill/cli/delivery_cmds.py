@@ -1,5 +1,6 @@
-"""push, status, reconcile: delivering usage to Stripe and checking that it arrived; and the
-delivery that ``record``, ``charge`` and ``import`` do right after writing the ledger."""
+"""push and status: delivering usage to Stripe and what became of it (reconcile, checking that
+it arrived, is in reconcile_cmd.py); and the delivery that ``record``, ``charge`` and ``import``
+do right after writing the ledger."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ def push_json(r) -> dict:
         "invoiced_late": r.invoiced_late,
         "waiting": [{"reason": k, "events": v} for k, v in r.waiting.items()],
         "failures": [{"id": i, "reason": reason} for i, reason in r.failures],
+        "dropped": r.dropped, "unattributed_drops": r.unattributed_drops,
         "error": r.error,
     }
 
@@ -51,6 +53,19 @@ def say_drops(named: int, unnamed: int) -> None:
         say(f"Note: Stripe dropped {unnamed:,} more event(s) without naming them: usagebill reconcile shows where")
 
 
+def _rate(value):
+    """--rate: a positive, finite number of requests per second (one line otherwise)."""
+    if value is None:
+        return None
+    from ..errors import ValidationError
+    from ..gateway.delivery import check_rate
+
+    try:
+        return check_rate(value)
+    except ValidationError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @cli.command("push")
 @click.argument("user_id", required=False)
 @click.option("--coalesce", is_flag=True,
@@ -59,12 +74,16 @@ def say_drops(named: int, unnamed: int) -> None:
               help="Send the events Stripe refused again (after fixing the cause: usagebill status says which can succeed).")
 @click.option("--id", "event_ids", multiple=True, metavar="EVENT",
               help="With --retry-failed: only these failed events (repeatable).")
+@click.option("--rate", metavar="N", callback=lambda ctx, param, value: _rate(value),
+              help="At most N requests per second (default: Stripe's documented limits: 20 in test mode, "
+                   "100 stream requests of 100 events in live mode; no limit for the sandbox).")
 @json_option
 @pass_state
-def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None:
+def push_cmd(state, user_id, coalesce, retry_failed, event_ids, rate, as_json) -> None:
     """Deliver pending usage events to Stripe (every customer's, or one's).
 
-    Safe to repeat and to interrupt: each event reaches Stripe once. Exits 4 when Stripe
+    Safe to repeat, to interrupt and to run from several places at once: each event reaches
+    Stripe once, sent by one push. Several requests are in flight at a time. Exits 4 when Stripe
     refused events (see usagebill status) or stayed unreachable (the rest stays pending: run
     it again, from cron say). Events of customers not in Stripe stay pending, with a note.
     Refused events stay failed until --retry-failed sends them again.
@@ -74,6 +93,7 @@ def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None
       usagebill push
       usagebill push alice --coalesce --json
       usagebill push --retry-failed --id ube_3f2a...
+      usagebill push --rate 50
     """
     from ..gateway.delivery import push
 
@@ -84,12 +104,12 @@ def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None
         from ..gateway.retry import retry_failed as retry
 
         requeued, r = retry(state.billing, state.connection, user_id=user_id, event_ids=list(event_ids) or None,
-                            coalesce=coalesce, on_progress=progress)
+                            coalesce=coalesce, on_progress=progress, rate=rate)
         say(f"{requeued:,} refused event(s) sent again" if requeued else "No refused event to send again")
         if r is None:
             return
     else:
-        r = push(state.billing, state.connection, user_id=user_id, coalesce=coalesce, on_progress=progress)
+        r = push(state.billing, state.connection, user_id=user_id, coalesce=coalesce, on_progress=progress, rate=rate)
     if progress is not None:
         click.echo("", err=True)
     if as_json:
@@ -179,90 +199,6 @@ def status_cmd(state, user_id, as_json) -> None:
         say(f"Note: {len(late):,} late-usage invoice item(s): usagebill status --json lists them")
 
 
-@cli.command("reconcile")
-@click.argument("user_id", required=False)
-@click.option("--periods", default=3, show_default=True, type=click.IntRange(1, 24),
-              help="How many billing periods to compare per customer, the newest ones.")
-@click.option("--closed-only", is_flag=True,
-              help="Only periods whose invoice Stripe has finalized: exits 1 exactly when money is at risk (cron).")
-@json_option
-@pass_state
-def reconcile_cmd(state, user_id, periods, closed_only, as_json) -> None:
-    """Check that Stripe bills what the ledger holds, per customer, feature and billing period.
-
-    A closed period (its invoice final) compares the ledger's units with the quantities on
-    Stripe's invoices (usage lines plus late-usage invoice items); a difference, or units of it
-    still pending or refused, is money at risk: exit 1. An open period (the current one, or a
-    renewal still a draft) compares the delivered units with Stripe's meter totals and shows
-    what is pending. Run it from cron with --closed-only as the billing check.
-
-    \b
-    Example:
-      usagebill reconcile
-      usagebill reconcile alice --json
-      usagebill reconcile --closed-only --periods 2     # cron: exit 1 = money at risk
-    """
-    from ..gateway.reconcile import reconcile
-
-    r = reconcile(state.billing, state.connection, user_id=user_id, periods=periods, closed_only=closed_only)
-    if as_json:
-        emit_json([{"user_id": x.user_id, "key": x.feature, "state": x.state, "invoice": x.invoice_id,
-                    "period_start": iso(x.period_start), "period_end": iso(x.period_end),
-                    "start_time": iso(x.start_time), "end_time": iso(x.end_time),
-                    "ledger": x.ledger, "stripe": x.stripe, "difference": x.difference, "pending": x.pending,
-                    "failed": x.failed, "late": x.late, "at_risk": x.at_risk}
-                   for x in r.lines])
-    else:
-        grouped = not plain()
-        table(f"{len(r.lines)} customer/feature/period(s) compared", [
-            Column("customer", "user_id"), Column("feature", "key"), Column("period start", drop=1),
-            Column("period end", drop=2), Column("state", drop=3), Column("ledger", right=True),
-            Column("stripe", right=True), Column("difference", right=True), Column("pending", right=True, drop=4)],
-            [[x.user_id, x.feature, iso(x.period_start), iso(x.period_end),
-              f"billed ({x.invoice_id})" if x.state == "closed" else ("draft" if x.invoice_id else "open"),
-              x.ledger, x.stripe,
-              (f"{x.difference:+,}" if grouped else f"{x.difference:+}") if x.difference else "",
-              x.pending or ""] for x in r.lines])
-    for x in r.lines:
-        if x.state == "open" and x.pending:
-            say(f"Note: {x.user_id} {x.feature}: {x.pending:,} unit(s) of the open period are not in Stripe yet "
-                "(usagebill push delivers them)")
-    say_drops(r.dropped, r.unattributed_drops)
-    if r.ok:
-        say("Stripe matches the ledger" + (": every closed period is billed as the ledger says" if any(
-            x.state == "closed" for x in r.lines) else ""))
-        return
-    for x in r.differences:
-        say(_in_words(x))
-    risk = len(r.at_risk)
-    raise AppError(f"{len(r.differences)} difference(s) between the ledger and Stripe"
-                   + (f"; money at risk in {risk} closed period(s)" if risk else ""), int(ExitCode.ERROR))
-
-
-def _in_words(x) -> str:
-    """One line a person can act on, for a line that differs."""
-    where = f"{x.user_id} {x.feature} {iso(x.period_start)} .. {iso(x.period_end)}"
-    if x.state != "closed":
-        why = f"Stripe's meter has {x.stripe:,} unit(s), the ledger delivered {x.ledger:,} ({x.difference:+,})"
-        if x.recent:
-            why += "; deliveries in the last minutes may not show yet: run it again"
-        if x.failed:
-            why += (f"; {x.failed:,} unit(s) refused by Stripe and never billed: fix the cause, then "
-                    "usagebill push --retry-failed (usagebill status says which can succeed)")
-        return f"{where} (open): {why}"
-    parts = [f"the ledger has {x.ledger:,} unit(s), Stripe billed {x.stripe:,} (invoice {x.invoice_id}"
-             + (f" and {x.late:,} late" if x.late else "") + ")"]
-    if x.difference < 0:
-        parts.append(f"{-x.difference:,} unit(s) not billed")
-    elif x.difference > 0:
-        parts.append(f"{x.difference:,} unit(s) billed that the ledger does not have")
-    if x.pending:
-        parts.append(f"{x.pending:,} still pending: usagebill push bills them on the next invoice as late usage")
-    if x.failed:
-        parts.append(f"{x.failed:,} refused by Stripe: see usagebill status")
-    return f"Money at risk: {where}: " + "; ".join(parts)
-
-
 # -- after a ledger write (record, charge, import) -----------------------------------------
 
 def finish(delivery) -> None:
@@ -272,3 +208,6 @@ def finish(delivery) -> None:
         say(readable_times(m))
     if delivery.exit_code:
         click.get_current_context().exit(delivery.exit_code)
+
+
+from . import reconcile_cmd  # noqa: E402,F401  (reconcile, listed in --help after push and status)

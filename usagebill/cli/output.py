@@ -69,6 +69,12 @@ def console():
     return _console(stderr=True)
 
 
+def progress_console():
+    """A console on stderr for a progress bar, or None when nobody is watching it: stderr is a
+    pipe or a log (cron, tests)."""
+    return console() if sys.stderr.isatty() else None
+
+
 def out_console():
     """A rich console on stdout, for tables and charts on a terminal."""
     return _console(stderr=False)

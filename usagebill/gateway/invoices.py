@@ -150,17 +150,22 @@ def mirror_period_invoices(billing: Billing, conn: Connection, sub) -> list[Peri
     usage (its base price only) and is not a period's."""
     if not sub.stripe_subscription_id:
         return []
-    found = []
     with stripe_errors(f"invoices of {sub.user_id}"):
         listed = conn.client.v1.invoices.list(params={"subscription": sub.stripe_subscription_id, "limit": 100})
-        for inv in listed.auto_paging_iter():
-            # renewals, and the final invoice of a cancel (which may be zero-length: a cancel at
-            # the very second a period began bills that second)
-            if inv.billing_reason != "subscription_cycle" or inv.period_end < inv.period_start:
-                continue
-            finalized = inv.status_transitions.finalized_at if inv.status != "draft" else None
-            if inv.status != "draft" and finalized is None:
-                finalized = inv.created  # final without a recorded time: final all the same
-            found.append(PeriodInvoice(sub.id, inv.period_start, inv.period_end, inv.id, inv.status, finalized))
+        found = [p for p in (period_invoice(sub.id, inv) for inv in listed.auto_paging_iter()) if p is not None]
     period_invoices.put(billing.ledger, found)
     return found
+
+
+def period_invoice(subscription_id: int, inv) -> PeriodInvoice | None:
+    """The billing period an invoice of the subscription bills the usage of, or None for an
+    invoice that bills no period's usage. ``inv`` is the SDK's Invoice or the same object as
+    plain JSON (both are read by subscript)."""
+    # renewals, and the final invoice of a cancel (which may be zero-length: a cancel at the
+    # very second a period began bills that second)
+    if inv["billing_reason"] != "subscription_cycle" or inv["period_end"] < inv["period_start"]:
+        return None
+    finalized = inv["status_transitions"]["finalized_at"] if inv["status"] != "draft" else None
+    if inv["status"] != "draft" and finalized is None:
+        finalized = inv["created"]  # final without a recorded time: final all the same
+    return PeriodInvoice(subscription_id, inv["period_start"], inv["period_end"], inv["id"], inv["status"], finalized)

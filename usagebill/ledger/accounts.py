@@ -16,6 +16,36 @@ def get_customer(ledger: Ledger, user_id: str) -> Row | None:
     return ledger.one("SELECT * FROM customers WHERE user_id = ?", (user_id,))
 
 
+# the customer, its test clock's time (and whether an advance of it is unfinished), and its
+# active subscription with what the billing rules need of it, in one statement: a write
+# transaction of one customer reads all of it first, and on PostgreSQL each statement is a
+# round trip (usagebill.context keeps it for the rest of the transaction, until a write)
+_SNAPSHOT = (
+    "SELECT c.user_id, c.email, c.stripe_customer_id, c.test_clock, c.created_at, c.removed_at, "
+    "t.frozen_time AS clock_time, "
+    "(SELECT 1 FROM clock_advances a WHERE a.clock_id = c.test_clock) AS clock_advancing, "
+    "s.id AS s_id, s.plan AS s_plan, s.interval AS s_interval, s.currency AS s_currency, s.anchor AS s_anchor, "
+    "s.status AS s_status, s.created_at AS s_created_at, s.canceled_at AS s_canceled_at, "
+    "s.stripe_subscription_id AS s_stripe_subscription_id, s.period_start AS s_period_start, "
+    "s.period_end AS s_period_end, "
+    "(SELECT p.period_end FROM period_invoices p WHERE p.subscription_id = s.id AND p.finalized_at IS NOT NULL "
+    " ORDER BY p.period_end DESC LIMIT 1) AS s_closed_until, "
+    "(SELECT p.invoice_id FROM period_invoices p WHERE p.subscription_id = s.id AND p.finalized_at IS NOT NULL "
+    " ORDER BY p.period_end DESC LIMIT 1) AS s_closed_invoice, "
+    "(SELECT MAX(o.canceled_at) FROM subscriptions o WHERE o.user_id = c.user_id AND o.id < s.id) AS s_previous_end, "
+    "(SELECT {agg}(q.feature || '=' || q.since, ',') FROM (SELECT sp.feature, MAX(sp.effective_from) AS since "
+    " FROM subscription_prices sp WHERE sp.subscription_id = s.id GROUP BY sp.feature) q) AS s_priced_since "
+    f"FROM customers c LEFT JOIN test_clocks t ON t.id = c.test_clock "
+    f"LEFT JOIN subscriptions s ON s.user_id = c.user_id AND s.status = '{ACTIVE}' WHERE c.user_id = ?"
+)
+
+
+def snapshot(ledger: Ledger, user_id: str) -> Row | None:
+    """The customer with its clock and active subscription (``s_*`` columns, NULL without
+    one); None for an unknown customer."""
+    return ledger.one(_SNAPSHOT.replace("{agg}", ledger.string_agg), (user_id,))
+
+
 def list_customers(ledger: Ledger) -> list[Row]:
     return ledger.all("SELECT * FROM customers ORDER BY user_id")
 

@@ -81,10 +81,13 @@ def outbox(ledger: Ledger) -> Iterator[str]:
          "SELECT d.event_id FROM event_delivery d LEFT JOIN usage_events e ON e.id = d.event_id WHERE e.id IS NULL"),
         ("delivery record(s) in an unknown state",
          "SELECT event_id FROM event_delivery WHERE status NOT IN "
-         f"({', '.join(repr(x) for x in (states.SENDING, states.BATCHED, states.DELIVERED, states.FAILED, states.LATE, states.INVOICED))})"),
+         f"({', '.join(repr(x) for x in (states.QUEUED, states.SENDING, states.BATCHED, states.DELIVERED, states.FAILED, states.LATE, states.INVOICED))})"),
         ("usage event(s) billed as late usage by an invoice item the ledger does not have",
          f"SELECT d.event_id FROM event_delivery d LEFT JOIN late_items l ON l.id = d.late_item_id "
          f"WHERE d.status IN ('{states.LATE}', '{states.INVOICED}') AND l.id IS NULL"),
+        ("usage event(s) below the delivery watermark without a delivery row (no push would send them)",
+         f"SELECT e.id FROM usage_events e WHERE e.seq < (SELECT CAST(value AS INTEGER) FROM settings WHERE key = "
+         f"'{states.WATERMARK}') AND NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)"),
         ("coalesced batch(es) whose amount is not the sum of their events",
          "SELECT b.id FROM delivery_batches b LEFT JOIN event_delivery d ON d.batch_id = b.id "
          f"LEFT JOIN usage_events e ON e.id = d.event_id WHERE b.status != '{states.DISSOLVED}' "

@@ -37,6 +37,7 @@ class Ledger:
     # appended to a claim's SELECT: rows another transaction holds are skipped, not waited for
     # (SQLite has one writer at a time, so there is nothing to skip)
     skip_locked = ""
+    string_agg = "group_concat"  # (text, separator) over a group
 
     def __init__(self, conn: sqlite3.Connection, path: str, *, readonly: bool = False):
         self.conn = conn
@@ -44,10 +45,15 @@ class Ledger:
         self.readonly = readonly  # opened read-only: this user may not write the file
         self._depth = 0
         self._lock = threading.RLock()
+        # statements other than SELECT so far: what a reader cached within a transaction
+        # stays true until this changes (usagebill.context's customer snapshot)
+        self.writes = 0
 
     # -- statements ------------------------------------------------------------------------
     def execute(self, sql: str, args: Any = ()):
         """A cursor (``fetchone``, ``fetchall``, iteration, ``rowcount``)."""
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         try:
             return self.conn.execute(sql, args)
         except sqlite3.IntegrityError as e:
@@ -57,6 +63,7 @@ class Ledger:
 
     def executemany(self, sql: str, rows: Any) -> int:
         """Runs ``sql`` once per row; returns how many rows it changed in all."""
+        self.writes += 1
         try:
             before = self.conn.total_changes
             self.conn.executemany(sql, rows)
@@ -101,14 +108,17 @@ class Ledger:
                     "(run it as the ledger's owner, or ask for write access)"
                 )
             self._begin(customer, rows_only)
+            self.writes += 1  # a new transaction: nothing read before it is cached into it
             self._depth = 1
             try:
                 yield self
             except BaseException:
                 self._depth = 0
+                self.writes += 1
                 self._rollback()
                 raise
             self._depth = 0
+            self.writes += 1
             self._commit()
 
     @property

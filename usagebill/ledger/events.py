@@ -51,8 +51,16 @@ def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -
     return ledger.all(sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)])
 
 
-# -- the importer's set-based statements (inside its transaction) ------------------------------
-# rows are INSERT parameters: (id, user_id, feature, amount, timestamp, recorded_at, key)
+# -- the importer's set-based statements ------------------------------------------------------
+# All of them run inside the importer's open transaction (``ledger.transaction()``, spanning
+# batches of up to COMMIT_ROWS rows), so what one statement wrote the next one sees, and other
+# writers wait. Rows are INSERT parameters, 7-tuples:
+#     (event id, user_id, feature, amount, timestamp, recorded_at, idempotency key)
+# The event ids of one run share a prefix and end with the row's line number in 12 hex digits,
+# so a batch's ids are ordered by line and no other writer's id falls between them.
+# A backend may implement each one its own way (PostgreSQL: COPY into a temporary staging table,
+# then INSERT ... SELECT ... ON CONFLICT DO NOTHING, or a join); what goes in and what comes back
+# is the contract.
 
 def insert_imported(ledger: Ledger, rows: list[tuple]) -> int:
     """Insert the rows whose (user_id, key) is new; returns how many were inserted."""
@@ -87,18 +95,22 @@ def count_inserted(ledger: Ledger, rows: list[tuple], inserted: int) -> None:
 
 
 def ids_between(ledger: Ledger, low: str, high: str) -> set[str]:
+    """The ids of the events with low <= id <= high: after insert_imported, the batch's rows
+    that were inserted (an index range of this run's ids, not a look-up per row)."""
     return {i for (i,) in ledger.execute("SELECT id FROM usage_events WHERE id BETWEEN ? AND ?", (low, high))}
 
 
 def keys_of_other_operations(ledger: Ledger, rows: list[tuple]) -> set[str]:
-    """Event ids of ``rows`` whose key names a write other than usage (a charge, a grant...)."""
+    """Event ids of ``rows`` whose (user_id, key) names a write other than usage (a charge,
+    a grant...: ``idempotency_keys``)."""
     return {i for (i,) in _staged(ledger, rows, "SELECT c.id FROM import_rows c JOIN idempotency_keys k "
                                                "ON k.user_id = c.user_id AND k.key = c.key")}
 
 
 def new_or_differing(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
-    """(event id, feature, amount, timestamp) of the rows whose key is new (feature None) or
-    names an event with other content: SQLite returns only those, so a re-import moves little."""
+    """(event id, feature, amount, timestamp) of the rows whose (user_id, key) is new (feature
+    None) or names an event with other content; rows naming the same content are left out, so
+    a re-import moves little data. One indexed look-up per row."""
     return _staged(
         ledger,
         rows,
@@ -108,11 +120,23 @@ def new_or_differing(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
     )
 
 
+def key_holders(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
+    """(event id of the row, seq and id of the event holding its (user_id, key)) for each of
+    ``rows`` whose key is taken; rows whose key is free are left out. One indexed look-up per
+    row (the importer's derived keys: whose is a taken ``import:<hash>:<n>``?)."""
+    return _staged(
+        ledger,
+        rows,
+        "SELECT c.id, e.seq, e.id FROM import_rows c "
+        "JOIN usage_events e ON e.user_id = c.user_id AND e.idempotency_key = c.key",
+    )
+
+
 def _staged(ledger: Ledger, rows: list[tuple], sql: str) -> list[tuple]:
-    """Run ``sql`` over ``rows`` put in the temporary table import_rows."""
+    """Run ``sql`` over ``rows`` put in the temporary table import_rows (emptied after)."""
     ledger.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount INTEGER, "
-        "timestamp INTEGER, recorded_at INTEGER, key TEXT)"
+        "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount BIGINT, "
+        "timestamp BIGINT, recorded_at BIGINT, key TEXT)"
     )
     ledger.executemany("INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     try:

@@ -129,6 +129,7 @@ class PgLedger(Ledger):
     dialect = "postgres"
     without_rowid = ""
     skip_locked = " FOR NO KEY UPDATE SKIP LOCKED"
+    string_agg = "string_agg"
 
     def __init__(self, conn, url: str):
         super().__init__(conn, redact(url))
@@ -143,6 +144,8 @@ class PgLedger(Ledger):
         return q
 
     def execute(self, sql: str, args: Any = ()):
+        if not sql.startswith("SELECT"):
+            self.writes += 1
         try:
             return self.conn.execute(self._q(sql), args)
         except self._errors.IntegrityError as e:
@@ -152,6 +155,7 @@ class PgLedger(Ledger):
 
     def executemany(self, sql: str, rows: Any) -> int:
         rows = list(rows)
+        self.writes += 1
         if not rows:
             return 0
         try:
@@ -173,7 +177,8 @@ class PgLedger(Ledger):
         elif customer is None:
             locks = f"; SELECT pg_advisory_xact_lock({GLOBAL_LOCK})"
         else:
-            locks = f"; SELECT pg_advisory_xact_lock_shared({GLOBAL_LOCK}), pg_advisory_xact_lock({lock_key(customer)})"
+            key = lock_key(str(customer))  # not yet checked: a bad user id is refused inside
+            locks = f"; SELECT pg_advisory_xact_lock_shared({GLOBAL_LOCK}), pg_advisory_xact_lock({key})"
         try:
             self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED" + locks)
         except self._errors.Error as e:
@@ -211,9 +216,10 @@ def _message(e) -> str:
     return " ".join(text.split())
 
 
-def open_pg(url: str) -> PgLedger:
+def open_pg(url: str, *, read_only: bool = False) -> PgLedger:
     """Connect to the ledger at ``url`` (autocommit: writes go through ``transaction``) and
-    migrate it (``pg_schema.migrate_pg``, once, under an advisory lock)."""
+    migrate it (``pg_schema.migrate_pg``, once, under an advisory lock). ``read_only``: no
+    migration (a ledger not up to date is an error) and no write (shell completion)."""
     check_url(url)
     try:
         import psycopg
@@ -229,8 +235,12 @@ def open_pg(url: str) -> PgLedger:
     except psycopg.Error as e:
         raise LedgerError(f"{redact(url)}: cannot connect to the ledger ({_message(e)})") from None
     conn.adapters.register_loader("numeric", _numeric_loader(psycopg))
+    if read_only:
+        ledger = PgLedger(conn, url)
+        ledger.readonly = True
+        return ledger
     try:
-        migrate_pg(conn)
+        migrate_pg(conn, where=redact(url))
     except LedgerError:
         conn.close()
         raise

@@ -73,8 +73,17 @@ def read_only(path) -> "Ledger | None":
     import os
     import sqlite3
 
-    from .db import Ledger
+    from .db import Ledger, is_url
 
+    if is_url(path):
+        from .postgres import open_pg
+
+        try:
+            ledger = open_pg(path, read_only=True)
+            ledger.one("SELECT 1 FROM customers LIMIT 1")
+            return ledger
+        except Exception:  # no server, no extra, no ledger yet: nothing to offer
+            return None
     if not os.path.isfile(path):
         return None
     try:
