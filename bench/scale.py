@@ -12,7 +12,8 @@ HOW THE LEDGERS ARE BUILT (direct SQL through usagebill's own schema, not throug
          ledger maintained by triggers stays so) and one `event_delivery` row each, marked
          delivered as `push` marks them, in transactions of 500,000 rows. Events are spread
          uniformly over the customers' period so far, in time order (seq follows time, as
-         when recorded), counted in `usage_totals` as every insert path does (m011 on), 3 features round robin, half with an idempotency key, random event
+         when recorded), counted in `usage_totals` as every insert path does (m011 on),
+         with the outbox's delivered count and watermark moved as push moves them (m010 on), 3 features round robin, half with an idempotency key, random event
          ids like record's; one "heavy" customer (cust-000000) holds HEAVY_SHARE of them
          (10^6 at 10^7). The sandbox gets, by direct SQL into its meter_events table, one
          meter event per customer and feature holding that pair's total (Stripe keeps meter
@@ -233,6 +234,14 @@ def build_events(folder: Path, base: Path, events: int) -> dict:
         seq += n
         say(f"\r  {folder.name}: {seq:,} events by direct SQL ({seq / (time.perf_counter() - t0):,.0f}/s)", end="")
     say("")
+    # since m010 the outbox keeps the delivered count and a watermark below which every event
+    # has a delivery row (push and status read those, not the history): as push would leave them
+    with conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'delivery_totals'").fetchone():
+            conn.execute("INSERT INTO delivery_totals (status, events) VALUES ('delivered', ?) "
+                         "ON CONFLICT (status) DO UPDATE SET events = delivery_totals.events + excluded.events", (events,))
+        conn.execute("UPDATE settings SET value = (SELECT CAST(MAX(seq) + 1 AS TEXT) FROM usage_events) "
+                     "WHERE key = 'outbox_watermark'")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     # Stripe's side: one meter event per customer and feature with its total (direct SQL)
