@@ -12,7 +12,8 @@ HOW THE LEDGERS ARE BUILT (direct SQL through usagebill's own schema, not throug
          ledger maintained by triggers stays so) and one `event_delivery` row each, marked
          delivered as `push` marks them, in transactions of 500,000 rows. Events are spread
          uniformly over the customers' period so far, in time order (seq follows time, as
-         when recorded), counted in `usage_totals` as every insert path does (m011 on), 3 features round robin, half with an idempotency key, random event
+         when recorded), counted in `usage_totals` as every insert path does (m011 on),
+         with the outbox's delivered count and watermark moved as push moves them (m010 on), 3 features round robin, half with an idempotency key, random event
          ids like record's; one "heavy" customer (cust-000000) holds HEAVY_SHARE of them
          (10^6 at 10^7). The sandbox gets, by direct SQL into its meter_events table, one
          meter event per customer and feature holding that pair's total (Stripe keeps meter
@@ -47,7 +48,9 @@ noise falls on all sizes alike), --repeat rounds of:
 It prints, per step and size, min / median / max and the ratio of the medians (and of the
 minimums, the least noisy) to the 10^5 figure. Target (issue 13): every ratio <= 1.5 except
 reconcile over every customer (linear in customers, which stay 10,000, not in events).
-A run slower than --slow seconds is repeated at most twice.
+A run slower than --slow seconds (20) counts its warm-up and is repeated once; one past
+--timeout (900 s) is stopped, counted as 900 s ("a lower bound") and not repeated. Every run
+is appended to a results-*.jsonl file in the cache as it ends.
 
     python bench/scale.py                                  # 10^5, 10^6, 10^7 (builds what is missing)
     python bench/scale.py --sizes 100000,1000000 --repeat 3   # a quick run: a couple of minutes once built
@@ -77,7 +80,7 @@ CACHE = Path("/tmp/usagebill-scale")
 CUSTOMERS = 10_000
 DAYS = 20  # how far into their first monthly period the customers are
 HEAVY_SHARE = 0.1
-HEAVY, TYPICAL = "cust-000000", "cust-005000"  # a typical customer from the middle
+HEAVY = "cust-000000"
 FEATURES = ("api_calls", "ai_tokens", "storage_mb")
 BATCH = 500_000
 MAX_AGE_DAYS = 7  # a cached ledger older than this is rebuilt (its period would end)
@@ -231,6 +234,14 @@ def build_events(folder: Path, base: Path, events: int) -> dict:
         seq += n
         say(f"\r  {folder.name}: {seq:,} events by direct SQL ({seq / (time.perf_counter() - t0):,.0f}/s)", end="")
     say("")
+    # since m010 the outbox keeps the delivered count and a watermark below which every event
+    # has a delivery row (push and status read those, not the history): as push would leave them
+    with conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'delivery_totals'").fetchone():
+            conn.execute("INSERT INTO delivery_totals (status, events) VALUES ('delivered', ?) "
+                         "ON CONFLICT (status) DO UPDATE SET events = delivery_totals.events + excluded.events", (events,))
+        conn.execute("UPDATE settings SET value = (SELECT CAST(MAX(seq) + 1 AS TEXT) FROM usage_events) "
+                     "WHERE key = 'outbox_watermark'")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     # Stripe's side: one meter event per customer and feature with its total (direct SQL)
@@ -277,14 +288,17 @@ if what == "summary":
 else:
     call = lambda: billing.usage.record(user, "api_calls", 1, push=False)
 for _ in range(min(20, n)):
-    call()
-times = []
+    event = call()
+    if what == "record":
+        billing.deliver(event.id, True)
+times, made = [], []
 for _ in range(n):
     t = time.perf_counter()
-    call()
+    made.append(call())
     times.append(time.perf_counter() - t)
-if what == "record":
-    billing.deliver_pending()  # not timed: leaves nothing pending for the next idle push
+if what == "record":  # not timed: deliver what was recorded (as record does), so push stays idle
+    for event in made:
+        billing.deliver(event.id, True)
 print(json.dumps(statistics.median(times) * 1000))
 """
 
@@ -327,36 +341,51 @@ def lib(what: str, user: str, n: int) -> list[str]:
     return [sys.executable, "-c", LIBRARY, what, user, str(n)]
 
 
-# (name, command, unit): "s" is the subprocess's wall time; "ms" what the library snippet prints
-STEPS = [
-    ("push", cli("push"), "s"),
-    ("status", cli("status"), "s"),
-    ("summary", cli("summary", TYPICAL), "s"),
-    ("summary heavy", cli("summary", HEAVY), "s"),
-    ("get_summary (lib)", lib("summary", TYPICAL, 200), "ms"),
-    ("get_summary heavy (lib)", lib("summary", HEAVY, 200), "ms"),
-    ("record", cli("record", TYPICAL, "api_calls", "1"), "s"),
-    ("record (lib, no push)", lib("record", TYPICAL, 50), "ms"),
-    ("charge", cli("charge", TYPICAL, "ai_tokens", "3"), "s"),
-    ("top", cli("top"), "s"),
-    ("reconcile USER", cli("reconcile", TYPICAL), "s"),
-    ("reconcile", cli("reconcile"), "s"),
-]
+def steps_for(customers: int) -> list[tuple[str, list[str], str]]:
+    """(name, command, unit): "s" is the subprocess's wall time; "ms" what the library snippet
+    prints. The typical customer is the one in the middle (cust-005000 of 10,000)."""
+    typical = f"cust-{customers // 2:06d}"
+    return [
+        ("push", cli("push"), "s"),
+        ("status", cli("status"), "s"),
+        ("summary", cli("summary", typical), "s"),
+        ("summary heavy", cli("summary", HEAVY), "s"),
+        ("get_summary (lib)", lib("summary", typical, 200), "ms"),
+        ("get_summary heavy (lib)", lib("summary", HEAVY, 200), "ms"),
+        ("record", cli("record", typical, "api_calls", "1"), "s"),
+        ("record (lib, no push)", lib("record", typical, 50), "ms"),
+        ("charge", cli("charge", typical, "ai_tokens", "3"), "s"),
+        ("top", cli("top"), "s"),
+        ("reconcile USER", cli("reconcile", typical), "s"),
+        ("reconcile", cli("reconcile"), "s"),
+    ]
 
 
-def run_step(folder: Path, command: list[str], unit: str) -> tuple[float, str | None]:
+def run_step(folder: Path, command: list[str], unit: str, timeout: float) -> tuple[float, str | None]:
+    """(seconds, or the ms the library snippet prints; a problem or None). A run past
+    ``timeout`` is stopped and counts as ``timeout`` seconds (a lower bound)."""
     t0 = time.perf_counter()
-    out = subprocess.run(command, capture_output=True, text=True, env=env_for(folder), cwd=folder)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_for(folder),
+                            cwd=folder)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return timeout, f"stopped after {timeout:.0f} s (counted as {timeout:.0f} s: a lower bound)"
     seconds = time.perf_counter() - t0
     problem = None
-    if out.returncode != 0:
-        problem = f"exit {out.returncode}: {(out.stderr.strip().splitlines() or [''])[-1][:200]}"
+    if proc.returncode != 0:
+        problem = f"exit {proc.returncode}: {(stderr.strip().splitlines() or [''])[-1][:200]}"
     if unit == "ms":
         try:
-            return float(out.stdout.strip().splitlines()[-1]), problem
+            return float(stdout.strip().splitlines()[-1]), problem
         except (ValueError, IndexError):
-            return float("nan"), problem or out.stderr.strip()[-300:]
+            return float("nan"), problem or stderr.strip()[-300:]
     return seconds, problem
+
+
+OPEN = "from usagebill import Billing; Billing.open('billing.toml').close()"
 
 
 def fmt(x: float, unit: str) -> str:
@@ -368,7 +397,10 @@ def main() -> None:
     p.add_argument("--sizes", default="100000,1000000,10000000", help="Event counts, comma-separated; the first is the base of the ratios.")
     p.add_argument("--customers", type=int, default=CUSTOMERS)
     p.add_argument("--repeat", type=int, default=5, help="Rounds (each step at each size once per round).")
-    p.add_argument("--slow", type=float, default=20.0, help="A run slower than this (s) is repeated at most twice.")
+    p.add_argument("--slow", type=float, default=20.0,
+                   help="A run slower than this (s) counts its warm-up run and is repeated once.")
+    p.add_argument("--timeout", type=float, default=900.0,
+                   help="A run is stopped after this many seconds and counted as that (a lower bound), not repeated.")
     p.add_argument("--only", help="Comma-separated step names (prefixes) to time.")
     p.add_argument("--cache", type=Path, default=CACHE, help="Where the built ledgers are kept (not the repo).")
     p.add_argument("--rebuild", action="store_true", help="Build the ledgers again.")
@@ -376,7 +408,17 @@ def main() -> None:
     p.add_argument("--explain", action="store_true",
                    help="Print the statements one get_summary runs, with SQLite's query plans, and exit.")
     p.add_argument("--clean", action="store_true", help="Remove the cached ledgers and exit.")
+    p.add_argument("--report", type=Path, metavar="RESULTS", help="Print the table of a results-*.jsonl file and exit.")
     a = p.parse_args()
+    if a.report:
+        runs = [json.loads(line) for line in a.report.read_text().splitlines() if line.strip()]
+        times = {}
+        for x in runs:
+            if x["counted"]:
+                times.setdefault((x["step"], x["events"]), []).append(x["value"])
+        sizes = sorted({n for _, n in times})
+        report([s for s in steps_for(CUSTOMERS) if any((s[0], n) in times for n in sizes)], sizes, times)
+        return
     if a.clean:
         shutil.rmtree(a.cache, ignore_errors=True)
         say(f"removed {a.cache}")
@@ -396,22 +438,39 @@ def main() -> None:
             say(f"\nget_summary({HEAVY!r}, 'api_calls') at {n:,} events runs:")
             explain(f, HEAVY)
         return
-    steps = [s for s in STEPS if not a.only or any(s[0].startswith(o) for o in a.only.split(","))]
+    steps = [s for s in steps_for(a.customers) if not a.only or any(s[0].startswith(o) for o in a.only.split(","))]
+    log = a.cache / f"results-{time.strftime('%Y%m%d-%H%M%S')}.jsonl"
     say(f"\ntiming {len(steps)} steps x {len(sizes)} sizes x {a.repeat} rounds, interleaved "
-        f"(git {git_head()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f})")
+        f"(git {git_head()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}); each run in {log}")
+
+    def record(name: str, n: int, value: float, problem: str | None, counted: bool = True) -> None:
+        with log.open("a") as f:
+            f.write(json.dumps({"step": name, "events": n, "value": value, "counted": counted, "problem": problem,
+                                "load": os.getloadavg()[0], "at": time.time()}) + "\n")
+        if problem:
+            say(f"  note: {name} at {n:,}: {problem}")
+
+    for n in sizes:  # the first open migrates a ledger built by an older usagebill: not a timing
+        seconds, problem = run_step(folders[n], [sys.executable, "-c", OPEN], "s", 3600)
+        record("first open (migrations)", n, seconds, problem, counted=False)
+        say(f"  first open of the {n:,}-event ledger (its migrations, if any): {seconds:.1f} s")
+    times: dict[tuple[str, int], list[float]] = {}
     for name, command, unit in steps:  # warm the page cache and the first-run effects
         for n in sizes:
-            _, problem = run_step(folders[n], command, unit)
-            if problem:
-                say(f"  note: {name} at {n:,}: {problem}")
-    times: dict[tuple[str, int], list[float]] = {}
+            value, problem = run_step(folders[n], command, unit, a.timeout)
+            slow = unit == "s" and value > a.slow  # a slow run is its own warm-up: counted, repeated once
+            record(name, n, value, problem, counted=slow)
+            if slow:
+                times[(name, n)] = [value]
     for r in range(a.repeat):
         for name, command, unit in steps:
             for n in sizes:
                 got = times.setdefault((name, n), [])
-                if len(got) >= 2 and unit == "s" and min(got) > a.slow:
+                if unit == "s" and got and min(got) > a.slow and (len(got) >= 2 or min(got) >= a.timeout):
                     continue
-                got.append(run_step(folders[n], command, unit)[0])
+                value, problem = run_step(folders[n], command, unit, a.timeout)
+                record(name, n, value, problem)
+                got.append(value)
         say(f"  round {r + 1}/{a.repeat} done (load {os.getloadavg()[0]:.1f})")
     report(steps, sizes, times)
     say(f"\nledgers cached in {a.cache} (remove: python bench/scale.py --clean)")
@@ -422,9 +481,11 @@ def report(steps, sizes, times) -> None:
     say(f"\n{'step':26s} {'events':>11s}  {'min':>11s} {'median':>11s} {'max':>11s}  runs  "
         f"{'ratio':>6s} {'(of mins)':>9s}")
     for name, _, unit in steps:
-        b = times[(name, base)]
+        b = times.get((name, base))
         for n in sizes:
-            t = times[(name, n)]
+            t = times.get((name, n))
+            if not t or not b:
+                continue
             med, bmed = statistics.median(t), statistics.median(b)
             say(f"{name:26s} {n:>11,}  {fmt(min(t), unit)} {fmt(med, unit)} {fmt(max(t), unit)}  {len(t):4d}  "
                 f"{med / bmed:6.2f} {min(t) / min(b):9.2f}")

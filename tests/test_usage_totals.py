@@ -230,3 +230,25 @@ def test_windows_of_many_customers_are_the_sums_of_their_events(team):
     windows.append(("ann", "no_such_feature", ANCHOR, ANCHOR + 86400 * 3))  # no events
     want = {(u, f): brute(team.ledger, u, f, a, b) for u, f, a, b in windows}
     assert queries.usage_in_windows(team.ledger, windows) == {k: v for k, v in want.items() if v[1]}
+
+
+def test_an_import_counts_its_own_rows_when_others_are_after_its_watermark(team, monkeypatch):
+    """The set-based count of an import's batch (every event after the seq it read before
+    inserting) is refused when those are not exactly its rows: a PostgreSQL writer's events
+    that became visible meanwhile. It then counts its own rows by id, and nothing twice."""
+    from usagebill.ledger import events
+
+    ledger = team.ledger
+    team.usage.record("ann", "api_calls", 4, at=ANCHOR + 10, push=False)
+    (before,) = ledger.one("SELECT MAX(seq) FROM usage_events")
+    with ledger.transaction():
+        team.usage.record("ann", "api_calls", 6, at=ANCHOR + 20, push=False)  # "another writer's", counted already
+        assert not totals.add_inserted_after(ledger, before - 1, 1)  # two events after before - 1, not one
+    assert_totals_are_the_events(ledger)
+    real = ledger.one
+    monkeypatch.setattr(ledger, "one", lambda sql, args=(): (before - 1,) if "MAX(seq)" in sql else real(sql, args))
+    with ledger.transaction():  # the watermark read "too early": the set-based count is refused
+        events.insert_imported(ledger, [("ube_w1", "ann", "api_calls", 5, ANCHOR + 30, NOW, "w1")])
+    monkeypatch.setattr(ledger, "one", real)
+    assert_totals_are_the_events(ledger)
+    assert totals.window(ledger, "ann", "api_calls", ANCHOR, NOW) == (15, 3)

@@ -65,12 +65,14 @@ def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -
 def insert_imported(ledger: Ledger, rows: list[tuple]) -> int:
     """Insert the rows whose (user_id, key) is new; returns how many were inserted."""
     with ledger.transaction():  # the importer's: the events and their totals at once
+        (before,) = ledger.one("SELECT COALESCE(MAX(seq), 0) FROM usage_events")
         inserted = ledger.executemany(
             "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
             f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}') ON CONFLICT DO NOTHING",
             rows,
         )
-        count_inserted(ledger, rows, inserted)
+        if inserted and not totals.add_inserted_after(ledger, before, inserted):
+            count_inserted(ledger, rows, inserted)
     return inserted
 
 

@@ -55,6 +55,24 @@ def add(ledger: Ledger, events: Iterable[tuple[str, str, int, int]]) -> None:
         _insert(ledger, _ADD[0], [(*key, units, n) for key, (units, n) in sorted(acc.items())], _ADD[1])
 
 
+def add_inserted_after(ledger: Ledger, before: int, inserted: int) -> bool:
+    """Count, in one statement, the events this transaction has just inserted, when they are
+    exactly the ``inserted`` events after seq ``before`` (the largest seq before they were
+    inserted): always on SQLite (one writer at a time), and on PostgreSQL when no other
+    writer's events have become visible after ``before`` meanwhile. Returns False when they
+    are not (nothing counted then: the caller counts its own rows)."""
+    (after,) = ledger.one("SELECT COALESCE(MAX(seq), 0) FROM usage_events")
+    spans = " UNION ALL ".join(f"SELECT {s} AS span" for s in SPANS)
+    changed = ledger.execute(
+        f"{_ADD[0]} SELECT e.user_id, e.feature, s.span, e.timestamp - e.timestamp % s.span, SUM(e.amount), COUNT(*) "
+        f"FROM usage_events e CROSS JOIN ({spans}) s WHERE e.seq > ? AND e.seq <= ? "
+        "AND (SELECT COUNT(*) FROM usage_events WHERE seq > ? AND seq <= ?) = ? "
+        f"GROUP BY e.user_id, e.feature, s.span, e.timestamp - e.timestamp % s.span {_ADD[1]}",
+        (before, after, before, after, inserted),
+    ).rowcount
+    return changed > 0
+
+
 def cover(start: int, end: int, spans: tuple[int, ...] = SPANS) -> list[tuple[int, int, int]]:
     """``[start, end)`` as ``(span, lo, hi)`` ranges, in time order: span 0 is the events
     with lo <= timestamp < hi, any other the totals of that span with lo <= since < hi. The
