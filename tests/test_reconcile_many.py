@@ -127,8 +127,10 @@ def test_429s_pause_the_pool_and_change_nothing(world, monkeypatch):
     conn = world.connection
     expected = key(reconcile(world, conn))
     monkeypatch.setattr(meter_errors, "absorb", lambda ledger, conn: meter_errors.Absorbed())
-    # half the requests answered 429 (the SDK retries those itself 3 times first, then the pool)
-    conn.sandbox.faults = FaultInjector(FaultConfig(rate_429=0.5, seed=5))
+    # most requests answered 429: the SDK retries those itself 3 times first (the sandbox says
+    # they may be), then the pool pauses and tries again (30 rounds here: never giving up)
+    monkeypatch.setattr(rec, "RetryPolicy", lambda **kwargs: RetryPolicy(rounds=30, base_delay=0.0))
+    conn.sandbox.faults = FaultInjector(FaultConfig(rate_429=0.8, seed=5))
     r = reconcile(world, conn, workers=4)
     assert key(r) == expected and r.throttled > 0
 
