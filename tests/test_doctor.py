@@ -77,6 +77,24 @@ def test_delivered_usage_shown_as_pending_is_found(runner, busy):
 
 
 @pytest.mark.sqlite_only(reason="reads the SQLite file with sqlite3")
+
+
+def test_usage_written_behind_the_totals_is_found(runner, busy, config_path):
+    from usagebill import Billing
+
+    billing = Billing.open(config_path)  # the ledger's own connection: SQLite or PostgreSQL
+    (t,) = billing.ledger.one("SELECT MAX(timestamp) FROM usage_events WHERE user_id = 'alice'")
+    with billing.ledger.transaction():  # an insert that forgets usage_totals
+        billing.ledger.execute("INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, source) "
+                               "VALUES ('ube_behind', 'alice', 'api_calls', 9, ?, ?, 'record')", (t, t))
+    billing.close()
+    r = runner("doctor", "--offline", "--json")
+    assert r.exit_code == 1
+    findings = json.loads(r.stdout)["findings"]
+    assert sum(f.startswith("usage totals of alice (api_calls), the ") for f in findings) == 2, findings  # hour, day
+    assert any(f"the day from {t - t % 86400}: " in f and "but its events are" in f for f in findings), findings
+
+
 def test_a_mapped_price_archived_in_stripe_is_found(runner, busy):
     conn = raw(busy)
     (price_id,) = conn.execute("SELECT stripe_id FROM stripe_objects WHERE key LIKE 'price:plan:pro:%'").fetchone()

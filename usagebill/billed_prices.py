@@ -42,12 +42,13 @@ def price_at(ledger: Ledger, sub: Subscription, key: str, t: int, config_price: 
 
 
 def estimate(ledger: Ledger, sub: Subscription, key: str, start: int, end: int,
-             config_price: Decimal) -> tuple[int, Decimal]:
-    """(estimated cost in minor units, the unit price billed now) of [start, end)."""
+             config_price: Decimal, known: tuple[int, int, int] | None = None) -> tuple[int, Decimal]:
+    """(estimated cost in minor units, the unit price billed now) of [start, end).
+    ``known``: (from, to, units) the caller has summed already, not read again."""
     parts = segments(ledger, sub, key, start, end, config_price)
     total = 0
     for lo, hi, price in parts:
-        units, _ = events.usage_total(ledger, sub.user_id, key, lo, hi)
+        units = known[2] if known and known[:2] == (lo, hi) else events.usage_total(ledger, sub.user_id, key, lo, hi)[0]
         total += cost(units, price)
     return total, parts[-1][2] if parts else config_price
 

@@ -8,7 +8,6 @@ imported only when something is actually sent."""
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,7 +62,7 @@ def deliver_event(billing: "Billing", event_id: str, *, push: bool = True) -> De
     try:
         r = push_events(billing, billing.connection, event_ids=[event_id], max_rounds=RECORD_ROUNDS)
         error, waiting = r.error, r.waiting
-    except (UsagebillError, StoreError, sqlite3.Error) as e:  # a bad key, a ledger bound to another Stripe...
+    except (UsagebillError, StoreError) as e:  # a bad key, a ledger bound to another Stripe...
         error, waiting = str(e), {}
     status, reason = outbox.event_state(billing.ledger, event_id)
     if status == outbox.FAILED:
@@ -96,7 +95,7 @@ def deliver_pending(billing: "Billing") -> Delivery:
 
     try:
         r = push_events(billing, billing.connection)
-    except (UsagebillError, StoreError, sqlite3.Error) as e:
+    except (UsagebillError, StoreError) as e:
         return Delivery(outbox.PENDING, str(e), int(ExitCode.STRIPE_ERROR),
                         (f"Warning: the events are imported, but not delivered to Stripe ({e}); usagebill push will retry",))
     if r.failed:

@@ -4,11 +4,15 @@ the wallet and the importer all call these, so their rules cannot drift apart.""
 
 from __future__ import annotations
 
+import operator
 import re
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import repeat
 
 from .errors import IdempotencyError, ValidationError
-from .timeparse import check_range, iso
+from .timeparse import MAX_TIME, MIN_TIME, check_range, iso
 
 # Stripe accepts meter events up to 35 days old and 5 minutes in the future.
 MAX_AGE = 35 * 86400
@@ -191,6 +195,79 @@ def event_time_bounds(now: int, sub) -> tuple[int, int]:
     compares with these and calls ``check_event_time`` only outside them."""
     priced = max(sub.priced_since.values(), default=0)  # any feature's: the slow path checks which
     return max(now - MAX_AGE, sub.usage_from, sub.closed_until or 0, priced), now + MAX_AHEAD
+
+
+# -- the importer's column twins ---------------------------------------------------------------
+# The importer checks a block of rows one column at a time, in C-level passes (map, join,
+# min/max) instead of a Python call per value. Each twin answers only for values its rule
+# accepts unchanged, with the rule's own result; for any other value it answers None and the
+# importer asks the rule itself (check_amount, parse_time, check_key) for that row, which gives
+# the message. tests/test_rules.py holds each twin to its rule on hostile values.
+
+_ISO_SHAPE = "0000-00-00T00:00:00Z"  # 2026-01-15T10:00:00Z, the usual export format
+_TO_ZERO = str.maketrans("123456789", "000000000")
+_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
+_FIRST_19 = operator.itemgetter(slice(0, 19))
+
+
+def amounts_twin(values: Sequence) -> list[int] | None:
+    """``[check_amount(v) for v in values]`` when every value is an int or a string of 1 to 16
+    ASCII digits in 1..MAX_AMOUNT; None when any is not (then each goes to check_amount)."""
+    if not values:
+        return []
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        joined = "".join(values)
+        # every character an ASCII digit, every value 1 to 16 of them (int() of more is slow)
+        if not (joined.isascii() and joined.isdecimal()) or min(map(len, values)) < 1 or max(map(len, values)) > 16:
+            return None
+        numbers = list(map(int, values))
+    elif kinds == {int}:  # bool is its own type: True is not 1 unit
+        numbers = list(values)
+    else:
+        return None
+    if min(numbers) < 1 or max(numbers) > MAX_AMOUNT:
+        return None
+    return numbers
+
+
+def times_twin(values: Sequence) -> list[int] | None:
+    """``[parse_time(v) for v in values]`` when every value is a string of 1 to 12 ASCII digits
+    or of the shape 2026-01-15T10:00:00Z (an upper-case Z), within 1970..9999, or an int in that
+    range; None when any is not (then each goes to parse_time)."""
+    if not values:
+        return []
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        shapes = set(map(str.translate, values, repeat(_TO_ZERO)))
+        if shapes == {_ISO_SHAPE}:
+            try:
+                dates = list(map(datetime.fromisoformat, map(_FIRST_19, values)))
+            except ValueError:  # 2026-02-30, 0000-01-01...
+                return None
+            numbers = list(map(operator.floordiv, map(operator.sub, dates, repeat(_EPOCH)), repeat(_SECOND)))
+        else:
+            joined = "".join(values)
+            if not (joined.isascii() and joined.isdecimal()) or min(map(len, values)) < 1 or max(map(len, values)) > 12:
+                return None
+            numbers = list(map(int, values))
+    elif kinds == {int}:
+        numbers = list(values)
+    else:
+        return None
+    if min(numbers) < MIN_TIME or max(numbers) > MAX_TIME:
+        return None
+    return numbers
+
+
+def keys_twin(values: Sequence) -> bool:
+    """Whether ``check_key`` returns every value unchanged: strings of 1 to 255 characters, not
+    only spaces."""
+    if not values:
+        return True
+    return (set(map(type, values)) == {str} and min(map(len, values)) >= 1 and max(map(len, values)) <= 255
+            and not any(map(str.isspace, values)))
 
 
 # -- the same event again --------------------------------------------------------------------

@@ -157,7 +157,8 @@ class Usage:
         start, end = sub.period(self.ctx.now_for(user_id))
         counted_from = max(start, sub.usage_from)
         total, n = events.usage_total(self.ctx.ledger, user_id, key, counted_from, end)
-        estimated, unit_price = estimate(self.ctx.ledger, sub, key, counted_from, end, feature.price_per_credit)
+        estimated, unit_price = estimate(self.ctx.ledger, sub, key, counted_from, end, feature.price_per_credit,
+                                         known=(counted_from, end, total))
         return UsageSummary(
             user_id=user_id,
             key=key,

@@ -122,7 +122,7 @@ def test_a_crash_after_stripe_accepted_is_not_billed_twice(billing, stripe_side,
     with monkeypatch.context() as m:
         m.setattr(outbox, "mark_events", crash)
         with pytest.raises(KeyboardInterrupt):
-            push(billing, stripe_side, batch_size=5)
+            push(billing, stripe_side, batch_size=5, concurrency=1)  # one request, then the crash
     assert len(meter_rows(stripe_side.sandbox)) == 5 and delivery_status(billing).pending == 10
     # the next push coalesces only what was never sent; the first five go again on their own
     r = push(billing, stripe_side, coalesce=True)
@@ -225,7 +225,7 @@ def test_an_expired_session_is_renewed(billing, config_path):
     def sixteen_minutes_later(result):
         offset[0] += 16 * 60
 
-    r = push(billing, conn, batch_size=10, on_progress=sixteen_minutes_later)
+    r = push(billing, conn, batch_size=10, on_progress=sixteen_minutes_later, concurrency=1)  # one request at a time
     assert (r.delivered, r.still_pending, len(sessions)) == (30, 0, 3), r.error
 
 

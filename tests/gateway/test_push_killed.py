@@ -1,6 +1,8 @@
 """Kill ``usagebill push`` at random moments, with Stripe failing often, new usage arriving
 between runs and runs alternating between coalesced and single delivery; then push to the
-end: Stripe must hold every usage event exactly once."""
+end: Stripe must hold every usage event exactly once. Each push keeps several requests in
+flight (its default against the sandbox); the concurrent variant runs three pushes at once
+and kills some of them."""
 
 import os
 import random
@@ -48,29 +50,55 @@ def wait_for_work(proc, db: Path, before: int, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.mark.sqlite_only(reason="raw sqlite3 and push subprocesses by path (on PostgreSQL: tests/race/test_race_stripe.py)")
-def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, config_path):
+def world(tmp_path, config_path, rng):
+    """Three customers in the sandbox (its state in a file beside the ledger, shared with the
+    subprocesses) and some usage; ``more()`` adds usage and says where delivery stands."""
     db = tmp_path / "ledger.db"
     billing = Billing.open(config_path, db)
-    conn = connect(ledger_path=db)  # the sandbox's state in a file beside the ledger, shared with the subprocesses
+    conn = connect(ledger_path=db)
     setup_stripe(billing, conn)
     t = now()
     for user in ("a", "b", "c"):
         customer(billing, conn, user, "Team", anchor=t - 33 * DAY)
-    rng = random.Random(20240)
     with billing.ledger.transaction():
         for _ in range(5):
             add_usage(billing, t, rng)
-    killed_midway = 0
-    for run in range(RUNS):
+
+    def more():
         with billing.ledger.transaction():
             add_usage(billing, t, rng)
-        before = progress(db)
-        env = {**os.environ, "PYTHONPATH": str(ROOT),
-               "USAGEBILL_SANDBOX_FAULTS": f"5xx=0.2,429=0.2,drop=0.2,seed={run}"}
-        args = [sys.executable, "-m", "usagebill", "--config", str(config_path), "--db", str(db), "push"]
-        proc = subprocess.Popen(args + (["--coalesce"] if run % 2 else []), env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return progress(db)
+
+    return db, billing, conn, more
+
+
+def start(config_path, db, run, coalesce):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "USAGEBILL_SANDBOX_FAULTS": f"5xx=0.2,429=0.2,drop=0.2,seed={run}"}
+    args = [sys.executable, "-m", "usagebill", "--config", str(config_path), "--db", str(db), "push"]
+    return subprocess.Popen(args + (["--coalesce"] if coalesce else []), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def finish(billing, conn, tmp_path, db):
+    for _ in range(5):  # Stripe healthy again: push until nothing is left
+        if push(billing, conn).still_pending == 0:
+            break
+    assert progress(db)[0] == 0
+    rows = meter_rows(tmp_path / "sandbox.db")
+    assert max(Counter(identifier for identifier, *_ in rows).values()) == 1
+    assert stripe_totals(rows) == ledger_totals(billing)
+    assert reconcile(billing, conn).differences == []
+    billing.close()
+
+
+@pytest.mark.sqlite_only(reason="raw sqlite3 and push subprocesses by path (on PostgreSQL: tests/race/test_race_stripe.py)")
+def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, config_path):
+    rng = random.Random(20240)
+    db, billing, conn, more = world(tmp_path, config_path, rng)
+    killed_midway = 0
+    for run in range(RUNS):
+        before = more()
+        proc = start(config_path, db, run, coalesce=run % 2)
         wait_for_work(proc, db, before[1])
         time.sleep(rng.uniform(0.0, 0.2))  # a random moment once the push is at work
         was_running = proc.poll() is None
@@ -83,13 +111,27 @@ def test_push_killed_at_random_moments_still_delivers_each_event_once(tmp_path, 
         if was_running and after[1] != before[1] and after[0] > 0:
             killed_midway += 1
     assert killed_midway >= 3, f"only {killed_midway} of {RUNS} kills hit a push at work"
+    finish(billing, conn, tmp_path, db)
 
-    for _ in range(5):  # Stripe healthy again: push until nothing is left
-        if push(billing, conn).still_pending == 0:
-            break
-    assert progress(db)[0] == 0
-    rows = meter_rows(tmp_path / "sandbox.db")
-    assert max(Counter(identifier for identifier, *_ in rows).values()) == 1
-    assert stripe_totals(rows) == ledger_totals(billing)
-    assert reconcile(billing, conn).differences == []
-    billing.close()
+
+@pytest.mark.sqlite_only(reason="raw sqlite3 and push subprocesses by path (on PostgreSQL: tests/race/test_race_stripe.py)")
+def test_concurrent_pushes_killed_at_random_moments_still_deliver_each_event_once(tmp_path, config_path):
+    rng = random.Random(7)
+    db, billing, conn, more = world(tmp_path, config_path, rng)
+    killed_midway = 0
+    for run in range(4):
+        before = more()
+        procs = [start(config_path, db, 100 * run + i, coalesce=(run + i) % 3 == 0) for i in range(3)]
+        wait_for_work(procs[0], db, before[1])
+        for proc in procs:
+            time.sleep(rng.uniform(0.0, 0.15))
+            if rng.random() < 0.7 and proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                killed_midway += 1
+        for proc in procs:
+            proc.wait()
+            if proc.returncode >= 0:  # not killed: done, or Stripe failed too often (exit 4, one line)
+                err = proc.stderr.read().decode()
+                assert proc.returncode in (0, 4) and "Traceback" not in err, err
+    assert killed_midway >= 3, f"only {killed_midway} kills"
+    finish(billing, conn, tmp_path, db)

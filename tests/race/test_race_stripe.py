@@ -136,8 +136,6 @@ def push_to_the_end(b, conn, budget: float = 120.0) -> None:
         time.sleep(1)
 
 
-@pytest.mark.xfail(strict=False, reason="main lets a second concurrent push send a first push's in-flight "
-                                        "events again; push leases come with branch outbox")
 def test_four_push_workers_at_once_send_each_event_once(race, config_path, target, sandbox, billing_on):
     b, conn = billing_on
     t = now()

@@ -22,6 +22,7 @@ def push_json(r) -> dict:
         "invoiced_late": r.invoiced_late,
         "waiting": [{"reason": k, "events": v} for k, v in r.waiting.items()],
         "failures": [{"id": i, "reason": reason} for i, reason in r.failures],
+        "dropped": r.dropped, "unattributed_drops": r.unattributed_drops,
         "error": r.error,
     }
 
@@ -52,6 +53,19 @@ def say_drops(named: int, unnamed: int) -> None:
         say(f"Note: Stripe dropped {unnamed:,} more event(s) without naming them: usagebill reconcile shows where")
 
 
+def _rate(value):
+    """--rate: a positive, finite number of requests per second (one line otherwise)."""
+    if value is None:
+        return None
+    from ..errors import ValidationError
+    from ..gateway.delivery import check_rate
+
+    try:
+        return check_rate(value)
+    except ValidationError as e:
+        raise click.BadParameter(str(e)) from None
+
+
 @cli.command("push")
 @click.argument("user_id", required=False)
 @click.option("--coalesce", is_flag=True,
@@ -60,12 +74,16 @@ def say_drops(named: int, unnamed: int) -> None:
               help="Send the events Stripe refused again (after fixing the cause: usagebill status says which can succeed).")
 @click.option("--id", "event_ids", multiple=True, metavar="EVENT",
               help="With --retry-failed: only these failed events (repeatable).")
+@click.option("--rate", metavar="N", callback=lambda ctx, param, value: _rate(value),
+              help="At most N requests per second (default: Stripe's documented limits: 20 in test mode, "
+                   "100 stream requests of 100 events in live mode; no limit for the sandbox).")
 @json_option
 @pass_state
-def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None:
+def push_cmd(state, user_id, coalesce, retry_failed, event_ids, rate, as_json) -> None:
     """Deliver pending usage events to Stripe (every customer's, or one's).
 
-    Safe to repeat and to interrupt: each event reaches Stripe once. Exits 4 when Stripe
+    Safe to repeat, to interrupt and to run from several places at once: each event reaches
+    Stripe once, sent by one push. Several requests are in flight at a time. Exits 4 when Stripe
     refused events (see usagebill status) or stayed unreachable (the rest stays pending: run
     it again, from cron say). Events of customers not in Stripe stay pending, with a note.
     Refused events stay failed until --retry-failed sends them again.
@@ -75,6 +93,7 @@ def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None
       usagebill push
       usagebill push alice --coalesce --json
       usagebill push --retry-failed --id ube_3f2a...
+      usagebill push --rate 50
     """
     from ..gateway.delivery import push
 
@@ -85,12 +104,12 @@ def push_cmd(state, user_id, coalesce, retry_failed, event_ids, as_json) -> None
         from ..gateway.retry import retry_failed as retry
 
         requeued, r = retry(state.billing, state.connection, user_id=user_id, event_ids=list(event_ids) or None,
-                            coalesce=coalesce, on_progress=progress)
+                            coalesce=coalesce, on_progress=progress, rate=rate)
         say(f"{requeued:,} refused event(s) sent again" if requeued else "No refused event to send again")
         if r is None:
             return
     else:
-        r = push(state.billing, state.connection, user_id=user_id, coalesce=coalesce, on_progress=progress)
+        r = push(state.billing, state.connection, user_id=user_id, coalesce=coalesce, on_progress=progress, rate=rate)
     if progress is not None:
         click.echo("", err=True)
     if as_json:

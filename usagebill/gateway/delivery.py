@@ -5,15 +5,22 @@ Stripe accepted, after it accepted it. The meter event identifier is the ledger'
 (or a coalesced batch's id, written before sending), so whatever point a push is killed at,
 the next push re-sends the same identifiers and Stripe keeps each event once.
 
+Several stream requests are in flight at once (a bounded pool of threads; the ledger is read
+and written on the calling thread only: claims before a request, verdicts after), within a
+rate limit taken from Stripe's documented limits; several pushes may run at once (each
+claims what it sends, with a lease: ``ledger.outbox``).
+
     from usagebill.gateway.delivery import push
     result = push(billing, conn)          # everything pending, oldest first
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
 from ..billing import Billing
 from ..errors import StripeAPIError, ValidationError
@@ -24,9 +31,24 @@ from .client import Connection, stripe_errors
 from .late_usage import LateBilling
 from .meter_sender import STREAM_MAX_EVENTS, MeterEvent, MeterEventSender, Refused, RetryPolicy, Unavailable
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
 COALESCE_CHUNK = 10_000  # events grouped per ledger transaction
-REAL_STRIPE_RATE = 20.0  # requests/s: test mode allows about 25
+# Requests per second. Stripe's documented limits (docs.stripe.com/rate-limits and
+# /billing/subscriptions/usage-based/recording-usage-api): in test mode (and sandboxes) meter
+# event and stream calls count toward the basic limit of 25 writes a second; in live mode the
+# meter event stream has its own, 10,000 events a second (100 requests of 100 events), apart
+# from the basic 100 a second. A fifth is left for the rest of the account's traffic in test
+# mode; --rate overrides.
+REAL_STRIPE_RATE = 20.0  # the basic API rate in test mode, with headroom (reconcile's default too)
+PUSH_RATE = {"test": 20.0, "live": 100.0}
+SANDBOX_CONCURRENCY = 4  # requests in flight against the sandbox (in process it serialises them anyway)
+MAX_CONCURRENCY = 32
+IN_FLIGHT_SECONDS = 0.25  # about how long a stream request to Stripe takes: the pool holds rate x this
 MAX_FAILURES_KEPT = 20
+CLAIM_CHUNKS = 4  # requests' worth of events claimed per transaction (with the verdicts that came back)
+INTERRUPT_GRACE = 10.0  # seconds the requests in flight get to end after an interrupt
 
 
 @dataclass
@@ -40,6 +62,7 @@ class PushResult:
     invoiced_late: int = 0  # events billed as late-usage invoice items (their period's invoice was final)
     waiting: dict[str, int] = field(default_factory=dict)  # why events cannot go yet -> how many
     failures: list[tuple[str, str]] = field(default_factory=list)  # (identifier, reason), the first few
+    dropped: int = 0  # events Stripe accepted and then dropped (its error reports name them; in ``failed``)
     unattributed_drops: int = 0  # events Stripe reported dropped without naming them (reconcile shows them)
     error: str | None = None  # why the push stopped before the end
 
@@ -50,7 +73,32 @@ class PushResult:
 
 
 def default_rate(conn: Connection) -> float | None:
+    """The basic API rate (reconcile's calls): none for the sandbox."""
     return None if conn.mode == "sandbox" else REAL_STRIPE_RATE
+
+
+def push_rate(conn: Connection) -> float | None:
+    """Requests per second a push makes by default: none for the sandbox, Stripe's own limits
+    otherwise (``PUSH_RATE``)."""
+    return None if conn.mode == "sandbox" else PUSH_RATE.get(conn.mode, REAL_STRIPE_RATE)
+
+
+def check_rate(rate) -> float:
+    """A rate as given by a person or a script: a positive, finite number of requests a second."""
+    try:
+        value = float(rate)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"the rate must be a positive number of requests per second, not {rate!r}")
+    return value
+
+
+def default_concurrency(conn: Connection, rate: float | None) -> int:
+    """Requests in flight: enough to reach ``rate`` when each takes about IN_FLIGHT_SECONDS."""
+    if rate is None:
+        return SANDBOX_CONCURRENCY
+    return max(1, min(MAX_CONCURRENCY, math.ceil(rate * IN_FLIGHT_SECONDS)))
 
 
 def default_policy(conn: Connection, rounds: int) -> RetryPolicy:
@@ -66,6 +114,9 @@ class _Targets:
         self._customers: dict[str, str | None] = {}
         self._meters: dict[str, bool] = {}
         self._subscriptions: dict = {}
+        self._why: dict[tuple[str, str], str | None] = {}
+        self._periods: dict[str, tuple[int, int]] = {}  # customer -> the [start, end) last looked up
+        self.event_names: dict[str, str] = {}
 
     def customer(self, user_id: str) -> str | None:
         if user_id not in self._customers:
@@ -73,6 +124,12 @@ class _Targets:
         return self._customers[user_id]
 
     def why_not(self, user_id: str, feature: str) -> str | None:
+        key = (user_id, feature)
+        if key not in self._why:
+            self._why[key] = self._why_not(user_id, feature)
+        return self._why[key]
+
+    def _why_not(self, user_id: str, feature: str) -> str | None:
         if not self.customer(user_id):
             return f"customer {user_id} is not in Stripe (usagebill customers add {user_id})"
         if feature not in self._meters:
@@ -91,66 +148,162 @@ class _Targets:
         sub = self._subscriptions[user_id]
         if sub is None:
             return None
-        return user_id, row["feature"], sub.period(row["timestamp"])[0]
+        ts = row["timestamp"]
+        known = self._periods.get(user_id)  # events of a customer mostly fall in one period
+        if known is None or not known[0] <= ts < known[1]:
+            known = self._periods[user_id] = tuple(sub.period(ts))[:2]
+        return user_id, row["feature"], known[0]
+
+
+Verdicts = dict  # identifier -> (delivered | duplicate | failed, reason)
+
+
+class _Pool:
+    """Up to ``size`` requests in flight on threads. Each request's verdicts are recorded by
+    its ``record`` on the calling thread (the ledger is used from one thread only), when the
+    caller collects them: ``collect`` never waits, so the caller records what came back and
+    claims what goes next in one short transaction, and waits for a free thread outside any
+    (``submit``). The first error stops new requests; those in flight finish and are
+    recorded (``raise_if_failed``), then it is raised. ``idle`` runs on the calling thread
+    while it waits (lease renewal)."""
+
+    def __init__(self, size: int, idle: Callable[[], None], idle_every: float, transaction: Callable):
+        self.size = size
+        self.idle, self.idle_every = idle, idle_every
+        self.transaction = transaction
+        self._executor: "ThreadPoolExecutor | None" = None
+        self._inflight: "deque[tuple[Future, Callable[[Verdicts], None]]]" = deque()
+        self.error: BaseException | None = None
+
+    def submit(self, send: Callable[[], tuple[Verdicts, BaseException | None]],
+               record: Callable[[Verdicts], None]) -> None:
+        if self.size <= 1:
+            verdicts, error = send()
+            record(verdicts)
+            if error is not None:
+                raise error
+            return
+        self._wait(lambda running: running < self.size)
+        if self._executor is None:
+            from concurrent.futures import ThreadPoolExecutor  # only when there is something to send
+
+            self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="usagebill-push")
+        self._inflight.append((self._executor.submit(send), record))
+
+    def _wait(self, enough: Callable[[int], bool]) -> None:
+        """Until ``enough(requests still running)``."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        while True:
+            running = [f for f, _ in self._inflight if not f.done()]
+            if enough(len(running)):
+                return
+            done, _ = wait(running, timeout=self.idle_every, return_when=FIRST_COMPLETED)
+            if not done:
+                self.idle()
+
+    def collect(self) -> None:
+        """Record the verdicts of the requests that are done, without waiting."""
+        for item in [x for x in self._inflight if x[0].done()]:
+            self._inflight.remove(item)
+            future, record = item
+            verdicts, error = future.result()
+            record(verdicts)
+            if error is not None and self.error is None:
+                self.error = error
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            self.drain()
+
+    def drain(self) -> None:
+        """Let every request in flight end, record them all (one transaction), raise the first error."""
+        self._wait(lambda running: running == 0)
+        with self.transaction(rows_only=True):
+            self.collect()
+        if self.error is not None:
+            raise self.error
+
+    def close(self, *, interrupted: bool) -> None:
+        """After an interrupt (or a bug) the requests in flight are given a few seconds to end
+        (not recorded: their events stay claimed until released, and go again next time,
+        under the same identifiers), so no thread outlives the push by long."""
+        if self._executor is not None:
+            from concurrent.futures import wait
+
+            if interrupted and self._inflight:
+                wait([f for f, _ in self._inflight], timeout=INTERRUPT_GRACE)
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+            self._inflight.clear()
 
 
 class _Push:
     def __init__(self, billing: Billing, sender: MeterEventSender, scope: outbox.Scope, batch_size: int,
-                 on_progress: Callable[[PushResult], None] | None):
+                 on_progress: Callable[[PushResult], None] | None, concurrency: int, worker: outbox.Worker):
         self.ledger = billing.ledger
         self.sender = sender
         self.scope = scope
         self.batch_size = batch_size
         self.on_progress = on_progress
+        self.worker = worker
         self.targets = _Targets(billing)
         self.result = PushResult()
-        self._batch_cursor: tuple[int, str] = (0, "")
         self.delivered_now: dict[str, int] = {}  # identifier -> usage events, delivered in this run
         # first sent before this and never confirmed: Stripe may have forgotten the identifier,
         # so settle_stale compares its totals first instead of re-sending blindly
         self.sent_since = int(time.time()) - outbox.STALE_AFTER
+        # a few given events (record, charge) go on this thread; many through the pool
+        size = 1 if scope.event_ids is not None else concurrency
+        self._renewed = time.monotonic()
+        self.pool = _Pool(size, self._renew, idle_every=max(worker.lease / 6, 0.05), transaction=self.ledger.transaction)
+        self.upto: int | None = None  # every event below this seq was looked at (the watermark may move there)
+
+    def _renew(self) -> None:
+        if time.monotonic() - self._renewed >= self.worker.lease / 3:
+            outbox.renew(self.ledger, self.worker)
+            self._renewed = time.monotonic()
 
     def _meter_event(self, identifier: str, user_id: str, feature: str, amount: int, timestamp: int) -> MeterEvent:
-        return MeterEvent(identifier, mapping.event_name(feature), self.targets.customer(user_id), amount, timestamp)
+        names = self.targets.event_names
+        if feature not in names:
+            names[feature] = mapping.event_name(feature)
+        return MeterEvent(identifier, names[feature], self.targets.customer(user_id), amount, timestamp)
 
-    def _chunks(self, items: Iterable, target: Callable, events: Callable) -> Iterable[list]:
-        """Deliverable items in chunks of ``batch_size``; the others are counted as waiting.
-        ``target(item)`` is its (customer, feature), ``events(item)`` how many events it holds."""
-        chunk = []
-        for item in items:
-            reason = self.targets.why_not(*target(item))
-            if reason:
-                self.result.waiting[reason] = self.result.waiting.get(reason, 0) + events(item)
-                continue
-            chunk.append(item)
-            if len(chunk) == self.batch_size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+    def _wait(self, reason: str, events: int) -> None:
+        self.result.waiting[reason] = self.result.waiting.get(reason, 0) + events
 
-    def _deliver(self, events: list[MeterEvent], record: Callable[[dict], None]) -> None:
+    def _send(self, events: list[MeterEvent]) -> tuple[Verdicts, BaseException | None]:
         """Stream the chunk; if Stripe refuses it as invalid, send its events one by one (v1) so
-        each gets its own verdict. ``record`` saves the verdicts obtained, even when an
-        outage cuts the chunk short."""
-        verdicts: dict[str, tuple[str, str | None]] = {}
+        each gets its own verdict. Runs on a pool thread: no ledger here. Returns the verdicts
+        obtained, even when an outage cut the chunk short, and that error."""
+        verdicts: Verdicts = {}
         try:
             if len(events) == 1 and not self.sender.has_session:
                 # a lone event (record, charge): one v1 request instead of a session and a stream
-                verdicts = {events[0].identifier: self.sender.one(events[0])}
-                return
+                verdicts[events[0].identifier] = self.sender.one(events[0])
+                return verdicts, None
             try:
                 self.sender.stream(events)
-                verdicts = {e.identifier: ("delivered", None) for e in events}
+                return {e.identifier: ("delivered", None) for e in events}, None
             except Refused:
                 for e in events:
                     verdicts[e.identifier] = self.sender.one(e)
-        finally:
+            return verdicts, None
+        except (Unavailable, StripeAPIError) as e:
+            return verdicts, e
+        except BaseException as e:  # a bug, an unexpected SDK error, an interrupt: recorded as far as it got, then raised
+            return verdicts, e
+
+    def _deliver(self, events: list[MeterEvent], record: Callable[[Verdicts], None]) -> None:
+        def recorded(verdicts: Verdicts) -> None:
             if verdicts:
                 record(verdicts)
                 if self.on_progress is not None:
                     self.result.requests = self.sender.requests
                     self.on_progress(self.result)
+
+        self.pool.submit(lambda: self._send(events), recorded)
 
     def _count(self, verdict: str, reason: str | None, identifier: str, events: int) -> None:
         r = self.result
@@ -166,12 +319,9 @@ class _Push:
             if len(r.failures) < MAX_FAILURES_KEPT:
                 r.failures.append((identifier, reason or ""))
 
-    def send_batches(self) -> None:
-        """Coalesced batches written but not confirmed yet (by an earlier run too)."""
-        batches = outbox.pending_batches(self.ledger, self.scope, after=self._batch_cursor,
-                                         sent_since=self.sent_since)
-        for chunk in self._chunks(batches, lambda b: (b.user_id, b.feature), lambda b: b.events):
-            self._batch_cursor = chunk[-1].cursor
+    def _send_batches(self, batches: list[outbox.Batch]) -> None:
+        for i in range(0, len(batches), self.batch_size):
+            chunk = batches[i:i + self.batch_size]
             by_id = {b.id: b for b in chunk}
 
             def record(verdicts, by_id=by_id):
@@ -184,33 +334,74 @@ class _Push:
 
             self._deliver([self._meter_event(b.id, b.user_id, b.feature, b.amount, b.timestamp) for b in chunk], record)
 
+    def send_batches(self) -> None:
+        """Coalesced batches written but not confirmed yet (by an earlier run), not held by another push."""
+        after: tuple[int, str] | None = (0, "")
+        while after is not None:
+            with self.ledger.transaction(rows_only=True):
+                self.pool.collect()
+                batches, waiting, after = outbox.claim_batches(
+                    self.ledger, self.scope, self.worker, lambda b: self.targets.why_not(b.user_id, b.feature),
+                    after=after, limit=self.batch_size * CLAIM_CHUNKS, sent_since=self.sent_since)
+            self.pool.raise_if_failed()
+            for b, reason in waiting:
+                self._wait(reason, b.events)
+            self._send_batches(batches)
+
     def coalesce(self) -> None:
         after = 0
         while True:
-            _, after = outbox.coalesce(self.ledger, self.scope, self.targets.period_group, after_seq=after,
-                                       limit=COALESCE_CHUNK)
+            with self.ledger.transaction(rows_only=True):
+                self.pool.collect()
+                batches, after = outbox.coalesce(self.ledger, self.scope, self.targets.period_group, after_seq=after,
+                                                 limit=COALESCE_CHUNK, worker=self.worker)
+            self.pool.raise_if_failed()
+            self._send_batches(batches)
             if not after:
                 return
-            self.send_batches()
 
     def send_events(self) -> None:
-        """Pending events on their own, oldest first, identifier = the ledger's event id."""
-        for chunk in self._chunks(outbox.pending_events(self.ledger, self.scope, sent_since=self.sent_since),
-                                 lambda r: (r["user_id"], r["feature"]), lambda r: 1):
-            claimed = outbox.claim_for_sending(self.ledger, [r["id"] for r in chunk])
-            events = [self._meter_event(r["id"], r["user_id"], r["feature"], r["amount"], r["timestamp"])
-                      for r in chunk if r["id"] in claimed]
-            if not events:
+        """Pending events on their own, oldest first, identifier = the ledger's event id. The
+        verdicts that came back and the next claim (a few requests' worth) share one short
+        transaction; the wait for a free thread is outside it."""
+        top = outbox.max_seq(self.ledger)
+        cursor = outbox.Cursor()
+        ready: deque[list] = deque()
+
+        why = self.targets.why_not
+
+        def why_not(row):  # columns: seq, id, user_id, feature, amount, timestamp
+            return why(row[2], row[3])
+
+        def record(verdicts):
+            if all(v == "delivered" for v, _ in verdicts.values()):  # the common case, in one go
+                outbox.mark_events(self.ledger, list(verdicts), {})
+                self.result.delivered += len(verdicts)
+                self.delivered_now.update(dict.fromkeys(verdicts, 1))
+                return
+            ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
+            bad = {i: reason for i, (v, reason) in verdicts.items() if v == "failed"}
+            outbox.mark_events(self.ledger, ok, bad)
+            for i, (v, reason) in verdicts.items():
+                self._count(v, reason, i, 1)
+
+        chunks = CLAIM_CHUNKS if self.pool.size > 1 else 1
+        while ready or not cursor.done:
+            if not ready:
+                with self.ledger.transaction(rows_only=True):
+                    self.pool.collect()
+                    claim = None if self.pool.error else outbox.claim_events(
+                        self.ledger, self.scope, self.worker, cursor, why_not, limit=self.batch_size * chunks,
+                        sent_since=self.sent_since)
+                self.pool.raise_if_failed()
+                for _, reason in claim.waiting:
+                    self._wait(reason, 1)
+                ready.extend(claim.events[i:i + self.batch_size] for i in range(0, len(claim.events), self.batch_size))
+                self.upto = cursor.seq + 1
                 continue
-
-            def record(verdicts):
-                ok = [i for i, (v, _) in verdicts.items() if v != "failed"]
-                bad = {i: reason for i, (v, reason) in verdicts.items() if v == "failed"}
-                outbox.mark_events(self.ledger, ok, bad)
-                for i, (v, reason) in verdicts.items():
-                    self._count(v, reason, i, 1)
-
-            self._deliver(events, record)
+            rows = ready.popleft()
+            self._deliver([self._meter_event(r[1], r[2], r[3], r[4], r[5]) for r in rows], record)
+        self.upto = max(top, cursor.seq) + 1
 
 
 def push(
@@ -222,20 +413,25 @@ def push(
     coalesce: bool = False,
     batch_size: int = STREAM_MAX_EVENTS,
     rate: float | None = None,
+    concurrency: int | None = None,
     max_rounds: int = 8,
     on_progress: Callable[[PushResult], None] | None = None,
     policy: RetryPolicy | None = None,
+    worker: outbox.Worker | None = None,
 ) -> PushResult:
     """Deliver pending usage events (all, one customer's, or the given ones) to Stripe.
 
     Batches coalesced by an earlier run go first, as they were written. ``coalesce`` (sum
     meters only, which all usagebill meters are) then sends one meter event per customer,
     feature and billing period instead of one per usage event. ``rate`` caps requests per
-    second (default: none for the sandbox, 20 for Stripe; 0 for none). Each request is tried
-    ``max_rounds`` times with back-off on 429 / 5xx / network errors; after that the push
-    stops and reports it in ``error``, leaving the rest pending. Events of customers not in
-    Stripe (or of features not synced) stay pending and are counted in ``waiting``.
-    ``event_ids`` is for a few events (record, charge); ``user_id`` or nothing for many.
+    second (default ``push_rate``: none for the sandbox, Stripe's documented limits for test
+    and live mode); ``concurrency`` is how many requests may be in flight (default: enough for
+    the rate). Each request is tried ``max_rounds`` times with back-off on 429 / 5xx / network
+    errors (a 429 slows every request of the push); after that the push stops and reports it
+    in ``error``, leaving the rest pending. Events of customers not in Stripe (or of features
+    not synced) stay pending and are counted in ``waiting``. ``event_ids`` is for a few events
+    (record, charge); ``user_id`` or nothing for many. Several pushes may run at once: each
+    sends what it claimed, and nothing another live push holds.
 
     Usage of a period whose invoice Stripe has already finalized is not sent as meter events
     (the meter would take it and no invoice bill it): it goes on the customer's next invoice
@@ -247,24 +443,43 @@ def push(
         raise ValidationError(f"batch_size must be between 1 and {STREAM_MAX_EVENTS}, not {batch_size}")
     if max_rounds < 1:
         raise ValidationError(f"max_rounds must be at least 1, not {max_rounds}")
+    if rate is not None:
+        rate = check_rate(rate)
+    rate = push_rate(conn) if rate is None else rate
+    if concurrency is None:
+        concurrency = default_concurrency(conn, rate)
+    elif not isinstance(concurrency, int) or concurrency < 1:
+        raise ValidationError(f"concurrency must be a whole number of requests, at least 1, not {concurrency!r}")
     if user_id is not None:
         billing.customers.get(user_id)  # an unknown customer is an error, not "nothing to push"
     scope = outbox.Scope(user_id, None if event_ids is None else tuple(event_ids))
-    sender = MeterEventSender(conn, rate=default_rate(conn) if rate is None else rate,
-                              policy=policy or default_policy(conn, max_rounds))
-    run = _Push(billing, sender, scope, batch_size, on_progress)
-    late = LateBilling(billing, conn, sender, scope, run.targets.customer, run._count)
+    sender = MeterEventSender(conn, rate=rate, policy=policy or default_policy(conn, max_rounds))
+    worker = worker or outbox.Worker.new()
+    run = _Push(billing, sender, scope, batch_size, on_progress, concurrency, worker)
+    late = LateBilling(billing, conn, sender, scope, run.targets.customer, run._count, worker)
+    interrupted = True
     try:
+        outbox.heal(billing.ledger)
+        outbox.reap(billing.ledger)
         settle_stale(run, conn)  # first: what it frees goes the usual way below (late, or sent)
         late.run()
         run.send_batches()
         if coalesce:
             run.coalesce()
         run.send_events()
+        run.pool.drain()
+        interrupted = False
     except Unavailable as e:
         run.result.error = f"{e} (tried {sender.policy.rounds} times)"
+        interrupted = False
     except StripeAPIError as e:
         run.result.error = str(e)
+        interrupted = False
+    finally:
+        run.pool.close(interrupted=interrupted)
+        outbox.release(billing.ledger, worker)
+    if scope.everything and run.upto is not None:
+        outbox.advance_watermark(billing.ledger, run.upto)  # what it looked at is found by index from now on
     if scope.event_ids is None:  # record / charge send lone events through v1, refused at once
         _absorb_drops(run, conn, streamed=sender.has_session)
     result = run.result
@@ -311,9 +526,10 @@ def settle_stale(run: _Push, conn: Connection) -> None:
         elif missing == 0:
             # Stripe has none of them: as if never sent, they go the usual way in this push
             # (a meter event, or a late-usage item when their period's invoice is final)
-            outbox.forget_unconfirmed(run.ledger, [i.id for i in events], [i.id for i in batches])
+            outbox.forget_unconfirmed(run.ledger, [i.id for i in events], [i.id for i in batches],
+                                      sent_before=run.sent_since)
         else:
-            run.result.waiting[STALE_NOTE] = run.result.waiting.get(STALE_NOTE, 0) + sum(i.events for i in items)
+            run._wait(STALE_NOTE, sum(i.events for i in items))
 
 
 def _absorb_drops(run: _Push, conn: Connection, *, streamed: bool) -> None:
@@ -331,6 +547,7 @@ def _absorb_drops(run: _Push, conn: Connection, *, streamed: bool) -> None:
     for identifier, reason, events in absorbed.dropped:
         run.result.delivered -= min(run.delivered_now.get(identifier, 0), events)
         run._count("failed", reason, identifier, events)
+        run.result.dropped += events
     run.result.unattributed_drops += absorbed.unattributed
 
 

@@ -29,14 +29,16 @@ class LateBilling:
     subscription and push) whether their invoice is final, and bills what is late."""
 
     def __init__(self, billing: Billing, conn: Connection, sender: MeterEventSender, scope: outbox.Scope,
-                 customer: Callable[[str], str | None], count: Callable[[str, str | None, str, int], None]):
+                 customer: Callable[[str], str | None], count: Callable[[str, str | None, str, int], None],
+                 worker: outbox.Worker | None = None):
         self.billing, self.conn, self.sender, self.scope = billing, conn, sender, scope
         self.customer = customer  # user id -> Stripe customer id
         self.count = count  # (verdict, reason, identifier, events) -> the push result
+        self.worker = worker or outbox.Worker.new()  # whose claims the items are (several pushes at once)
         self._mirrored: set[int] = set()
 
     def run(self) -> None:
-        for item in outbox.pending_late_items(self.billing.ledger, self.scope):
+        for item in outbox.claim_late_items(self.billing.ledger, self.scope, self.worker):
             self._send(item, retry=True)  # cut short by an earlier push
         billing = self.billing
         for user_id, oldest in outbox.oldest_never_sent(self.billing.ledger, self.scope).items():
@@ -75,7 +77,7 @@ class LateBilling:
                 unit_amount=str(price_at(self.billing.ledger, sub, feature, known.period_end - 1, f.price_per_credit)),
                 currency=sub.currency,
                 description=late_description(f.display_name, start, known.period_end),
-            ), ids)
+            ), ids, self.worker)
             if item is not None:
                 self._send(item)
 
@@ -106,7 +108,7 @@ class LateBilling:
             params["subscription"] = subscription  # on that subscription's next invoice
         items = self.conn.client.v1.invoice_items
         try:
-            made = self.sender._call("late usage invoice item", lambda: (retry and self._find(item)) or items.create(
+            made = self.sender.call("late usage invoice item", lambda: (retry and self._find(item)) or items.create(
                 params=params, options={"idempotency_key": item.id}).id)
         except stripe.InvalidRequestError as e:
             outbox.mark_late_item(self.billing.ledger, item.id, error=describe(e))

@@ -1,43 +1,65 @@
-"""Checking each row with the rules of ``record`` (rules.py), on the hot path: customers,
-features and timestamps are looked up once per run (bounded caches), and the valid rows go to
-the writer's batch as INSERT parameters."""
+"""Checking rows with the rules of ``record`` (rules.py), on the hot path: a block of rows at a
+time, one column at a time, in C-level passes over the column (``map``, ``join``, ``min`` /
+``max``) through the rules' column twins (``rules.amounts_twin``, ``times_twin``,
+``keys_twin``). A row that a twin cannot vouch for (an odd value, an unknown customer, a time
+outside the customer's fast bounds) is checked on its own by ``check_row``, which calls the
+rules themselves and gives their messages. Customers and their features are looked up once
+per run (bounded caches); the valid rows go to the writer's batch as INSERT parameters."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import operator
 import uuid
-from datetime import datetime, timedelta
+from functools import partial
+from itertools import compress, repeat
+from operator import attrgetter, methodcaller
 
 from ..context import Subscription
 from ..errors import UsagebillError, ValidationError
-from ..rules import MAX_AMOUNT, check_amount, check_event_time, check_key, default_event_time, event_time_bounds
+from ..rules import (amounts_twin, check_amount, check_event_time, check_key, default_event_time, event_time_bounds,
+                     keys_twin, times_twin)
 from ..timeparse import parse_time
-from .reading import csv_records, json_kind, jsonl_records, Layout, simple_csv_records
+from .reading import Block, Layout, blocks_of, json_kind, simple_csv_blocks, csv_records, jsonl_records
 from .results import ImportFileError, ImportResult
 from .writing import Writer
 
-_CACHE_LIMIT = 50_000  # entries per run cache (customers, timestamps) before it is cleared
-_EPOCH = datetime(1970, 1, 1)
-_SECOND = timedelta(seconds=1)
-_digest = hashlib.blake2b
+_CACHE_LIMIT = 50_000  # customers kept per run before the cache is cleared
+_FEATURES_KEPT = 1000  # features (and refusals) kept per customer
+_digest16 = partial(hashlib.blake2b, digest_size=16)
+_CONTENT = "{}\x1f{}\x1f{}\x1f{}".format  # what a derived key hashes: user, feature, amount, time
+_digest_of = methodcaller("digest")
+_lo, _hi, _stamp, _known_keys = attrgetter("lo"), attrgetter("hi"), attrgetter("stamp"), attrgetter("ok_keys")
+_JSON_TEXT = {str, type(None)}
+_JSON_TIMES = {str, int, type(None)}
+
+
+def content_digests(users, keys, amounts, times) -> list[bytes]:
+    """The 16-byte digest a derived key is made of, for each row (``import:<hex>:<n>``):
+    the same for a row however it was written (amounts and times as checked integers)."""
+    return list(map(_digest_of, map(_digest16, map(str.encode, map(_CONTENT, users, keys, amounts, times)))))
 
 
 class _Customer:
     """What validation needs to know about a customer, looked up once per run."""
 
-    __slots__ = ("error", "sub", "now", "lo", "hi", "stamp", "features")
+    __slots__ = ("error", "sub", "now", "lo", "hi", "stamp", "features", "ok_keys")
 
     def __init__(self, error: tuple[str, str] | None = None, sub: Subscription | None = None, now: int = 0):
         self.error = error  # (column, reason) when every row of this customer is rejected
         self.sub = sub
         self.now = now
+        self.lo, self.hi, self.stamp = 1, 0, 0  # no time is within these bounds
         if sub is not None:
             self.lo, self.hi = event_time_bounds(now, sub)
             self.stamp = default_event_time(now, sub)  # the time of rows without one
         self.features: dict[str, str | None] = {}  # feature -> None when it can be recorded, else why not
+        self.ok_keys: set[str] = set()  # the features that can be recorded
 
+
+_NOBODY = _Customer(("user_id", "not looked up"))  # stands for a customer a row's user_id does not name (yet)
 
 
 class Checker:
@@ -51,23 +73,29 @@ class Checker:
         self.on_warning = on_warning
         self.run_now = self.ctx.clock()  # "now" of customers without a test clock, for the whole run
         self.id_prefix = "ube_" + uuid.uuid4().hex[:20]  # + 12 hex digits of the line: unique, ordered
-        self.customers: dict[str, _Customer] = {}
-        self.times: dict[str, int] = {}
+        self.event_id = (self.id_prefix + "%012x").__mod__  # line -> event id
+        writer.run_prefix = self.id_prefix
+        self.customers: dict[str, _Customer] = {}  # every customer looked up (refused ones too)
+        self.good: dict[str, _Customer] = {}  # those whose rows may be imported
         self.warned_no_key = False
+        self.recorded_at = 0
 
+    # -- lookups, once per run ---------------------------------------------------------------
     def customer(self, user_id) -> _Customer:
         if len(self.customers) >= _CACHE_LIMIT:
             self.customers.clear()
+            self.good.clear()
         if not isinstance(user_id, str):
-            c = _Customer(("user_id", f"user_id must be a string, not {json_kind(user_id)}"))
-        else:
-            try:
-                sub = self.ctx.require_subscription(user_id)
-                has_clock = self.ctx.customer(user_id)["test_clock"]
-                c = _Customer(sub=sub, now=self.ctx.now_for(user_id) if has_clock else self.run_now)
-            except UsagebillError as e:
-                c = _Customer(("user_id", str(e)))
-            self.customers[user_id] = c
+            return _Customer(("user_id", f"user_id must be a string, not {json_kind(user_id)}"))
+        try:
+            sub = self.ctx.require_subscription(user_id)
+            has_clock = self.ctx.customer(user_id)["test_clock"]
+            c = _Customer(sub=sub, now=self.ctx.now_for(user_id) if has_clock else self.run_now)
+        except UsagebillError as e:
+            c = _Customer(("user_id", str(e)))
+        self.customers[user_id] = c
+        if c.error is None:
+            self.good[user_id] = c
         return c
 
     def feature_error(self, c: _Customer, key) -> str | None:
@@ -78,22 +106,30 @@ class Checker:
             why = None
         except UsagebillError as e:
             why = str(e)
-        if len(c.features) < 1000:
+        if len(c.features) < _FEATURES_KEPT:
             c.features[key] = why
+            if why is None:
+                c.ok_keys.add(key)
         return why
 
-
+    # -- the pass over the file ----------------------------------------------------------------
     def run(self) -> None:
-        w = self.writer
-        if self.layout.format == "jsonl":
-            records = jsonl_records(w.f, self.layout)
-        elif self.layout.simple:
-            records = simple_csv_records(w.f, self.layout)
+        w, layout = self.writer, self.layout
+        if layout.format == "jsonl":
+            blocks = blocks_of(jsonl_records(w.f, layout), self.batch_rows)
+        elif layout.simple:
+            blocks = simple_csv_blocks(w.f, layout, self.batch_rows)
         else:
-            records = csv_records(w.f, self.layout)
+            blocks = blocks_of(csv_records(w.f, layout), self.batch_rows)
         try:
             try:
-                self._run(records)
+                for block in blocks:
+                    self.recorded_at = self.ctx.clock()
+                    w.block = block
+                    self.check_block(block)
+                    w.flush(len(block.raws))
+                w.block = None
+                w.flush(0, final=True)
             except BaseException as e:
                 if w.tx is not None:
                     w.end_transaction(e)
@@ -105,107 +141,189 @@ class Checker:
                 "(what was imported is skipped)"
             ) from None
 
-    def _run(self, records) -> None:
-        """The hot path: one pass over the rows, validating each with cached lookups only."""
-        w = self.writer
-        customers, times, raws = self.customers, self.times, w.raws
-        explicit, derived, errors = w.explicit, w.derived, w.errors
-        reject, untimed = w.reject, w.untimed
-        digest = _digest
-        fromiso, epoch, second = datetime.fromisoformat, _EPOCH, _SECOND
-        max_amount, cache_limit = MAX_AMOUNT, _CACHE_LIMIT
-        prefix = self.id_prefix
-        batch_rows = self.batch_rows
-        recorded_at = self.ctx.clock()
-        n = 0
-        for line, raw, (user_id, key, amount, ts, row_id) in records:
-            n += 1
-            c = customers.get(user_id) if type(user_id) is str else None
-            if c is None:
-                if user_id is None or user_id == "":
-                    reject(line, raw, "user_id", "user_id is missing")
-                    continue
-                c = self.customer(user_id)
-            if c.error is not None:
-                reject(line, raw, *c.error)
-                continue
-            why = c.features.get(key, False) if type(key) is str else False
-            if why is not None:
-                if why is False:
-                    why = "key is missing" if key is None or key == "" else self.feature_error(c, key)
-                if why is not None:
-                    reject(line, raw, "key", why)
-                    continue
-            if type(amount) is str and amount.isdecimal() and amount.isascii() and len(amount) <= 16 \
-                    and 0 < (a := int(amount)) <= max_amount:  # 16 digits: 2^53; int() refuses 4,300+
-                amount = a
-            elif amount is None or amount == "":
-                reject(line, raw, "amount", "amount is missing")
-                continue
-            else:
-                try:
-                    amount = check_amount(amount)
-                except UsagebillError as e:
-                    reject(line, raw, "amount", str(e))
-                    continue
-            if ts is None or ts == "":
-                ts = None
-            else:
-                t = times.get(ts) if type(ts) is str else None
-                if t is None:
-                    try:
-                        if type(ts) is str and ts.isdecimal() and ts.isascii() and len(ts) <= 12:
-                            t = int(ts)
-                        elif type(ts) is str and len(ts) == 20 and ts[10] == "T" and ts[19] in "Zz":
-                            try:  # 2026-01-15T10:00:00Z, the usual export format, fast
-                                t = (fromiso(ts[:19]) - epoch) // second
-                            except ValueError:
-                                t = parse_time(ts, what="timestamp")
-                        else:
-                            t = parse_time(ts, what="timestamp")
-                    except UsagebillError as e:
-                        reject(line, raw, "timestamp", str(e))
-                        continue
-                    if type(ts) is str:
-                        if len(times) >= cache_limit:
-                            times.clear()
-                        times[ts] = t
-                if not c.lo <= t <= c.hi:
-                    try:
-                        check_event_time(t, c.now, c.sub, key)
-                    except UsagebillError as e:
-                        reject(line, raw, "timestamp", str(e))
-                        continue
-            if row_id is None or row_id == "":
-                if ts is None:
-                    t = c.stamp
-                    if not self.warned_no_key:
-                        self.warn_no_key(line)
-                derived.append((f"{prefix}{line:012x}", user_id, key, amount, t, recorded_at,
-                                digest(f"{user_id}\x1f{key}\x1f{amount}\x1f{t}".encode(), digest_size=16).digest()))
-            else:
-                if type(row_id) is not str or len(row_id) > 255 or row_id.isspace():
-                    if type(row_id) is int:
-                        row_id = str(row_id)
+    def check_block(self, block: Block) -> None:
+        """The hot path: each column of the block checked at once; the rows that a column twin
+        cannot vouch for go to ``check_row``, one by one."""
+        lines, raws, (users, keys, amounts, times, ids) = block.lines, block.raws, block.columns
+        n = len(raws)
+        if self.layout.format == "jsonl" and not (
+            set(map(type, users)) <= _JSON_TEXT and set(map(type, keys)) <= _JSON_TEXT
+            and set(map(type, times)) <= _JSON_TIMES and set(map(type, ids)) <= _JSON_TEXT
+        ):  # a list, an object, a boolean, a number where text belongs: not worth a column pass
+            for i in range(n):
+                self.check_row(lines[i], raws[i], users[i], keys[i], amounts[i], times[i], ids[i])
+            return
+        good = self.good
+        slow: set[int] = set()  # rows checked one by one
+
+        # customers: one dictionary look-up each, the new ones looked up once
+        cs = list(map(good.get, users, repeat(_NOBODY)))
+        if _NOBODY in cs:
+            for u in {users[i] for i, c in enumerate(cs) if c is _NOBODY}:
+                if u and u not in self.customers:
+                    self.customer(u)
+            cs = list(map(good.get, users, repeat(_NOBODY)))
+            slow.update(i for i, c in enumerate(cs) if c is _NOBODY)
+
+        # features: in the customer's set of features that can be recorded
+        known = list(map(operator.contains, map(_known_keys, cs), keys))
+        if not all(known):
+            for i in [i for i, k in enumerate(known) if not k]:
+                c, key = cs[i], keys[i]
+                if c is not _NOBODY and key and key not in c.features:
+                    self.feature_error(c, key)
+                if key not in c.ok_keys:
+                    slow.add(i)
+
+        # amounts
+        checked = amounts_twin(amounts)
+        if checked is None:
+            checked = [None] * n
+            for i, a in enumerate(amounts):
+                one = amounts_twin((a,))
+                if one is None:
+                    slow.add(i)
+                else:
+                    checked[i] = one[0]
+
+        # times: each distinct value parsed once; rows without one get the customer's stamp
+        # (and no bounds check, like record without --at)
+        untimed = None
+        if times.count("") + times.count(None) == n:  # no time column, or every time left out
+            stamps = list(map(_stamp, cs))
+            untimed = range(n)
+        else:
+            distinct = dict.fromkeys(times)
+            distinct.pop("", None)
+            distinct.pop(None, None)
+            values = list(distinct)
+            parsed = times_twin(values)
+            if parsed is None:
+                parsed = [(p[0] if (p := times_twin((v,))) is not None else None) for v in values]
+            at = dict(zip(values, parsed))
+            stamps = list(map(at.get, times))
+            if None in stamps:
+                untimed = []
+                for i in [i for i, t in enumerate(stamps) if t is None]:
+                    if times[i] == "" or times[i] is None:
+                        untimed.append(i)
                     else:
-                        try:
-                            if type(row_id) is not str:
-                                raise ValidationError(f"id must be a string, not {json_kind(row_id)}")
-                            check_key(row_id)
-                        except UsagebillError as e:
-                            reject(line, raw, "id", str(e))
-                            continue
-                event_id = f"{prefix}{line:012x}"
-                if ts is None:
-                    t = c.stamp
-                    untimed.add(event_id)
-                explicit.append((event_id, user_id, key, amount, t, recorded_at, row_id))
-            raws[line] = raw
-            if len(explicit) + len(derived) + len(errors) >= batch_rows:
-                w.flush(n)
-                n = 0
-                recorded_at = self.ctx.clock()
-        w.flush(n, final=True)
+                        slow.add(i)  # parse_time tells why (or takes a form the twin does not)
+                    stamps[i] = cs[i].lo  # compared below as if within bounds
+            if not (all(map(operator.le, map(_lo, cs), stamps)) and all(map(operator.le, stamps, map(_hi, cs)))):
+                slow.update(i for i, (c, t) in enumerate(zip(cs, stamps)) if not c.lo <= t <= c.hi)
+            if untimed:
+                for i in untimed:
+                    stamps[i] = cs[i].stamp
+
+        # ids: none (keys derived from the content), all (explicit keys), or a mix
+        no_id = ids.count("") + ids.count(None)
+        if no_id == n:
+            has_id = None
+        elif no_id == 0 and keys_twin(ids):
+            has_id = ...
+        else:
+            has_id = [bool(i) for i in ids]  # "" and None: no id
+            for i, row_id in enumerate(ids):
+                if has_id[i] and not keys_twin((row_id,)):
+                    slow.add(i)
+
+        # the rows every twin vouched for, as INSERT parameters
+        if slow:
+            keep = [i not in slow for i in range(n)]
+            pick = lambda col: list(compress(col, keep))  # noqa: E731
+            lines_, users_, keys_, amounts_, stamps_ = pick(lines), pick(users), pick(keys), pick(checked), pick(stamps)
+            ids_ = pick(ids)
+            has_id = has_id if has_id is None or has_id is ... else pick(has_id)
+            untimed_ = None if untimed is None else set(untimed)
+            untimed = None if untimed_ is None else [j for j, i in enumerate(compress(range(n), keep)) if i in untimed_]
+        else:
+            lines_, users_, keys_, amounts_, stamps_, ids_ = lines, users, keys, checked, stamps, ids
+        w = self.writer
+        if has_id is ...:
+            self._explicit(lines_, users_, keys_, amounts_, stamps_, ids_, untimed)
+        elif has_id is None:
+            self._derived(lines_, users_, keys_, amounts_, stamps_, untimed)
+        else:
+            split = [list(compress(col, has_id)) for col in (lines_, users_, keys_, amounts_, stamps_, ids_)]
+            unsplit = list(map(operator.not_, has_id))
+            at_untimed = None
+            if untimed:
+                u = set(untimed)
+                at_untimed = [j for j, i in enumerate(compress(range(len(has_id)), has_id)) if i in u]
+                d_untimed = [j for j, i in enumerate(compress(range(len(has_id)), unsplit)) if i in u]
+            self._explicit(*split, at_untimed)
+            self._derived(*[list(compress(col, unsplit)) for col in (lines_, users_, keys_, amounts_, stamps_)],
+                          d_untimed if untimed else None)
+        if slow:
+            for i in sorted(slow):
+                self.check_row(lines[i], raws[i], users[i], keys[i], amounts[i], times[i], ids[i])
+            w.derived.sort()  # in file order: occurrence numbers follow it
+
+    def _explicit(self, lines, users, keys, amounts, stamps, ids, untimed) -> None:
+        event_ids = list(map(self.event_id, lines))
+        self.writer.explicit.extend(zip(event_ids, users, keys, amounts, stamps, repeat(self.recorded_at), ids))
+        if untimed:
+            self.writer.untimed.update(event_ids[i] for i in untimed)
+
+    def _derived(self, lines, users, keys, amounts, stamps, untimed) -> None:
+        if untimed and not self.warned_no_key:
+            self.warn_no_key(lines[untimed[0]])
+        self.writer.derived.extend(zip(map(self.event_id, lines), users, keys, amounts, stamps, repeat(self.recorded_at),
+                                       content_digests(users, keys, amounts, stamps)))
+
+    def check_row(self, line: int, raw: bytes, user_id, key, amount, ts, row_id) -> None:
+        """One row, checked by the rules themselves (rules.py, timeparse.py): a row that a
+        column twin could not vouch for. Rejected, or added to the batch."""
+        w = self.writer
+        reject = w.reject
+        if user_id is None or user_id == "":
+            return reject(line, raw, "user_id", "user_id is missing")
+        c = self.customers.get(user_id) if type(user_id) is str else None
+        if c is None:
+            c = self.customer(user_id)
+        if c.error is not None:
+            return reject(line, raw, *c.error)
+        why = c.features.get(key, False) if type(key) is str else False
+        if why is False:
+            why = "key is missing" if key is None or key == "" else self.feature_error(c, key)
+        if why is not None:
+            return reject(line, raw, "key", why)
+        if amount is None or amount == "":
+            return reject(line, raw, "amount", "amount is missing")
+        try:
+            amount = check_amount(amount)
+        except UsagebillError as e:
+            return reject(line, raw, "amount", str(e))
+        if ts is None or ts == "":
+            t = None
+        else:
+            try:
+                t = parse_time(ts, what="timestamp")
+                check_event_time(t, c.now, c.sub, key)
+            except UsagebillError as e:
+                return reject(line, raw, "timestamp", str(e))
+        event_id = self.event_id(line)
+        if row_id is None or row_id == "":
+            if t is None:
+                t = c.stamp
+                if not self.warned_no_key:
+                    self.warn_no_key(line)
+            w.derived.append((event_id, user_id, key, amount, t, self.recorded_at,
+                              content_digests((user_id,), (key,), (amount,), (t,))[0]))
+            return
+        if type(row_id) is int and type(row_id) is not bool:
+            row_id = str(row_id)  # a JSON number as an id is that number's text
+        try:
+            if type(row_id) is not str:
+                raise ValidationError(f"id must be a string, not {json_kind(row_id)}")
+            check_key(row_id)
+        except UsagebillError as e:
+            return reject(line, raw, "id", str(e))
+        if t is None:
+            t = c.stamp
+            w.untimed.add(event_id)
+        w.explicit.append((event_id, user_id, key, amount, t, self.recorded_at, row_id))
 
     def warn_no_key(self, line: int) -> None:
         self.warned_no_key = True

@@ -7,14 +7,14 @@ from __future__ import annotations
 import codecs
 import csv
 import json
-import operator
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from itertools import chain, count, repeat
+from bisect import bisect_left
+from itertools import islice, repeat
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterator, Sequence
 
 from ..errors import ValidationError
 from ..suggest import did_you_mean
@@ -210,28 +210,41 @@ def json_kind(value) -> str:
     return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
 
 
-def simple_csv_records(f: IO[bytes], layout: Layout) -> Iterator[tuple[int, bytes, tuple]]:
-    """What csv_records yields, for a file where each line is a record split on commas, by a
-    pipeline of C functions (a block of lines at a time), which is most of the import's speed."""
+@dataclass
+class Block:
+    """Up to ``batch_rows`` records: their line numbers (ascending), their bytes as in the file,
+    and their fields as five columns (user_id, key, amount, timestamp, id), a column of ``""``
+    where the file has no such column (JSON Lines: None where an object has no such key)."""
+
+    lines: Sequence[int]
+    raws: list[bytes]
+    columns: tuple[Sequence, Sequence, Sequence, Sequence, Sequence]
+
+    def raw(self, line: int) -> bytes:
+        lines = self.lines
+        return self.raws[line - lines[0] if isinstance(lines, range) else bisect_left(lines, line)]
+
+
+def simple_csv_blocks(f: IO[bytes], layout: Layout, size: int) -> Iterator[Block]:
+    """The blocks of a file where each line is a record split on commas, by a pipeline of C
+    functions over ``size`` lines at a time, which is most of the import's speed."""
     f.seek(layout.data_offset)
     iu, ik, ia, it, ii = layout.columns
-    pad = ""
-    if it is None or ii is None:  # absent columns read as an extra, empty field
-        it = layout.width if it is None else it
-        ii = layout.width if ii is None else ii
-        pad = ","
-    pick = operator.itemgetter(iu, ik, ia, it, ii)
+    line = layout.first_line
+    while raws := list(islice(f, size)):
+        n = len(raws)
+        fields = list(map(str.split, map(str.rstrip, map(bytes.decode, raws), repeat("\r\n")), repeat(",")))
+        columns = list(zip(*fields))
+        absent = ("",) * n
+        yield Block(range(line, line + n), raws, tuple(absent if i is None else columns[i] for i in (iu, ik, ia, it, ii)))
+        line += n
 
-    def blocks():
-        line = layout.first_line
-        while lines := f.readlines(1 << 20):
-            texts = map(str.rstrip, map(bytes.decode, lines), repeat("\r\n"))
-            if pad:
-                texts = map(str.__add__, texts, repeat(pad))
-            yield zip(count(line), lines, map(pick, map(str.split, texts, repeat(","))))
-            line += len(lines)
 
-    return chain.from_iterable(blocks())
+def blocks_of(records: Iterator[tuple[int, bytes, tuple]], size: int) -> Iterator[Block]:
+    """(line, bytes, fields) records grouped into blocks of ``size``."""
+    while chunk := list(islice(records, size)):
+        lines, raws, fields = zip(*chunk)
+        yield Block(lines, list(raws), tuple(zip(*fields)))
 
 
 def csv_records(f: IO[bytes], layout: Layout) -> Iterator[tuple[int, bytes, tuple]]:

@@ -1,16 +1,24 @@
 """Writing an import's valid rows to the ledger: in transactions of ``commit_rows`` rows
-(each batch of ``batch_rows`` written at once, set-based: ledger/events.py), keys derived for
-rows without an id, rows whose key is there already counted as duplicates (or rejected when the
-key names other content), and the rejected rows streamed to the reject file."""
+(each batch of ``batch_rows`` written at once, set-based: ledger/events.py), rows whose key is
+there already counted as duplicates (or rejected when the key names other content), and the
+rejected rows streamed to the reject file.
+
+A row without an id gets the key ``import:<content hash>:<n>``, n being how many rows of the
+same content came before it in the file, so identical rows are distinct events and a re-run
+finds the same keys. n is not counted in memory: the ledger holds it. The row is written as
+``:0``; a key that is taken already is either this run's (an earlier identical row: try the next
+n) or an earlier run's (a duplicate, unless this run has met that event already: then the next
+n too). What this run has met is one bit per ledger event (``seq``), so memory stays flat
+whatever the file's size, and a fresh import with unique rows pays nothing for it."""
 
 from __future__ import annotations
 
 import os
+from bisect import bisect_left
 
 from ..errors import ValidationError
 from ..ledger import events
 from ..ledger import idempotency as keys
-from ..ledger.occurrences import Occurrences
 from ..rules import key_reused, same_event
 from . import reject_target
 from .reading import Layout
@@ -22,6 +30,7 @@ BATCH_ROWS = 20_000  # rows validated and written together (what the import hold
 # index pages it touches, and rows of random customers touch most of them, so small ones are
 # slow: at 1,000,000 rows, 10,000-row transactions spent 28 s in SQLite, 200,000-row ones 9 s
 COMMIT_ROWS = 200_000
+_KEY = (DERIVED_PREFIX + "{}:0").format  # a derived key's first try: hex digest -> import:<hex>:0
 
 
 class _DryRun(Exception):
@@ -71,21 +80,29 @@ class Writer:
         self.result = result
         self.on_reject = on_reject
         self.on_progress = on_progress
-        self.occurrences: Occurrences | None = None
+        self.run_prefix = ""  # the event ids of this run start with it (set by the checker)
+        self.met = bytearray()  # bit seq: this run has met that ledger event as a duplicate
         self.tx = None  # the open ledger transaction (spanning batches, up to commit_rows rows)
         self.tx_rows = 0
         self.check_first = False  # look ids up before inserting (when the last batch was mostly known ids)
+        self.derived_first = False  # the same for derived keys
         self.has_op_keys: bool | None = None
         # the current batch: rows as INSERT parameters (id, user_id, feature, amount, ts, recorded_at, key)
         self.explicit: list[tuple] = []  # with an id column value (the key)
         self.derived: list[tuple] = []  # key to derive: the last item is the content's digest until then
         self.untimed: set[str] = set()  # event ids of explicit rows without a timestamp
-        self.raws: dict[int, bytes] = {}  # line -> the record as it is in the file
+        self.block = None  # the reading.Block being written: the records as they are in the file
+        self.raws: dict[int, bytes] = {}  # line -> the record as it is in the file, of rejected rows
         self.errors: list[RowError] = []
 
     def reject(self, line: int, raw: bytes, column: str | None, reason: str) -> None:
         self.errors.append(RowError(line, column, reason))
         self.raws[line] = raw
+
+    def raw(self, line: int) -> bytes:
+        found = self.raws.get(line)
+        return self.block.raw(line) if found is None else found
+
     def end_transaction(self, exc: BaseException | None = None) -> None:
         """Commit the open transaction; roll it back on an error or in a dry run."""
         tx, self.tx = self.tx, None
@@ -127,12 +144,9 @@ class Writer:
             self.on_progress(self.f.tell(), result.rows)
 
     def derive_keys(self) -> None:
-        """``import:<content hash>:<occurrence of that content so far in the file>``."""
-        if self.occurrences is None:
-            self.occurrences = Occurrences()
-        rows = self.derived
-        counts = self.occurrences.take([int.from_bytes(r[6][:8], "little", signed=True) for r in rows])
-        rows[:] = [(*r[:6], f"{DERIVED_PREFIX}{r[6].hex()}:{k}") for r, k in zip(rows, counts)]
+        """Each derived row's first try, ``import:<content hash>:0`` (the rows are in file order)."""
+        ids, users, features, amounts, stamps, recorded, digests = zip(*self.derived)
+        self.derived[:] = zip(ids, users, features, amounts, stamps, recorded, map(_KEY, map(bytes.hex, digests)))
 
     def write(self) -> None:
         explicit, derived = self.explicit, self.derived
@@ -145,7 +159,7 @@ class Writer:
                 taken = events.keys_of_other_operations(self.ledger, explicit)
                 for r in explicit:
                     if r[0] in taken:
-                        self.reject(_line(r[0]), self.raws[_line(r[0])], "id",
+                        self.reject(_line(r[0]), self.raw(_line(r[0])), "id",
                                     f"idempotency key {r[6]!r} was already used by {r[1]!r} for another operation")
                 explicit = [r for r in explicit if r[0] not in taken]
         n_explicit, known_explicit = len(explicit), 0
@@ -156,23 +170,45 @@ class Writer:
             duplicates += same
             known_explicit += len(known)
             explicit = [r for r in explicit if r[0] not in known]
+        n_derived, known_derived = len(derived), 0
+        if self.derived_first and derived:
+            # most derived keys were taken in the last batch (a re-run): look them up first
+            derived, again, same = self._claim(derived)
+            duplicates += same
+            known_derived += same
+            derived += again
+        inserted = 0
+        derived_ids: set[str] | None = None
         rows = explicit + derived if derived else explicit
-        rows.sort(key=_user_of)  # the ledger's indexes start with user_id: fewer pages touched
-        inserted = events.insert_imported(self.ledger, rows)
-        skipped = len(rows) - inserted
-        if skipped and explicit:
-            # which rows with ids were skipped? (their ids are ordered by line) and do they match?
-            low, high = min(r[0] for r in explicit), max(r[0] for r in explicit)
-            new = events.ids_between(self.ledger, low, high)
-            again = [r for r in explicit if r[0] not in new]
-            if again:
+        while rows:
+            rows.sort(key=_user_of)  # the ledger's indexes start with user_id: fewer pages touched
+            done = events.insert_imported(self.ledger, rows)
+            inserted += done
+            if done == len(rows):
+                break
+            # which rows were skipped? (the batch's event ids are this run's, ordered by line)
+            new = events.ids_between(self.ledger, min(r[0] for r in rows), max(r[0] for r in rows))
+            skipped = [r for r in rows if r[0] not in new]
+            if derived_ids is None:
+                derived_ids = {r[0] for r in self.derived}
+            again = [r for r in skipped if r[0] not in derived_ids]
+            if again:  # rows with ids (first turn only): are they the same event?
                 known, same = self._known(again)
-                skipped -= len(known) - same  # the rejected ones are not duplicates
+                duplicates += same
                 known_explicit += len(again)
+            skipped = [r for r in skipped if r[0] in derived_ids]
+            rows = []
+            if skipped:  # derived keys taken: duplicates, or the next occurrence number
+                free, bumped, same = self._claim(skipped)
+                duplicates += same
+                known_derived += same
+                rows = free + bumped
         if n_explicit:
             self.check_first = known_explicit * 2 > n_explicit
+        if n_derived:
+            self.derived_first = known_derived * 2 > n_derived
         self.result.imported += inserted
-        self.result.duplicates += duplicates + skipped
+        self.result.duplicates += duplicates
 
     def _known(self, rows: list[tuple]) -> tuple[set[str], int]:
         """The event ids of ``rows`` whose key is in the ledger already, and how many of them
@@ -192,13 +228,41 @@ class Writer:
                 if not same_event(feature, amount, ts, r[2], r[3], None if event_id in self.untimed else r[4]):
                     rejected += 1
                     line = _line(event_id)
-                    self.reject(line, self.raws[line], "id", str(key_reused(r[6], r[1], amount, feature, ts)))
+                    self.reject(line, self.raw(line), "id", str(key_reused(r[6], r[1], amount, feature, ts)))
         known = {r[0] for r in rows if r[0] not in new} if new else {r[0] for r in rows}
         return known, len(known) - rejected
 
+    def _claim(self, rows: list[tuple]) -> tuple[list[tuple], list[tuple], int]:
+        """Derived rows whose key may be taken: (the rows whose key is free, the rows to write
+        with the next occurrence number, how many are duplicates). A taken key is this run's
+        when this run wrote it or met it already (an earlier identical row of the file): the row
+        takes the next number. Otherwise the row is a duplicate of an earlier run's, now met."""
+        rows.sort()  # file order (the event ids hold the line): the earlier identical row first
+        holders = {event_id: (seq, holder) for event_id, seq, holder in events.key_holders(self.ledger, rows)}
+        free, bumped, same = [], [], 0
+        claimed: set[str] = set()
+        prefix, met = self.run_prefix, self.met
+        for r in rows:
+            found = holders.get(r[0])
+            if found is None:
+                free.append(r)
+                continue
+            seq, holder = found
+            key = r[6]
+            i, bit = seq >> 3, 1 << (seq & 7)
+            if i >= len(met):
+                met.extend(bytes(max(i + 1 - len(met), len(met))))  # doubles: few copies
+            if holder.startswith(prefix) or met[i] & bit or key in claimed:
+                base, n = key.rsplit(":", 1)
+                bumped.append((*r[:6], f"{base}:{int(n) + 1}"))
+            else:
+                met[i] |= bit
+                claimed.add(key)
+                same += 1
+        return free, bumped, same
+
     def close(self) -> None:
-        if self.occurrences is not None:
-            self.occurrences.close()
+        self.met = bytearray()
 
 
 def _line(event_id: str) -> int:

@@ -2,8 +2,7 @@
 transactions), ``migrations``, and one module per table family: ``events`` (usage events),
 ``balances`` (credit and wallet journals, renewals, allocations left, grant lots, wallet
 remainders), ``accounts`` (customers, subscriptions, test-clock times), ``idempotency``
-(operation keys), ``occurrences`` (the importer's scratch counts). A second storage engine
-replaces this package."""
+(operation keys). A second storage engine replaces this package."""
 
 from .db import Ledger, open_ledger
 

@@ -1,8 +1,9 @@
 """The ledger's self-checks, for ``usagebill doctor``: SQLite's own integrity check (on a SQLite
 ledger), then the
 invariants the ledger keeps (every journal row's balance follows from the one before it, a
-credit balance is its allocation part plus its granted lots, and no usage event is both
-pending and part of a delivered batch). Each check yields findings, one line each."""
+credit balance is its allocation part plus its granted lots, no usage event is both
+pending and part of a delivered batch, and the usage totals are their events' sums). Each
+check yields findings, one line each."""
 
 from __future__ import annotations
 
@@ -80,10 +81,13 @@ def outbox(ledger: Ledger) -> Iterator[str]:
          "SELECT d.event_id FROM event_delivery d LEFT JOIN usage_events e ON e.id = d.event_id WHERE e.id IS NULL"),
         ("delivery record(s) in an unknown state",
          "SELECT event_id FROM event_delivery WHERE status NOT IN "
-         f"({', '.join(repr(x) for x in (states.SENDING, states.BATCHED, states.DELIVERED, states.FAILED, states.LATE, states.INVOICED))})"),
+         f"({', '.join(repr(x) for x in (states.QUEUED, states.SENDING, states.BATCHED, states.DELIVERED, states.FAILED, states.LATE, states.INVOICED))})"),
         ("usage event(s) billed as late usage by an invoice item the ledger does not have",
          f"SELECT d.event_id FROM event_delivery d LEFT JOIN late_items l ON l.id = d.late_item_id "
          f"WHERE d.status IN ('{states.LATE}', '{states.INVOICED}') AND l.id IS NULL"),
+        ("usage event(s) below the delivery watermark without a delivery row (no push would send them)",
+         f"SELECT e.id FROM usage_events e WHERE e.seq < (SELECT CAST(value AS INTEGER) FROM settings WHERE key = "
+         f"'{states.WATERMARK}') AND NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)"),
         ("coalesced batch(es) whose amount is not the sum of their events",
          "SELECT b.id FROM delivery_batches b LEFT JOIN event_delivery d ON d.batch_id = b.id "
          f"LEFT JOIN usage_events e ON e.id = d.event_id WHERE b.status != '{states.DISSOLVED}' "
@@ -96,7 +100,30 @@ def outbox(ledger: Ledger) -> Iterator[str]:
             yield f"{len(ids)} {what}: {shown}"
 
 
-CHECKS = (integrity, journals, credit_parts, outbox)
+def usage_totals(ledger: Ledger) -> Iterator[str]:
+    """The hourly and daily usage totals (``ledger.totals``) are their events' sums: summary
+    and top read them, so a total off by a unit would be an estimate off by its price."""
+    for span, name in ((3600, "hour"), (86400, "day")):
+        bucket = f"timestamp - timestamp % {span}"
+        sums = (f"SELECT user_id, feature, {bucket} AS since, SUM(amount) AS units, COUNT(*) AS n "
+                f"FROM usage_events GROUP BY user_id, feature, {bucket}")
+        rows = ledger.all(
+            f"SELECT e.user_id, e.feature, e.since, e.units, e.n, t.units AS t_units, t.events AS t_n FROM ({sums}) e "
+            f"LEFT JOIN usage_totals t ON t.user_id = e.user_id AND t.feature = e.feature AND t.span = {span} "
+            "AND t.since = e.since WHERE t.units IS NULL OR t.units <> e.units OR t.events <> e.n "
+            "UNION ALL "
+            "SELECT t.user_id, t.feature, t.since, 0, 0, t.units, t.events FROM usage_totals t "
+            f"WHERE t.span = {span} AND NOT EXISTS (SELECT 1 FROM usage_events e WHERE e.user_id = t.user_id "
+            f"AND e.feature = t.feature AND e.timestamp >= t.since AND e.timestamp < t.since + {span})"
+        )
+        for r in rows[:MAX_PER_CHECK]:
+            yield (f"usage totals of {r['user_id']} ({r['feature']}), the {name} from {r['since']}: "
+                   f"{r['t_units'] or 0} units in {r['t_n'] or 0} events, but its events are {r['units']} in {r['n']}")
+        if len(rows) > MAX_PER_CHECK:
+            yield f"usage totals: {len(rows) - MAX_PER_CHECK} more {name}s that are not their events' sums"
+
+
+CHECKS = (integrity, journals, credit_parts, outbox, usage_totals)
 
 
 def run(ledger: Ledger) -> list[str]:

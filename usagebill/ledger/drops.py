@@ -20,7 +20,7 @@ def _get(ledger: Ledger, key: str):
 
 
 def _set(ledger: Ledger, key: str, value) -> None:
-    with ledger.transaction() as db:
+    with ledger.transaction(rows_only=True) as db:
         db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                    (key, json.dumps(value)))
 
@@ -46,19 +46,26 @@ def streamed_at(ledger: Ledger) -> int | None:
 def mark_dropped(ledger: Ledger, reasons: dict[str, str]) -> dict[str, int]:
     """Mark failed what each identifier stands for (a usage event sent on its own, or a
     coalesced batch and its events), with Stripe's reason. Returns identifier -> usage events
-    newly marked (0: not ours, or already failed)."""
+    newly marked (0: not ours, or already failed). The delivered and invoiced totals lose what
+    they counted of them."""
     now = int(time.time())
     marked: dict[str, int] = {}
-    with ledger.transaction() as db:
+    seq = "seq = COALESCE(seq, (SELECT e.seq FROM usage_events e WHERE e.id = event_delivery.event_id))"
+    with ledger.transaction(rows_only=True) as db:
         for identifier, reason in reasons.items():
             if db.execute("SELECT 1 FROM delivery_batches WHERE id = ?", (identifier,)).fetchone():
-                db.execute("UPDATE delivery_batches SET status = 'failed', updated_at = ? WHERE id = ?", (now, identifier))
-                cur = db.execute(
-                    "UPDATE event_delivery SET status = 'failed', last_error = ?, updated_at = ? "
-                    "WHERE batch_id = ? AND status != 'failed'", (reason, now, identifier))
+                db.execute("UPDATE delivery_batches SET status = 'failed', updated_at = ?, claimed_until = NULL, "
+                           "claimed_by = NULL WHERE id = ?", (now, identifier))
+                which, args = "batch_id = ?", [identifier]
             else:
-                cur = db.execute(
-                    "UPDATE event_delivery SET status = 'failed', last_error = ?, updated_at = ? "
-                    "WHERE event_id = ? AND batch_id IS NULL AND status != 'failed'", (reason, now, identifier))
+                which, args = "event_id = ? AND batch_id IS NULL", [identifier]
+            was = {r[0]: int(r[1]) for r in db.all(
+                f"SELECT status, COUNT(*) FROM event_delivery WHERE {which} AND status != 'failed' GROUP BY status", args)}
+            cur = db.execute(
+                f"UPDATE event_delivery SET status = 'failed', last_error = ?, updated_at = ?, claimed_until = NULL, "
+                f"claimed_by = NULL, {seq} WHERE {which} AND status != 'failed'", [reason, now, *args])
+            for status in ("delivered", "invoiced"):
+                if was.get(status):
+                    db.execute("UPDATE delivery_totals SET events = events - ? WHERE status = ?", (was[status], status))
             marked[identifier] = cur.rowcount
     return marked

@@ -4,6 +4,7 @@ recorded usage), including the importer's set-based writes and look-ups."""
 from __future__ import annotations
 
 
+from . import totals
 from .db import Ledger, Row
 
 # sources of an event
@@ -19,7 +20,9 @@ def insert_event(
     ledger: Ledger, event_id: str, user_id: str, feature: str, amount: int, timestamp: int, recorded_at: int,
     idempotency_key: str | None, source: str,
 ) -> None:
-    ledger.execute(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
+    with ledger.transaction():  # the caller's (record, charge): the event and its totals at once
+        ledger.execute(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
+        totals.add(ledger, [(user_id, feature, timestamp, amount)])
 
 
 def event_by_key(ledger: Ledger, user_id: str, idempotency_key: str) -> Row | None:
@@ -33,13 +36,10 @@ def key_used(ledger: Ledger, user_id: str, idempotency_key: str) -> bool:
 
 
 def usage_total(ledger: Ledger, user_id: str, feature: str, start: int, end: int) -> tuple[int, int]:
-    """(sum of amounts, number of events) of a feature with start <= timestamp < end."""
-    row = ledger.one(
-        "SELECT COALESCE(SUM(amount), 0) AS total, COUNT(*) AS n FROM usage_events "
-        "WHERE user_id = ? AND feature = ? AND timestamp >= ? AND timestamp < ?",
-        (user_id, feature, start, end),
-    )
-    return int(row["total"]), int(row["n"])
+    """(sum of amounts, number of events) of a feature with start <= timestamp < end: from the
+    hourly and daily totals, and the events of the window's ends (``ledger.totals``), so it
+    costs the same whatever the number of events."""
+    return totals.window(ledger, user_id, feature, start, end)
 
 
 def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -> list[Row]:
@@ -51,31 +51,64 @@ def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -
     return ledger.all(sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)])
 
 
-# -- the importer's set-based statements (inside its transaction) ------------------------------
-# rows are INSERT parameters: (id, user_id, feature, amount, timestamp, recorded_at, key)
+# -- the importer's set-based statements ------------------------------------------------------
+# All of them run inside the importer's open transaction (``ledger.transaction()``, spanning
+# batches of up to COMMIT_ROWS rows), so what one statement wrote the next one sees, and other
+# writers wait. Rows are INSERT parameters, 7-tuples:
+#     (event id, user_id, feature, amount, timestamp, recorded_at, idempotency key)
+# The event ids of one run share a prefix and end with the row's line number in 12 hex digits,
+# so a batch's ids are ordered by line and no other writer's id falls between them.
+# A backend may implement each one its own way (PostgreSQL: COPY into a temporary staging table,
+# then INSERT ... SELECT ... ON CONFLICT DO NOTHING, or a join); what goes in and what comes back
+# is the contract.
 
 def insert_imported(ledger: Ledger, rows: list[tuple]) -> int:
     """Insert the rows whose (user_id, key) is new; returns how many were inserted."""
-    return ledger.executemany(
-        "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
-        f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}') ON CONFLICT DO NOTHING",
-        rows,
-    )
+    with ledger.transaction():  # the importer's: the events and their totals at once
+        inserted = ledger.executemany(
+            "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
+            f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}') ON CONFLICT DO NOTHING",
+            rows,
+        )
+        count_inserted(ledger, rows, inserted)
+    return inserted
+
+
+def count_inserted(ledger: Ledger, rows: list[tuple], inserted: int) -> None:
+    """Add to the usage totals those of ``rows`` (INSERT parameters, each with a new event id)
+    that an ``INSERT ... ON CONFLICT DO NOTHING`` inserted: all when it changed as many rows,
+    else those whose id is in the ledger now."""
+    if inserted == len(rows):
+        new = rows
+    elif not inserted:
+        return
+    else:
+        have: set[str] = set()
+        for i in range(0, len(rows), 500):
+            ids = [r[0] for r in rows[i:i + 500]]
+            have.update(x for (x,) in ledger.all(
+                f"SELECT id FROM usage_events WHERE id IN ({','.join('?' * len(ids))})", ids))
+        new = [r for r in rows if r[0] in have]
+    totals.add(ledger, ((r[1], r[2], r[4], r[3]) for r in new))
 
 
 def ids_between(ledger: Ledger, low: str, high: str) -> set[str]:
+    """The ids of the events with low <= id <= high: after insert_imported, the batch's rows
+    that were inserted (an index range of this run's ids, not a look-up per row)."""
     return {i for (i,) in ledger.execute("SELECT id FROM usage_events WHERE id BETWEEN ? AND ?", (low, high))}
 
 
 def keys_of_other_operations(ledger: Ledger, rows: list[tuple]) -> set[str]:
-    """Event ids of ``rows`` whose key names a write other than usage (a charge, a grant...)."""
+    """Event ids of ``rows`` whose (user_id, key) names a write other than usage (a charge,
+    a grant...: ``idempotency_keys``)."""
     return {i for (i,) in _staged(ledger, rows, "SELECT c.id FROM import_rows c JOIN idempotency_keys k "
                                                "ON k.user_id = c.user_id AND k.key = c.key")}
 
 
 def new_or_differing(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
-    """(event id, feature, amount, timestamp) of the rows whose key is new (feature None) or
-    names an event with other content: SQLite returns only those, so a re-import moves little."""
+    """(event id, feature, amount, timestamp) of the rows whose (user_id, key) is new (feature
+    None) or names an event with other content; rows naming the same content are left out, so
+    a re-import moves little data. One indexed look-up per row."""
     return _staged(
         ledger,
         rows,
@@ -85,11 +118,23 @@ def new_or_differing(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
     )
 
 
+def key_holders(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
+    """(event id of the row, seq and id of the event holding its (user_id, key)) for each of
+    ``rows`` whose key is taken; rows whose key is free are left out. One indexed look-up per
+    row (the importer's derived keys: whose is a taken ``import:<hash>:<n>``?)."""
+    return _staged(
+        ledger,
+        rows,
+        "SELECT c.id, e.seq, e.id FROM import_rows c "
+        "JOIN usage_events e ON e.user_id = c.user_id AND e.idempotency_key = c.key",
+    )
+
+
 def _staged(ledger: Ledger, rows: list[tuple], sql: str) -> list[tuple]:
-    """Run ``sql`` over ``rows`` put in the temporary table import_rows."""
+    """Run ``sql`` over ``rows`` put in the temporary table import_rows (emptied after)."""
     ledger.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount INTEGER, "
-        "timestamp INTEGER, recorded_at INTEGER, key TEXT)"
+        "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount BIGINT, "
+        "timestamp BIGINT, recorded_at BIGINT, key TEXT)"
     )
     ledger.executemany("INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     try:

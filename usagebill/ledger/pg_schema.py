@@ -256,7 +256,52 @@ M009_SENDING_INDEX = (
     "CREATE INDEX event_delivery_sending ON event_delivery (first_sent_at) WHERE status = 'sending';\n"
 )
 
+M010_OUTBOX_INDEX_AND_LEASES = """ALTER TABLE event_delivery ADD COLUMN seq BIGINT;
+ALTER TABLE event_delivery ADD COLUMN claimed_until BIGINT;
+ALTER TABLE event_delivery ADD COLUMN claimed_by TEXT COLLATE "C";
+ALTER TABLE delivery_batches ADD COLUMN claimed_until BIGINT;
+ALTER TABLE delivery_batches ADD COLUMN claimed_by TEXT COLLATE "C";
+ALTER TABLE late_items ADD COLUMN claimed_until BIGINT;
+ALTER TABLE late_items ADD COLUMN claimed_by TEXT COLLATE "C";
+UPDATE event_delivery SET seq = (SELECT e.seq FROM usage_events e WHERE e.id = event_delivery.event_id)
+    WHERE status NOT IN ('delivered', 'invoiced');
+CREATE INDEX event_delivery_open ON event_delivery (seq) WHERE status IN ('queued', 'sending', 'batched', 'late');
+CREATE INDEX event_delivery_failed ON event_delivery (seq) WHERE status = 'failed';
+DROP INDEX event_delivery_sending;
+DROP INDEX event_delivery_by_batch;
+CREATE INDEX event_delivery_by_batch ON event_delivery (batch_id) WHERE batch_id IS NOT NULL;
+DROP INDEX event_delivery_by_late_item;
+CREATE INDEX event_delivery_by_late_item ON event_delivery (late_item_id) WHERE late_item_id IS NOT NULL;
+CREATE INDEX delivery_batches_pending ON delivery_batches (created_at, id) WHERE status = 'pending';
+CREATE TABLE delivery_totals (status TEXT COLLATE "C" PRIMARY KEY, events BIGINT NOT NULL);
+INSERT INTO delivery_totals (status, events) SELECT s.status, (SELECT COUNT(*) FROM event_delivery d
+    WHERE d.status = s.status) FROM (SELECT 'delivered' AS status UNION ALL SELECT 'invoiced') s;
+INSERT INTO settings (key, value) SELECT 'outbox_watermark', CAST(COALESCE(
+    (SELECT MIN(e.seq) FROM usage_events e WHERE NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)),
+    (SELECT COALESCE(MAX(seq), 0) + 1 FROM usage_events)) AS TEXT);
+"""
+
+M011_USAGE_TOTALS = """CREATE TABLE usage_totals (
+    user_id TEXT COLLATE "C" NOT NULL,
+    feature TEXT COLLATE "C" NOT NULL,
+    span BIGINT NOT NULL,
+    since BIGINT NOT NULL,
+    units BIGINT NOT NULL,
+    events BIGINT NOT NULL,
+    PRIMARY KEY (user_id, feature, span, since)
+);
+INSERT INTO usage_totals (user_id, feature, span, since, units, events)
+SELECT user_id, feature, 3600, timestamp - timestamp % 3600, SUM(amount), COUNT(*)
+FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % 3600;
+INSERT INTO usage_totals (user_id, feature, span, since, units, events)
+SELECT user_id, feature, 86400, timestamp - timestamp % 86400, SUM(amount), COUNT(*)
+FROM usage_events GROUP BY user_id, feature, timestamp - timestamp % 86400;
+"""
+
 # (name, DDL) in the order of migrations.MIGRATIONS; the name is its SQLite twin's
+M012_SUBSCRIPTIONS_BY_USER = "CREATE INDEX subscriptions_by_user ON subscriptions (user_id, id);\n"
+
+
 PG_MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_stripe", M002_STRIPE),
@@ -268,6 +313,9 @@ PG_MIGRATIONS: list[tuple[str, str]] = [
     ("m007_first_sent", M007_FIRST_SENT),
     ("m008_usage_amount_in_time_index", M008_USAGE_AMOUNT_IN_TIME_INDEX),
     ("m009_sending_index", M009_SENDING_INDEX),
+    ("m010_outbox_index_and_leases", M010_OUTBOX_INDEX_AND_LEASES),
+    ("m011_usage_totals", M011_USAGE_TOTALS),
+    ("m012_subscriptions_by_user", M012_SUBSCRIPTIONS_BY_USER),
 ]
 
 _MIGRATIONS_TABLE = 'CREATE TABLE IF NOT EXISTS _migrations (name TEXT COLLATE "C" PRIMARY KEY, applied_at BIGINT)'
