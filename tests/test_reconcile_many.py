@@ -60,8 +60,9 @@ def world(app):
     app.usage.record("bob", "api_calls", 2, push=False)
     refused = app.usage.record("dave", "api_calls", 2, push=False).id
     with app.ledger.transaction() as db:  # Stripe refused it (as a meter with an error would)
-        db.execute("INSERT INTO event_delivery (event_id, status, attempts, last_error, updated_at) "
-                   "VALUES (?, 'failed', 1, 'refused', 0)", (refused,))
+        db.execute("INSERT INTO event_delivery (event_id, seq, status, attempts, last_error, updated_at) "
+                   "SELECT id, seq, 'failed', 1, 'refused', 0 FROM usage_events WHERE id = ? ON CONFLICT (event_id) "
+                   "DO UPDATE SET status = 'failed', last_error = 'refused'", (refused,))
     return app
 
 
