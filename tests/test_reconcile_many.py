@@ -60,8 +60,9 @@ def world(app):
     app.usage.record("bob", "api_calls", 2, push=False)
     refused = app.usage.record("dave", "api_calls", 2, push=False).id
     with app.ledger.transaction() as db:  # Stripe refused it (as a meter with an error would)
-        db.execute("INSERT INTO event_delivery (event_id, status, attempts, last_error, updated_at) "
-                   "VALUES (?, 'failed', 1, 'refused', 0)", (refused,))
+        db.execute("INSERT INTO event_delivery (event_id, seq, status, attempts, last_error, updated_at) "
+                   "SELECT id, seq, 'failed', 1, 'refused', 0 FROM usage_events WHERE id = ? ON CONFLICT (event_id) "
+                   "DO UPDATE SET status = 'failed', last_error = 'refused'", (refused,))
     return app
 
 
@@ -127,8 +128,10 @@ def test_429s_pause_the_pool_and_change_nothing(world, monkeypatch):
     conn = world.connection
     expected = key(reconcile(world, conn))
     monkeypatch.setattr(meter_errors, "absorb", lambda ledger, conn: meter_errors.Absorbed())
-    # half the requests answered 429 (the SDK retries those itself 3 times first, then the pool)
-    conn.sandbox.faults = FaultInjector(FaultConfig(rate_429=0.5, seed=5))
+    # most requests answered 429: the SDK retries those itself 3 times first (the sandbox says
+    # they may be), then the pool pauses and tries again (30 rounds here: never giving up)
+    monkeypatch.setattr(rec, "RetryPolicy", lambda **kwargs: RetryPolicy(rounds=30, base_delay=0.0))
+    conn.sandbox.faults = FaultInjector(FaultConfig(rate_429=0.8, seed=5))
     r = reconcile(world, conn, workers=4)
     assert key(r) == expected and r.throttled > 0
 

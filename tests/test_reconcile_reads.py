@@ -13,9 +13,9 @@ from usagebill.ledger.db import open_ledger
 
 USERS, FEATURES = ("u1", "u2"), ("api_calls", "ai_tokens")
 # an event's delivery row: none (never sent), or (status, in a delivered batch?)
-STATES = [None, ("sending", False), ("batched", False), ("late", False), ("delivered", False),
+STATES = [None, ("queued", False), ("sending", False), ("batched", False), ("late", False), ("delivered", False),
           ("delivered", True), ("failed", False), ("invoiced", False)]
-PENDING = {None, "sending", "batched", "late"}
+PENDING = {None, "queued", "sending", "batched", "late"}
 
 events = st.lists(st.tuples(st.sampled_from(USERS), st.sampled_from(FEATURES), st.integers(1, 9),
                             st.integers(0, 599), st.sampled_from(STATES), st.integers(0, 100)), max_size=40)
