@@ -96,10 +96,12 @@ def test_usage_written_behind_the_totals_is_found(runner, busy, config_path):
 
 
 def test_a_mapped_price_archived_in_stripe_is_found(runner, busy):
-    conn = raw(busy)
-    (price_id,) = conn.execute("SELECT stripe_id FROM stripe_objects WHERE key LIKE 'price:plan:pro:%'").fetchone()
-    conn.close()
     from usagebill.gateway.client import connect
+    from usagebill.ledger.db import open_ledger
+
+    ledger = open_ledger(str(busy))  # the backend of this pass
+    (price_id,) = ledger.one("SELECT stripe_id FROM stripe_objects WHERE key LIKE 'price:plan:pro:%'")
+    ledger.close()
 
     c = connect(ledger_path=busy)
     c.client.v1.prices.update(price_id, params={"active": False})

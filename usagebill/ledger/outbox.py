@@ -423,13 +423,15 @@ def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str]) ->
                 known.update(r[0] for r in db.all(f"SELECT event_id FROM event_delivery WHERE event_id IN ({_marks(chunk)})",
                                                   chunk))
             seq = "(SELECT e.seq FROM usage_events e WHERE e.id = ?)"
+            # ON CONFLICT: another push may write its verdict between the read and these
             n += db.executemany(
-                f"INSERT INTO event_delivery (event_id, seq, status, attempts, updated_at) VALUES (?, {seq}, '{DELIVERED}', 1, ?)",
+                f"INSERT INTO event_delivery (event_id, seq, status, attempts, updated_at) VALUES (?, {seq}, '{DELIVERED}', 1, ?) "
+                "ON CONFLICT (event_id) DO NOTHING",
                 [(i, i, now) for i in delivered if i not in known],
             )
             db.executemany(
                 f"INSERT INTO event_delivery (event_id, seq, status, attempts, last_error, updated_at) "
-                f"VALUES (?, {seq}, '{FAILED}', 1, ?, ?)",
+                f"VALUES (?, {seq}, '{FAILED}', 1, ?, ?) ON CONFLICT (event_id) DO NOTHING",
                 [(i, i, reason, now) for i, reason in failed.items() if i not in known],
             )
         _add_totals(db, DELIVERED, n)
@@ -463,8 +465,27 @@ def coalesce(
                 groups.setdefault(key, []).append(row)
         batches = []
         for members in groups.values():
+            batch_id = "ubb_" + uuid.uuid4().hex
+            # the links first: an event another push linked or claimed since it was read (on
+            # PostgreSQL a never-sent event is read without a delivery row to lock) stays
+            # theirs, and the batch is made of the events this push linked
+            linked = db.executemany(
+                f"INSERT INTO event_delivery (event_id, seq, status, attempts, batch_id, updated_at) "
+                f"VALUES (?, ?, '{BATCHED}', 0, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+                [(r["id"], r["seq"], batch_id, now) for r in members if r["state"] is None],
+            )
+            linked += db.executemany(
+                f"UPDATE event_delivery SET status = '{BATCHED}', batch_id = ?, updated_at = ? "
+                f"WHERE event_id = ? AND status = '{QUEUED}'",
+                [(batch_id, now, r["id"]) for r in members if r["state"] is not None],
+            )
+            if linked != len(members):
+                mine = {r[0] for r in db.all("SELECT event_id FROM event_delivery WHERE batch_id = ?", (batch_id,))}
+                members = [r for r in members if r["id"] in mine]
+                if not members:
+                    continue
             batch = Batch(
-                id="ubb_" + uuid.uuid4().hex,
+                id=batch_id,
                 user_id=members[0]["user_id"],
                 feature=members[0]["feature"],
                 amount=sum(r["amount"] for r in members),
@@ -478,15 +499,6 @@ def coalesce(
                 "INSERT INTO delivery_batches (id, user_id, feature, amount, timestamp, status, created_at, updated_at, "
                 f"claimed_until, claimed_by) VALUES (?, ?, ?, ?, ?, '{BATCH_PENDING}', ?, ?, ?, ?)",
                 (batch.id, batch.user_id, batch.feature, batch.amount, batch.timestamp, now, now, until, by),
-            )
-            db.executemany(
-                f"INSERT INTO event_delivery (event_id, seq, status, attempts, batch_id, updated_at) VALUES (?, ?, '{BATCHED}', 0, ?, ?)",
-                [(r["id"], r["seq"], batch.id, now) for r in members if r["state"] is None],
-            )
-            db.executemany(
-                f"UPDATE event_delivery SET status = '{BATCHED}', batch_id = ?, updated_at = ? "
-                f"WHERE event_id = ? AND status = '{QUEUED}'",
-                [(batch.id, now, r["id"]) for r in members if r["state"] is not None],
             )
             batches.append(Batch(**{**batch.__dict__, "cursor": (now, batch.id)}))
     return batches, (rows[-1]["seq"] if rows else 0)
