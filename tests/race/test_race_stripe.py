@@ -66,9 +66,6 @@ def billing_on(config_path, target, sandbox):
     b.close()
 
 
-@pytest.mark.xfail(strict=False, reason="on main, subscribe's Stripe idempotency key counts the ledger's "
-                                        "subscriptions: a process that reads the count after another wrote its "
-                                        "subscription makes a second Stripe subscription (billed twice)")
 def test_eight_processes_adding_and_subscribing_one_customer_make_one_of_each(race, config_path, target, sandbox,
                                                                             billing_on):
     b, conn = billing_on
@@ -160,10 +157,6 @@ def test_push_workers_killed_at_random_moments_still_deliver_each_event_once(con
                                                                              billing_on, backend, request):
     """Runs of four ``usagebill push`` processes at once, on a sandbox failing often, some of
     them killed at random moments, new usage arriving between runs; then push to the end."""
-    if backend == "postgres":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=(
-            "on main (8cac2f7) a push on PostgreSQL racing others may exit 1: duplicate key value violates "
-            "unique constraint event_delivery_pkey")))
     from usagebill.ledger import open_ledger
     from usagebill.sandbox.faults import FaultConfig, FaultInjector
 

@@ -141,6 +141,12 @@ def subscribe(
     customer = billing.customers.get(user_id)
     if customer.removed_at is not None:
         raise UsagebillError(f"customer {user_id!r} was removed: it cannot be subscribed again")
+    # Stripe's idempotency key numbers this customer's subscriptions as the ledger counted
+    # them before this call looked for a live one: racing calls that all found none share a
+    # key, so Stripe makes one subscription for them (counted later, a racer that read "none"
+    # before another's ledger write would count it and make a second one). Counted before
+    # ``current`` is read: a subscription written between the two reads is then seen as live.
+    attempt = _attempt(billing, user_id)
     current = billing.subscriptions.get(user_id)
     if current is not None and current.stripe_subscription_id:
         # same plan: nothing to do; another plan: the ledger explains
@@ -184,8 +190,8 @@ def subscribe(
             remote = subs.create(
                 params=params,
                 # stable across retries of this attempt (a crash before the ledger write), new
-                # for the next subscription (after a cancel): counts the ledger's subscriptions
-                options={"idempotency_key": f"usagebill-subscribe-{user_id}-{customer.created_at}-{_attempt(billing, user_id)}"},
+                # for the next subscription (after a cancel)
+                options={"idempotency_key": f"usagebill-subscribe-{user_id}-{customer.created_at}-{attempt}"},
             )
         item = remote["items"].data[0]
         period = (item.current_period_start, item.current_period_end)
