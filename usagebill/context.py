@@ -115,6 +115,17 @@ class Context:
                 frozen = accounts.clock_time(self.ledger, user_id)
         return int(frozen)
 
+    def next_expiry(self, user_id: str) -> int | None:
+        """When the customer's first granted lot with credits left expires (None: none does)."""
+        row = self._snapshot(user_id)
+        return None if row is None else row["next_expiry"]
+
+    def renewed(self, user_id: str) -> dict[str, int]:
+        """Each allocation target's latest renewed period start."""
+        row = self._snapshot(user_id)
+        text = None if row is None else row["renewed"]
+        return {t: int(since) for t, since in (p.rsplit("=", 1) for p in text.split(","))} if text else {}
+
     def subscription(self, user_id: str) -> Subscription | None:
         row = self._snapshot(user_id)
         if row is None or row["s_id"] is None:

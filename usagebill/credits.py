@@ -146,6 +146,7 @@ class Credits:
             if done is not None:
                 return ConsumeResult(**{**done, "replayed": True})
             now = ctx.now_for(user_id)
+            journal.read_feature(ctx.ledger, user_id, key, allocations.credits_target(key))  # one read for both
             bal = balances.balance(ctx.ledger, TABLE, user_id, key)
             bought = 0
             if bal < amount and feature.auto_top_up:

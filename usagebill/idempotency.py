@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from .errors import IdempotencyError
-from .ledger import Ledger, events
+from .ledger import Ledger
 from .ledger import idempotency as keys
 
 
@@ -19,9 +19,9 @@ def replay(ledger: Ledger, user_id: str, key: str | None, operation: str, reques
     """The stored response for this key, or None when the key is new."""
     if key is None:
         return None
-    row = keys.get_key(ledger, user_id, key)
+    row, usage = keys.get_key_or_usage(ledger, user_id, key)
     if row is None:
-        if events.key_used(ledger, user_id, key):
+        if usage:
             raise IdempotencyError(f"idempotency key {key!r} was already used by {user_id!r} to record usage")
         return None
     if row["operation"] != operation:

@@ -62,16 +62,22 @@ def refresh(ctx: Context, user_id: str) -> None:
     """Apply what is due for the customer: expiries, then every period's allocations."""
     ledger = ctx.ledger
     now = ctx.now_for(user_id)
-    expiring = journal.grants_due_to_expire(ledger, user_id, now)
+    # both from the customer's snapshot, read once (usagebill.context): no statement of its own
+    next_expiry = ctx.next_expiry(user_id)
+    expiring = next_expiry is not None and next_expiry <= now
     sub = ctx.subscription(user_id)
     wanted = list(targets(sub)) if sub is not None else []
     if wanted:
-        done = journal.renewed_targets(ledger, user_id, sub.period(now)[0])
-        wanted = [t for t in wanted if t.name not in done]  # periods are applied in order
+        # renewed for this period when its latest renewal is this period's (periods are applied
+        # in order); a latest renewal after this period's start (a re-subscription with another
+        # anchor) is looked at closely below, as a renewal not yet applied would be
+        start, latest = sub.period(now)[0], ctx.renewed(user_id)
+        wanted = [t for t in wanted if latest.get(t.name) != start]
     if not expiring and not wanted:
         return  # the common case: a read, no write transaction
     with ledger.transaction(user_id):
-        expire_grants(ctx, user_id, now)
+        if expiring:
+            expire_grants(ctx, user_id, now)
         for t in wanted:
             last = journal.last_renewal_start(ledger, user_id, t.name, sub.id)
             for period, first in periods_due(sub, last, now):

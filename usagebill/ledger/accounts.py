@@ -34,7 +34,13 @@ _SNAPSHOT = (
     " ORDER BY p.period_end DESC LIMIT 1) AS s_closed_invoice, "
     "(SELECT MAX(o.canceled_at) FROM subscriptions o WHERE o.user_id = c.user_id AND o.id < s.id) AS s_previous_end, "
     "(SELECT {agg}(q.feature || '=' || q.since, ',') FROM (SELECT sp.feature, MAX(sp.effective_from) AS since "
-    " FROM subscription_prices sp WHERE sp.subscription_id = s.id GROUP BY sp.feature) q) AS s_priced_since "
+    " FROM subscription_prices sp WHERE sp.subscription_id = s.id GROUP BY sp.feature) q) AS s_priced_since, "
+    # what a renewal check needs (usagebill.renewals.refresh): the soonest expiry of a granted
+    # lot with credits left, and the latest period each allocation was renewed for
+    "(SELECT MIN(g.expires_at) FROM credit_grants g WHERE g.user_id = c.user_id AND g.remaining > 0 "
+    " AND g.expires_at IS NOT NULL) AS next_expiry, "
+    "(SELECT {agg}(r.target || '=' || r.since, ',') FROM (SELECT rn.target, MAX(rn.period_start) AS since "
+    " FROM renewals rn WHERE rn.user_id = c.user_id GROUP BY rn.target) r) AS renewed "
     f"FROM customers c LEFT JOIN test_clocks t ON t.id = c.test_clock "
     f"LEFT JOIN subscriptions s ON s.user_id = c.user_id AND s.status = '{ACTIVE}' WHERE c.user_id = ?"
 )

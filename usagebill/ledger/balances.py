@@ -14,13 +14,37 @@ _UNIT = {CREDITS: "feature", WALLET: "currency"}
 
 def last_row(ledger: Ledger, table: str, user_id: str, unit: str | None = None) -> Row | None:
     """The newest row (``balance_after``, ``unit``) of a customer's journal (per feature for
-    credits; the wallet has one journal per customer)."""
+    credits; the wallet has one journal per customer). Inside a transaction, a row this
+    transaction wrote or read is not read again (``ledger.memo``): the transaction holds
+    the customer, so no one else writes its journals meanwhile."""
+    memo_key = (table, user_id, unit if table == CREDITS else None)
+    if ledger.in_transaction and memo_key in ledger.memo:
+        return ledger.memo[memo_key]
     sql = f"SELECT balance_after, {_UNIT[table]} AS unit FROM {table} WHERE user_id = ?"
     args: list = [user_id]
     if table == CREDITS:
         sql += " AND feature = ?"
         args.append(unit)
-    return ledger.one(sql + " ORDER BY id DESC LIMIT 1", args)
+    row = ledger.one(sql + " ORDER BY id DESC LIMIT 1", args)
+    if ledger.in_transaction:
+        ledger.memo[memo_key] = None if row is None else {"balance_after": row["balance_after"], "unit": row["unit"]}
+    return row
+
+
+def read_feature(ledger: Ledger, user_id: str, feature: str, target: str) -> None:
+    """Inside a transaction: the feature's credit balance and what is left of its allocation
+    (``target``) in one statement, kept in ``ledger.memo`` for ``last_row`` and
+    ``allocation_left`` (consume reads both: one round trip instead of two)."""
+    if not ledger.in_transaction:
+        return
+    row = ledger.one(
+        "SELECT (SELECT balance_after FROM credit_ledger WHERE user_id = ? AND feature = ? ORDER BY id DESC LIMIT 1), "
+        "(SELECT remaining FROM allocations_left WHERE user_id = ? AND target = ?)",
+        (user_id, feature, user_id, target),
+    )
+    balance, left = row[0], row[1]
+    ledger.memo[(CREDITS, user_id, feature)] = None if balance is None else {"balance_after": balance, "unit": feature}
+    ledger.memo[("allocation", user_id, target)] = 0 if left is None else int(left)
 
 
 def insert_row(
@@ -28,17 +52,19 @@ def insert_row(
     period_start: int | None, idempotency_key: str | None, now: int, expires_at: int | None = None,
 ) -> None:
     if table == CREDITS:
-        ledger.execute(
+        ledger.defer(
             "INSERT INTO credit_ledger (user_id, feature, delta, balance_after, reason, period_start, idempotency_key, "
             "created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (user_id, unit, delta, balance_after, reason, period_start, idempotency_key, now, expires_at),
         )
     else:
-        ledger.execute(
+        ledger.defer(
             "INSERT INTO wallet_ledger (user_id, currency, delta, balance_after, reason, period_start, idempotency_key, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (user_id, unit, delta, balance_after, reason, period_start, idempotency_key, now),
         )
+    if ledger.in_transaction:
+        ledger.memo[(table, user_id, unit if table == CREDITS else None)] = {"balance_after": balance_after, "unit": unit}
 
 
 def history_rows(
@@ -100,16 +126,24 @@ def allocation_covering(ledger: Ledger, user_id: str, target: str, at: int, subs
 # -- the parts of a balance: what is left of the allocation, and granted lots ---------------------
 
 def allocation_left(ledger: Ledger, user_id: str, target: str) -> int:
+    memo_key = ("allocation", user_id, target)
+    if ledger.in_transaction and memo_key in ledger.memo:  # see last_row
+        return ledger.memo[memo_key]
     row = ledger.one("SELECT remaining FROM allocations_left WHERE user_id = ? AND target = ?", (user_id, target))
-    return 0 if row is None else int(row[0])
+    left = 0 if row is None else int(row[0])
+    if ledger.in_transaction:
+        ledger.memo[memo_key] = left
+    return left
 
 
 def set_allocation_left(ledger: Ledger, user_id: str, target: str, remaining: int) -> None:
-    ledger.execute(
+    ledger.defer(
         "INSERT INTO allocations_left (user_id, target, remaining) VALUES (?, ?, ?) "
         "ON CONFLICT (user_id, target) DO UPDATE SET remaining = excluded.remaining",
         (user_id, target, remaining),
     )
+    if ledger.in_transaction:
+        ledger.memo[("allocation", user_id, target)] = remaining
 
 
 def insert_grant(
@@ -157,10 +191,3 @@ def set_paid_ahead(ledger: Ledger, user_id: str, feature: str, value: str) -> No
         "ON CONFLICT (user_id, feature) DO UPDATE SET paid_ahead = excluded.paid_ahead",
         (user_id, feature, value),
     )
-
-
-def renewed_targets(ledger: Ledger, user_id: str, period_start: int) -> set[str]:
-    return {
-        r["target"]
-        for r in ledger.all("SELECT target FROM renewals WHERE user_id = ? AND period_start = ?", (user_id, period_start))
-    }

@@ -48,12 +48,19 @@ class Ledger:
         # statements other than SELECT so far: what a reader cached within a transaction
         # stays true until this changes (usagebill.context's customer snapshot)
         self.writes = 0
+        # statements sent to the database: what PostgreSQL pays a network round trip for
+        # (queued writes go with the next statement: see ``defer``)
+        self.round_trips = 0
+        # what this transaction wrote and may read again (balances): kept by ledger modules,
+        # valid only inside the transaction, cleared at its start and end
+        self.memo: dict = {}
 
     # -- statements ------------------------------------------------------------------------
     def execute(self, sql: str, args: Any = ()):
         """A cursor (``fetchone``, ``fetchall``, iteration, ``rowcount``)."""
         if not sql.startswith("SELECT"):
             self.writes += 1
+        self.round_trips += 1
         try:
             return self.conn.execute(sql, args)
         except sqlite3.IntegrityError as e:
@@ -64,6 +71,7 @@ class Ledger:
     def executemany(self, sql: str, rows: Any) -> int:
         """Runs ``sql`` once per row; returns how many rows it changed in all."""
         self.writes += 1
+        self.round_trips += 1
         try:
             before = self.conn.total_changes
             self.conn.executemany(sql, rows)
@@ -72,6 +80,13 @@ class Ledger:
             raise IntegrityError(str(e)) from e
         except sqlite3.Error as e:
             raise StoreError(str(e)) from e
+
+    def defer(self, sql: str, args: Any = ()) -> None:
+        """A write whose result nobody reads (no rowcount, no RETURNING). Inside a
+        transaction a backend may queue it and send it with the next statement or the
+        COMMIT, in one round trip (PostgreSQL's pipeline); its errors show there, and the
+        transaction rolls back as for any failed statement. SQLite runs it now."""
+        self.execute(sql, args)
 
     def one(self, sql: str, args: Any = ()) -> Any:
         return self.execute(sql, args).fetchone()
@@ -109,16 +124,19 @@ class Ledger:
                 )
             self._begin(customer, rows_only)
             self.writes += 1  # a new transaction: nothing read before it is cached into it
+            self.memo.clear()
             self._depth = 1
             try:
                 yield self
             except BaseException:
                 self._depth = 0
                 self.writes += 1
+                self.memo.clear()
                 self._rollback()
                 raise
             self._depth = 0
             self.writes += 1
+            self.memo.clear()
             self._commit()
 
     @property

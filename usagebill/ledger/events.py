@@ -21,18 +21,12 @@ def insert_event(
     idempotency_key: str | None, source: str,
 ) -> None:
     with ledger.transaction():  # the caller's (record, charge): the event and its totals at once
-        ledger.execute(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
+        ledger.defer(_INSERT, (event_id, user_id, feature, amount, timestamp, recorded_at, idempotency_key, source))
         totals.add(ledger, [(user_id, feature, timestamp, amount)])
 
 
 def event_by_key(ledger: Ledger, user_id: str, idempotency_key: str) -> Row | None:
     return ledger.one("SELECT * FROM usage_events WHERE user_id = ? AND idempotency_key = ?", (user_id, idempotency_key))
-
-
-def key_used(ledger: Ledger, user_id: str, idempotency_key: str) -> bool:
-    return ledger.one(
-        "SELECT 1 FROM usage_events WHERE user_id = ? AND idempotency_key = ?", (user_id, idempotency_key)
-    ) is not None
 
 
 def usage_total(ledger: Ledger, user_id: str, feature: str, start: int, end: int) -> tuple[int, int]:

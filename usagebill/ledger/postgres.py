@@ -136,6 +136,8 @@ class PgLedger(Ledger):
         self.url = url
         self._sql: dict[str, str] = {}
         self._errors = _errors()
+        self._pending: list[tuple[str, Any]] = []  # statements queued for the next round trip
+        self._idle = self._errors.pq.TransactionStatus.IDLE
 
     def _q(self, sql: str) -> str:
         q = self._sql.get(sql)
@@ -143,15 +145,35 @@ class PgLedger(Ledger):
             q = self._sql[sql] = translate(sql)
         return q
 
+    def _send(self, sql: str, args: Any):
+        """Run one statement, with the writes queued before it (``defer``, and a deferred
+        BEGIN) in one pipeline: one round trip whatever the queue holds."""
+        self.round_trips += 1
+        pending = self._pending
+        if not pending:
+            return self.conn.execute(sql, args)
+        self._pending = []
+        with self.conn.pipeline():
+            for queued, queued_args in pending:
+                self.conn.execute(queued, queued_args)
+            return self.conn.execute(sql, args)
+
     def execute(self, sql: str, args: Any = ()):
         if not sql.startswith("SELECT"):
             self.writes += 1
         try:
-            return self.conn.execute(self._q(sql), args)
+            return self._send(self._q(sql), args)
         except self._errors.IntegrityError as e:
             raise IntegrityError(_message(e)) from e
         except self._errors.Error as e:
             raise StoreError(_message(e)) from e
+
+    def defer(self, sql: str, args: Any = ()) -> None:
+        if not self.in_transaction:
+            self.execute(sql, args)
+            return
+        self.writes += 1
+        self._pending.append((self._q(sql), args))
 
     def executemany(self, sql: str, rows: Any) -> int:
         rows = list(rows)
@@ -159,6 +181,8 @@ class PgLedger(Ledger):
         if not rows:
             return 0
         try:
+            self._flush()
+            self.round_trips += 1
             cur = self.conn.cursor()
             cur.executemany(self._q(sql), rows)
             return max(cur.rowcount, 0)
@@ -167,24 +191,42 @@ class PgLedger(Ledger):
         except self._errors.Error as e:
             raise StoreError(_message(e)) from e
 
+    def _flush(self) -> None:
+        """Send what is queued now (before a statement that does not go through ``_send``)."""
+        if self._pending:
+            self._send("SELECT 1", None)
+
     def table_exists(self, name: str) -> bool:
         return self.one("SELECT to_regclass(?) IS NOT NULL", (name,))[0]
 
     def _begin(self, customer: str | None, rows_only: bool) -> None:
-        # one round trip: without parameters psycopg sends both statements at once
+        # queued, not sent: BEGIN and the locks go with the transaction's first statement
+        self._pending = [("BEGIN ISOLATION LEVEL READ COMMITTED", None)]
         if rows_only:
-            locks = ""
-        elif customer is None:
-            locks = f"; SELECT pg_advisory_xact_lock({GLOBAL_LOCK})"
+            return
+        if customer is None:
+            self._pending.append(("SELECT pg_advisory_xact_lock(%s)", (GLOBAL_LOCK,)))
         else:
             key = lock_key(str(customer))  # not yet checked: a bad user id is refused inside
-            locks = f"; SELECT pg_advisory_xact_lock_shared({GLOBAL_LOCK}), pg_advisory_xact_lock({key})"
+            self._pending.append(("SELECT pg_advisory_xact_lock_shared(%s), pg_advisory_xact_lock(%s)",
+                                  (GLOBAL_LOCK, key)))
+
+    def _commit(self) -> None:
+        # the queued writes and COMMIT in one round trip; a write refused there (a constraint,
+        # a trigger) rolls the whole transaction back, as it would have when sent alone
         try:
-            self.conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED" + locks)
+            self._send("COMMIT", None)
+        except self._errors.IntegrityError as e:
+            self._rollback()
+            raise IntegrityError(_message(e)) from e
         except self._errors.Error as e:
+            self._rollback()
             raise StoreError(_message(e)) from e
 
     def _rollback(self) -> None:
+        self._pending = []
+        if self.conn.info.transaction_status == self._idle:
+            return  # nothing was sent (or the server ended it already)
         try:
             self.conn.execute("ROLLBACK")
         except self._errors.Error:
@@ -196,6 +238,7 @@ class PgLedger(Ledger):
     def copy_rows(self, table: str, columns: tuple[str, ...], rows) -> None:
         """``COPY`` rows into ``table`` (a staging table of the import)."""
         try:
+            self._flush()
             with self.conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)

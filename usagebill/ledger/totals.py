@@ -33,7 +33,7 @@ def _insert(ledger: Ledger, head: str, rows: list[tuple], tail: str = "") -> Non
     for i in range(0, len(rows), _CHUNK):
         chunk = rows[i:i + _CHUNK]
         marks = "(" + ", ".join(["?"] * len(chunk[0])) + ")"
-        ledger.execute(f"{head} VALUES {', '.join([marks] * len(chunk))} {tail}", [x for row in chunk for x in row])
+        ledger.defer(f"{head} VALUES {', '.join([marks] * len(chunk))} {tail}", [x for row in chunk for x in row])
 
 
 def add(ledger: Ledger, events: Iterable[tuple[str, str, int, int]]) -> None:
