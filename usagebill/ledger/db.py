@@ -42,6 +42,10 @@ class Ledger:
     def __init__(self, conn: sqlite3.Connection, path: str, *, readonly: bool = False):
         self.conn = conn
         self.path = path  # what messages name: a file, or a redacted URL
+        if self.dialect == "sqlite":
+            # LIKE tells 'a' from 'A', as PostgreSQL's does (ids are case-sensitive: a prefix
+            # completes to the same ids on both backends)
+            conn.execute("PRAGMA case_sensitive_like = ON")
         self.readonly = readonly  # opened read-only: this user may not write the file
         self._depth = 0
         self._lock = threading.RLock()
