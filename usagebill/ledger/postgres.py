@@ -210,11 +210,16 @@ class PgLedger(Ledger):
                     write = copy.write_row
                     for row in rows:
                         write(row)
+                # one indexed look-up per row, as on SQLite: without that, the planner (which
+                # knows nothing of the new rows) hashes the whole ledger for each batch (a seq
+                # scan of usage_events: 0.9 s a batch at 1M events, against 0.1 s)
+                self.conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
             except self._errors.Error as e:
                 raise StoreError(_message(e)) from e
             yield
             # not on an error: the transaction is rolled back then, and the rows with it
             self.execute(f"TRUNCATE {table}")
+            self.conn.execute("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
 
     def insert_new(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple],
                    constants: tuple[tuple[str, str], ...] = ()) -> int:
