@@ -16,9 +16,16 @@ import <= 1.2x the baseline with ids, <= 1.4x without ids (keys derived from the
 re-import <= 0.8x, peak memory < 200 MB at 1,000,000 rows.
 
     python bench/import.py [--rows 1000000] [--customers 10000] [--no-ids] [--repeat 3] [--keep DIR]
+                           [--db postgresql://postgres@/postgres?host=/tmp/sock | --db auto]
 
 (1b) repeats the baseline with the page cache the import gives its ledger (64 MiB), for a
 like-for-like comparison of the SQLite side.
+
+``--db URL`` (a PostgreSQL server, reached as a user who may CREATE DATABASE; ``auto``: a
+throwaway server started with tests/pgserver.py) adds (4) and (5): the same import and
+re-import into a fresh database on it (a copy of one set up like the SQLite ledger), and the
+ratios PG/SQLite of (4)/(2) and (5)/(3). Target (issue 11): within 2x, both. The CPU time
+shown for (4) and (5) is the CLI's only, not the server's.
 """
 
 from __future__ import annotations
@@ -118,6 +125,28 @@ def setup_ledger(dir: Path, customers: int, now: int) -> tuple[Path, Path]:
     return config, db
 
 
+def setup_pg(server_url: str, dir: Path, customers: int, now: int) -> tuple[Path, Path, str]:
+    """A template database set up as ``setup_ledger``'s (its own config folder and sandbox
+    state): (config, sandbox state, the template's name)."""
+    from tests import pgserver
+
+    pg_dir = dir / "pg"
+    pg_dir.mkdir(exist_ok=True)
+    sandbox = pg_dir / "sandbox.db"
+    url = pgserver.create_database(server_url, "bench_template")
+    from usagebill import Billing
+
+    config = pg_dir / "billing.toml"
+    config.write_text(CONFIG)
+    with Billing.open(config, url, sandbox_db=sandbox) as b:
+        anchor = now - 30 * 86400
+        for i in range(customers):
+            user = f"cust-{i:05d}"
+            b.customers.add(user)
+            b.subscriptions.start(user, "Bench", anchor=anchor)
+    return config, sandbox, pgserver.database_of(url)
+
+
 def timed(cmd: list[str]) -> tuple[float, float, float, str]:
     """(wall seconds, CPU seconds, peak MB, stdout) of a subprocess."""
     t0 = time.perf_counter()
@@ -138,6 +167,10 @@ LABELS = {
     "import": "(2) usagebill import --no-push",
     "reimport": "(3) import again (all duplicates)",
 }
+PG_LABELS = {
+    "pg-import": "(4) the same into PostgreSQL",
+    "pg-reimport": "(5) again on PostgreSQL",
+}
 
 
 def main() -> None:
@@ -147,7 +180,15 @@ def main() -> None:
     ap.add_argument("--no-ids", action="store_true", help="no id column: keys derived from the rows' content")
     ap.add_argument("--repeat", type=int, default=3, help="repeats of the four steps (default 3)")
     ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
+    ap.add_argument("--db", metavar="URL", help="also import into PostgreSQL: a server's URL (a user who may "
+                    "CREATE DATABASE; no password in it), or 'auto' for a throwaway server (tests/pgserver.py)")
     args = ap.parse_args()
+    server, server_url = None, args.db
+    if args.db == "auto":
+        from tests import pgserver
+
+        server = pgserver.start_server()
+        server_url = server.url
 
     dir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="usagebill-bench-"))
     dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +200,15 @@ def main() -> None:
         config, fresh = setup_ledger(dir, args.customers, now)
         print(f"setup: {args.rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB), {args.customers:,} customers "
               f"subscribed, ids: {'no' if args.no_ids else 'yes'} ({time.perf_counter() - t0:.0f} s, not timed)", flush=True)
+        labels = dict(LABELS)
+        if server_url:
+            from tests import pgserver
+
+            t0 = time.perf_counter()
+            pg_config, pg_sandbox, template = setup_pg(server_url, dir, args.customers, now)
+            labels.update(PG_LABELS)
+            print(f"setup: the same customers in a template PostgreSQL database ({time.perf_counter() - t0:.0f} s, "
+                  "not timed)", flush=True)
         base_script = dir / "baseline.py"
         base_script.write_text(BASELINE)
         py = sys.executable
@@ -182,12 +232,28 @@ def main() -> None:
             first, second = json.loads(results["import"][3]), json.loads(results["reimport"][3])
             assert first["imported"] == args.rows and first["rejected"] == 0, first
             assert second["imported"] == 0 and second["duplicates"] == args.rows, second
+            if server_url:
+                url = pgserver.create_database(server_url, f"bench_run_{rep}", template=template)
+                sandbox = dir / "pg" / "sandbox-run.db"
+                _remove(sandbox)
+                if pg_sandbox.exists():  # the setup may not have needed Stripe yet
+                    shutil.copyfile(pg_sandbox, sandbox)
+                try:
+                    pg_cli = [py, "-m", "usagebill", "--config", str(pg_config), "--db", url, "--sandbox-db",
+                              str(sandbox), "import", str(csv_path), "--no-push", "--json"]
+                    results["pg-import"] = timed(pg_cli)
+                    results["pg-reimport"] = timed(pg_cli)
+                finally:
+                    pgserver.drop_database(server_url, url)
+                for key in ("pg-import", "pg-reimport"):  # the same counts as on SQLite
+                    got, want = json.loads(results[key][3]), json.loads(results[key[3:]][3])
+                    assert all(got[k] == want[k] for k in ("rows", "imported", "duplicates", "rejected")), (key, got)
             runs.append(results)
             base, base_cpu = results["baseline"][0], results["baseline"][1]
             print(f"\nrepeat {rep + 1}/{args.repeat} (load average {os.getloadavg()[0]:.1f}); "
                   "(2) and (3): the real CLI (python -m usagebill import --no-push --json), a subprocess")
             print(f"{'step':<36}{'wall s':>8}{'rows/s':>10}{'x base':>8}{'CPU s':>8}{'x base':>8}{'peak MB':>9}")
-            for key, label in LABELS.items():
+            for key, label in labels.items():
                 seconds, cpu, mb, _ = results[key]
                 print(f"{label:<36}{seconds:>8.2f}{args.rows / seconds:>10,.0f}{seconds / base:>7.2f}x"
                       f"{cpu:>8.2f}{cpu / base_cpu:>7.2f}x{mb:>9.0f}", flush=True)
@@ -202,7 +268,19 @@ def main() -> None:
         print(f"  import/baseline   = {span('import', 0)} ({span('import', 1)} CPU)   target <= {target}")
         print(f"  reimport/baseline = {span('reimport', 0)} ({span('reimport', 1)} CPU)   target <= 0.8")
         print(f"  peak memory of the imports = {peak:.0f} MB (target < 200)")
+        if server_url:
+            def pg(key: str) -> str:
+                ratios = [r["pg-" + key][0] / r[key][0] for r in runs]
+                return f"{min(ratios):.2f}-{max(ratios):.2f}"
+
+            pg_peak = max(max(r["pg-import"][2], r["pg-reimport"][2]) for r in runs)
+            print("PostgreSQL / SQLite, wall time, same repeat (ranges):")
+            print(f"  import   (4)/(2) = {pg('import')}   target <= 2")
+            print(f"  reimport (5)/(3) = {pg('reimport')}   target <= 2")
+            print(f"  peak memory of the PostgreSQL imports (the CLI) = {pg_peak:.0f} MB")
     finally:
+        if server is not None:
+            server.stop()
         if not args.keep:
             shutil.rmtree(dir, ignore_errors=True)
 

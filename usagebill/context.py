@@ -3,11 +3,12 @@ customer's active subscription and current billing period."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from .config import Config, Feature, Plan
-from .errors import ConfigError, NotFoundError
+from .errors import ConfigError, NotFoundError, UsagebillError
 from .ledger import Ledger, accounts, subscription_prices
 from .ledger import clocks as ledger_clocks
 from .periods import now as real_now
@@ -82,13 +83,35 @@ class Context:
         # when an advance of it was not finished in the ledger (see gateway.clocks)
         self.refresh_clock: Callable[[str], None] | None = None
         self._memo = None  # (ledger.writes, user_id, snapshot row): see _snapshot
+        self._many = None  # (ledger.writes, {user_id: snapshot row}, user ids read): see snapshots_of
+
+    @contextmanager
+    def snapshots_of(self, user_ids):
+        """Within: the snapshots of ``user_ids`` read at once (``accounts.snapshots``), each
+        served from that read until the ledger is written (the importer's checks of a
+        batch's new customers: one statement per 500, not three per customer)."""
+        ids = []
+        for u in user_ids:
+            try:
+                ids.append(check_user_id(u))
+            except UsagebillError:
+                pass  # refused, with its message, when looked up one by one
+        rows = accounts.snapshots(self.ledger, ids)
+        self._many = (self.ledger.writes, rows, set(ids))
+        try:
+            yield
+        finally:
+            self._many = None
 
     def _snapshot(self, user_id: str):
         """The customer, its clock and its active subscription in one statement; inside a
         write transaction kept until the transaction writes anything (a write transaction
         of one customer reads these several times, and each read is a round trip on
-        PostgreSQL). Outside a transaction each call reads afresh."""
+        PostgreSQL). Outside a transaction each call reads afresh (but in ``snapshots_of``)."""
         ledger = self.ledger
+        many = self._many
+        if many is not None and many[0] == ledger.writes and user_id in many[2]:
+            return many[1].get(user_id)
         memo = self._memo
         if ledger.in_transaction and memo is not None and memo[0] == ledger.writes and memo[1] == user_id:
             return memo[2]

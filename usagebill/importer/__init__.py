@@ -29,7 +29,8 @@ How it works, and why:
 
 The hot path avoids per-row Python and per-row SQL: a batch is checked one column at a time
 (``checking``, through the rules' column twins in ``rules.py``; a row they cannot vouch for
-is checked by the rules themselves), inserts use ``executemany``, and duplicates are counted
+is checked by the rules themselves), inserts use ``executemany`` (COPY and one INSERT ... SELECT
+on PostgreSQL: ``ledger.insert_new``), a batch's new customers are read at once, and duplicates are counted
 from the rows changed. Only rows skipped because their key was there already are looked up
 again (set-based, per batch): to compare content (ids) or to tell whose the key is (derived).
 """

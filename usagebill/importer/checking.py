@@ -155,8 +155,10 @@ class Checker:
         # customers: one dictionary look-up each, the new ones looked up once
         cs = list(map(good.get, users, repeat(_NOBODY)))
         if _NOBODY in cs:
-            for u in {users[i] for i, c in enumerate(cs) if c is _NOBODY}:
-                if u and u not in self.customers:
+            new = [u for u in dict.fromkeys(users[i] for i, c in enumerate(cs) if c is _NOBODY)
+                   if u and isinstance(u, str) and u not in self.customers]
+            with self.ctx.snapshots_of(new):  # read at once: a round trip each on PostgreSQL
+                for u in new:
                     self.customer(u)
             cs = list(map(good.get, users, repeat(_NOBODY)))
             slow.update(i for i, c in enumerate(cs) if c is _NOBODY)

@@ -158,6 +158,29 @@ class Ledger:
 
     # -- the backend's own ---------------------------------------------------------------
     @contextmanager
+    def staged(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple]) -> Iterator[None]:
+        """``rows`` in the temporary table ``table`` (``columns``: (name, type) pairs, types
+        TEXT or BIGINT) for the statements run inside; emptied after. SQLite: executemany
+        (in process, one prepared statement)."""
+        self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({', '.join(f'{n} {t}' for n, t in columns)})")
+        self.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
+        try:
+            yield
+        finally:
+            self.execute(f"DELETE FROM {table}")
+
+    def insert_new(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple],
+                   constants: tuple[tuple[str, str], ...] = ()) -> int:
+        """INSERT ``rows`` (values of ``columns``, (name, type) pairs; each row also gets the
+        ``constants``, (column, SQL literal) pairs) into ``table``, ON CONFLICT DO NOTHING, in
+        the order given: of rows sharing a unique key, the first is inserted. Returns how many
+        were. SQLite: executemany, the fastest there (a staging table would copy every row
+        twice)."""
+        names = ", ".join([n for n, _ in columns] + [n for n, _ in constants])
+        values = ", ".join(["?"] * len(columns) + [v for _, v in constants])
+        return self.executemany(f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING", rows)
+
+    @contextmanager
     def bulk(self, cache_kib: int) -> Iterator[None]:
         """A bulk write (an import): SQLite gets a bigger page cache for its duration."""
         (old,) = self.one("PRAGMA cache_size")

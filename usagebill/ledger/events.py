@@ -52,19 +52,22 @@ def list_events(ledger: Ledger, user_id: str, feature: str | None, limit: int) -
 #     (event id, user_id, feature, amount, timestamp, recorded_at, idempotency key)
 # The event ids of one run share a prefix and end with the row's line number in 12 hex digits,
 # so a batch's ids are ordered by line and no other writer's id falls between them.
-# A backend may implement each one its own way (PostgreSQL: COPY into a temporary staging table,
-# then INSERT ... SELECT ... ON CONFLICT DO NOTHING, or a join); what goes in and what comes back
-# is the contract.
+# The rows reach the database the backend's fastest way (``ledger.insert_new``, ``ledger.staged``:
+# executemany on SQLite; COPY into a temporary staging table on PostgreSQL, then one
+# INSERT ... SELECT ... ON CONFLICT DO NOTHING, or a join); the statements here are the same.
+
+# the INSERT parameters' columns (the staging tables' on PostgreSQL)
+_IMPORTED = (("id", "TEXT"), ("user_id", "TEXT"), ("feature", "TEXT"), ("amount", "BIGINT"), ("timestamp", "BIGINT"),
+             ("recorded_at", "BIGINT"), ("idempotency_key", "TEXT"))
+_ROWS = (*_IMPORTED[:6], ("key", "TEXT"))  # import_rows, the look-ups' table
+
 
 def insert_imported(ledger: Ledger, rows: list[tuple]) -> int:
-    """Insert the rows whose (user_id, key) is new; returns how many were inserted."""
+    """Insert the rows whose (user_id, key) is new, in the order given (the first row of a key
+    wins); returns how many were inserted."""
     with ledger.transaction():  # the importer's: the events and their totals at once
         (before,) = ledger.one("SELECT COALESCE(MAX(seq), 0) FROM usage_events")
-        inserted = ledger.executemany(
-            "INSERT INTO usage_events (id, user_id, feature, amount, timestamp, recorded_at, "
-            f"idempotency_key, source) VALUES (?, ?, ?, ?, ?, ?, ?, '{IMPORT}') ON CONFLICT DO NOTHING",
-            rows,
-        )
+        inserted = ledger.insert_new("usage_events", _IMPORTED, rows, (("source", f"'{IMPORT}'"),))
         if inserted and not totals.add_inserted_after(ledger, before, inserted):
             count_inserted(ledger, rows, inserted)
     return inserted
@@ -128,12 +131,5 @@ def key_holders(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
 
 def _staged(ledger: Ledger, rows: list[tuple], sql: str) -> list[tuple]:
     """Run ``sql`` over ``rows`` put in the temporary table import_rows (emptied after)."""
-    ledger.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS import_rows (id TEXT, user_id TEXT, feature TEXT, amount BIGINT, "
-        "timestamp BIGINT, recorded_at BIGINT, key TEXT)"
-    )
-    ledger.executemany("INSERT INTO import_rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    try:
+    with ledger.staged("import_rows", _ROWS, rows):
         return ledger.all(sql)
-    finally:
-        ledger.execute("DELETE FROM import_rows")

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from contextlib import nullcontext
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import Any, Iterator
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..errors import LedgerError
@@ -28,6 +28,7 @@ from .db import IntegrityError, Ledger, StoreError
 
 EXTRA_HINT = "pip install 'usagebill[postgres]'"
 GLOBAL_LOCK = 0x75626C00  # "ubl\0": the key of the ledger-wide advisory lock
+_C = ' COLLATE "C"'  # text compared byte by byte, as the ledger's columns (and SQLite) do
 _TOKENS = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|(?<!:):([A-Za-z_]\w*)|%")
 
 
@@ -235,15 +236,50 @@ class PgLedger(Ledger):
     def bulk(self, cache_kib: int):
         return nullcontext()
 
-    def copy_rows(self, table: str, columns: tuple[str, ...], rows) -> None:
-        """``COPY`` rows into ``table`` (a staging table of the import)."""
-        try:
+    @contextmanager
+    def staged(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple]) -> Iterator[None]:
+        """As on SQLite, but by ``COPY``: one stream, not a statement per row. The table keeps
+        the rows' order (``n``, filled in COPY's order) and compares text as the ledger does
+        (``COLLATE "C"``: a join on the ledger's indexes can use them). It lives within a
+        transaction (``ON COMMIT DELETE ROWS``: a reused connection finds it empty)."""
+        defs = ", ".join(f'{n} {t}{_C if t == "TEXT" else ""}' for n, t in columns)
+        with self.transaction():  # nested in the caller's, or the rows' own (they go at commit)
+            self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (n BIGINT GENERATED ALWAYS AS IDENTITY, {defs}) "
+                         "ON COMMIT DELETE ROWS")
+            self.writes += 1
+            try:
+                self._flush()  # what is queued goes first, in order
+                self.round_trips += 2  # the COPY stream, and the SETs
+                with self.conn.cursor().copy(f"COPY {table} ({', '.join(n for n, _ in columns)}) FROM STDIN") as copy:
+                    write = copy.write_row
+                    for row in rows:
+                        write(row)
+                # one indexed look-up per row, as on SQLite: without that, the planner (which
+                # knows nothing of the new rows) hashes the whole ledger for each batch (a seq
+                # scan of usage_events: 0.9 s a batch at 1M events, against 0.1 s)
+                self.conn.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+            except self._errors.Error as e:
+                raise StoreError(_message(e)) from e
+            yield
+            # not on an error: the transaction is rolled back then, and the rows with it
+            self.execute(f"TRUNCATE {table}")
             self._flush()
-            with self.conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-        except self._errors.Error as e:
-            raise StoreError(_message(e)) from e
+            self.round_trips += 1
+            self.conn.execute("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
+
+    def insert_new(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple],
+                   constants: tuple[tuple[str, str], ...] = ()) -> int:
+        """COPY into a staging table, then one ``INSERT ... SELECT ... ORDER BY n ON CONFLICT
+        DO NOTHING``: rows go in COPY's order, so the first of a unique key wins, as on SQLite."""
+        if not rows:
+            return 0
+        names = [n for n, _ in columns]
+        target = ", ".join(names + [n for n, _ in constants])
+        source = ", ".join(names + [v for _, v in constants])
+        stage = f"staged_{table}"
+        with self.staged(stage, columns, rows):
+            return max(self.execute(f"INSERT INTO {table} ({target}) SELECT {source} FROM {stage} ORDER BY n "
+                                    "ON CONFLICT DO NOTHING").rowcount, 0)
 
 
 def _errors():
