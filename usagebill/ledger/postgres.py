@@ -263,9 +263,12 @@ class PgLedger(Ledger):
             yield
             # not on an error: the transaction is rolled back then, and the rows with it
             self.execute(f"TRUNCATE {table}")
-            self._flush()
-            self.round_trips += 1
-            self.conn.execute("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
+            try:
+                self._flush()
+                self.round_trips += 1
+                self.conn.execute("SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT")
+            except self._errors.Error as e:
+                raise StoreError(_message(e)) from e
 
     def insert_new(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple],
                    constants: tuple[tuple[str, str], ...] = ()) -> int:
