@@ -37,28 +37,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+from common import CONFIG, FEATURES  # noqa: E402
 
-FEATURES = ("api_calls", "ai_tokens", "storage_mb")
-CONFIG = """
-[[plans]]
-name = "Bench"
-prices = [{ amount = 1000, currency = "usd", interval = "month" }]
-
-[plans.features.api_calls]
-display_name = "API Calls"
-price_per_credit = 10
-track_usage = true
-
-[plans.features.ai_tokens]
-display_name = "AI Tokens"
-price_per_credit = 0.5
-track_usage = true
-
-[plans.features.storage_mb]
-display_name = "Storage"
-price_per_credit = 1
-track_usage = true
-"""
 JAN_1, FEB_1 = 1767225600, 1769904000
 DAY = 86400
 PER_CLOCK = 3

@@ -54,30 +54,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+from common import CONFIG_WITH_CREDITS as CONFIG, FEATURES  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
-FEATURES = ("api_calls", "ai_tokens", "storage_mb")
-CONFIG = """
-[[plans]]
-name = "Bench"
-prices = [{ amount = 1000, currency = "usd", interval = "month" }]
-
-[plans.features.api_calls]
-display_name = "API Calls"
-price_per_credit = 10
-track_usage = true
-credits = { allocation = 1000, on_renewal = "reset" }
-
-[plans.features.ai_tokens]
-display_name = "AI Tokens"
-price_per_credit = 0.5
-track_usage = true
-
-[plans.features.storage_mb]
-display_name = "Storage"
-price_per_credit = 1
-track_usage = true
-"""
 BATCH = 500_000
 
 BASELINE = r"""

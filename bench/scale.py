@@ -74,6 +74,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+from common import CONFIG_WITH_CREDITS as CONFIG, FEATURES  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 CACHE = Path("/tmp/usagebill-scale")
@@ -81,30 +82,8 @@ CUSTOMERS = 10_000
 DAYS = 20  # how far into their first monthly period the customers are
 HEAVY_SHARE = 0.1
 HEAVY = "cust-000000"
-FEATURES = ("api_calls", "ai_tokens", "storage_mb")
 BATCH = 500_000
 MAX_AGE_DAYS = 7  # a cached ledger older than this is rebuilt (its period would end)
-CONFIG = """\
-[[plans]]
-name = "Bench"
-prices = [{ amount = 1000, currency = "usd", interval = "month" }]
-
-[plans.features.api_calls]
-display_name = "API Calls"
-price_per_credit = 10
-track_usage = true
-credits = { allocation = 1000, on_renewal = "reset" }
-
-[plans.features.ai_tokens]
-display_name = "AI Tokens"
-price_per_credit = 0.5
-track_usage = true
-
-[plans.features.storage_mb]
-display_name = "Storage"
-price_per_credit = 1
-track_usage = true
-"""
 
 
 # The sandbox finds a customer's objects, a subscription's invoices and the subscriptions due
