@@ -29,6 +29,7 @@ def test_demo_human_output(tmp_path, terminal):
         assert text in r.stdout
     # why 150 calls are billed although Pro includes 100, and charge using the credits
     assert "although Pro includes 100 API calls" in r.stderr
+    assert "usagebill record alice api_calls ... x3  -> 3 events delivered to Stripe" in r.stderr
     assert "usagebill charge alice api_calls 30   -> 30 from credits (70 left), 0 billed" in r.stderr
 
 

@@ -16,6 +16,7 @@ from typing import Callable
 
 from ..billing import Billing, ChargeResult
 from ..errors import UsagebillError
+from ..ledger import outbox
 from ..usage import UsageSummary
 from .accounts import add_customer, subscribe
 from .client import connect
@@ -57,10 +58,12 @@ def run_demo(folder: Path, example_config: str, say: Callable[[str], None] = lam
         say(f"3. usagebill customers add alice --test-clock {clock.id}")
         sub = subscribe(billing, conn, "alice", "Pro")
         say(f"4. usagebill subscribe alice Pro       -> {sub.stripe_subscription_id}")
-        for n in CALLS:
-            billing.usage.record("alice", "api_calls", n)  # at the customer's now: the clock's time
-        pushed = push(billing, conn)
-        say(f"5. usagebill record alice api_calls ... x{len(CALLS)}  -> {pushed.delivered} events delivered to Stripe")
+        # at the customer's now (the clock's time); each record delivers its event at once,
+        # and a push sends what one could not
+        recorded = [billing.usage.record("alice", "api_calls", n) for n in CALLS]
+        delivered = sum(e.delivery is not None and e.delivery.status == outbox.DELIVERED for e in recorded)
+        delivered += push(billing, conn).delivered
+        say(f"5. usagebill record alice api_calls ... x{len(CALLS)}  -> {delivered} events delivered to Stripe")
         summary = billing.usage.get_summary("alice", "api_calls")
         say(f"   record bills every call: {summary.total_amount} x $0.10 = $15.00, although Pro includes 100 API calls:")
         say("   the included credits are used by usagebill charge and credits consume, never by record.")
