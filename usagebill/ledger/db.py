@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import LedgerError
+from ..sqlite_wal import use_wal
 
 # a result row, by index and by name (sqlite3.Row, or the PostgreSQL backend's row)
 Row = Any
@@ -231,7 +232,7 @@ def _open_sqlite(path: str) -> Ledger:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
         if path != ":memory:":
-            conn.execute("PRAGMA journal_mode = WAL")
+            use_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         ledger = Ledger(conn, path)

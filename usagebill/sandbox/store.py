@@ -16,6 +16,8 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from ..sqlite_wal import use_wal
+
 _ALPHABET = string.ascii_letters + string.digits
 
 _SCHEMA = """
@@ -55,7 +57,7 @@ class Store:
         )
         self.db.execute("PRAGMA busy_timeout = 30000")
         if self.path is not None:
-            self.db.execute("PRAGMA journal_mode = WAL")
+            use_wal(self.db)
             self.db.execute("PRAGMA synchronous = NORMAL")
         with self._lock:  # executescript commits by itself; the DDL is idempotent
             self.db.executescript(_SCHEMA + "".join(EXTRA_SCHEMA))
