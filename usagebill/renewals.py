@@ -60,9 +60,17 @@ def expire_grants(ctx: Context, user_id: str, now: int) -> None:
 
 def refresh(ctx: Context, user_id: str) -> None:
     """Apply what is due for the customer: expiries, then every period's allocations."""
+    if ctx.ledger.in_transaction:  # the transaction keeps the snapshot already
+        _refresh(ctx, user_id)
+        return
+    with ctx.snapshots_of([user_id]):  # one read of the snapshot for the checks below, not four
+        _refresh(ctx, user_id)
+
+
+def _refresh(ctx: Context, user_id: str) -> None:
     ledger = ctx.ledger
     now = ctx.now_for(user_id)
-    # both from the customer's snapshot, read once (usagebill.context): no statement of its own
+    # what is due, from the customer's snapshot (usagebill.context): no statement of its own
     next_expiry = ctx.next_expiry(user_id)
     expiring = next_expiry is not None and next_expiry <= now
     sub = ctx.subscription(user_id)

@@ -195,7 +195,11 @@ class PgLedger(Ledger):
     def _flush(self) -> None:
         """Send what is queued now (before a statement that does not go through ``_send``)."""
         if self._pending:
-            self._send("SELECT 1", None)
+            self.round_trips += 1
+            pending, self._pending = self._pending, []
+            with self.conn.pipeline():
+                for queued, queued_args in pending:
+                    self.conn.execute(queued, queued_args)
 
     def table_exists(self, name: str) -> bool:
         return self.one("SELECT to_regclass(?) IS NOT NULL", (name,))[0]
