@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from ..errors import NotFoundError, StripeAPIError, UsagebillError
 from ..locations import sandbox_path_for
+from .http_client import client_class, stripe_urls
 
 SANDBOX_KEY = "sk_test_usagebill_sandbox"
 MAX_NETWORK_RETRIES = 3
@@ -56,11 +57,12 @@ def connect(
     key = (api_key or "").strip()
     if not key:
         if sandbox_url:
+            bases = {"api": sandbox_url, "meter_events": sandbox_url}
             client = stripe.StripeClient(
                 SANDBOX_KEY,
-                base_addresses={"api": sandbox_url, "meter_events": sandbox_url},
+                base_addresses=bases,
                 max_network_retries=max_network_retries,
-                http_client=_local_sandbox_http_client(sandbox_url),
+                http_client=_local_sandbox_http_client(sandbox_url, stripe_urls(bases)),
             )
             return Connection(client, "sandbox", f"sandbox at {sandbox_url}")
         from ..sandbox import Sandbox, SandboxHTTPClient, UnsupportedSDK
@@ -89,20 +91,21 @@ def connect(
             "the Stripe key (STRIPE_API_KEY or --api-key-file) is not a secret or restricted key (sk_test_..., sk_live_..., rk_...); "
             "unset it to use the offline sandbox"
         )
-    client = stripe.StripeClient(key, max_network_retries=max_network_retries)
+    client = stripe.StripeClient(key, max_network_retries=max_network_retries,
+                                 http_client=client_class()(stripe_urls()))
     return Connection(client, mode, "Stripe live mode" if mode == "live" else "Stripe test mode")
 
 
-def _local_sandbox_http_client(url: str):
-    """The SDK's HTTP client, saying which sandbox URL failed and how to start it, instead of
-    "contact support@stripe.com"."""
+def _local_sandbox_http_client(url: str, urls: list[str]):
+    """The SDK's HTTP client (``http_client``), saying which sandbox URL failed and how to
+    start it, instead of "contact support@stripe.com"."""
     import stripe
     from urllib.parse import urlsplit
 
     port = urlsplit(url).port
     start = f"usagebill sandbox serve --port {port}" if port else "usagebill sandbox serve"
 
-    class LocalSandboxClient(type(stripe.new_default_http_client())):
+    class LocalSandboxClient(client_class()):
         def _handle_request_error(self, e, *args):
             try:
                 super()._handle_request_error(e, *args)
@@ -113,7 +116,7 @@ def _local_sandbox_http_client(url: str):
                     should_retry=err.should_retry,
                 ) from e
 
-    return LocalSandboxClient()
+    return LocalSandboxClient(urls)
 
 
 @contextmanager
