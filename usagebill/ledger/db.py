@@ -171,15 +171,18 @@ class Ledger:
             self.execute(f"DELETE FROM {table}")
 
     def insert_new(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple],
-                   constants: tuple[tuple[str, str], ...] = ()) -> int:
+                   constants: tuple[tuple[str, str], ...] = (), *, key: tuple[str, ...]) -> int:
         """INSERT ``rows`` (values of ``columns``, (name, type) pairs; each row also gets the
-        ``constants``, (column, SQL literal) pairs) into ``table``, ON CONFLICT DO NOTHING, in
-        the order given: of rows sharing a unique key, the first is inserted. Returns how many
-        were. SQLite: executemany, the fastest there (a staging table would copy every row
-        twice)."""
+        ``constants``, (column, SQL literal) pairs) into ``table``, in the order given, skipping
+        a row whose ``key`` (the columns of a unique index) is taken: of rows sharing one, the
+        first is inserted. Returns how many were. A row breaking another unique constraint
+        is an error, not skipped (PostgreSQL then checks that one index per row, not every
+        unique one). SQLite: executemany, the fastest there (a staging table would copy every
+        row twice)."""
         names = ", ".join([n for n, _ in columns] + [n for n, _ in constants])
         values = ", ".join(["?"] * len(columns) + [v for _, v in constants])
-        return self.executemany(f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING", rows)
+        return self.executemany(f"INSERT INTO {table} ({names}) VALUES ({values}) "
+                                f"ON CONFLICT ({', '.join(key)}) DO NOTHING", rows)
 
     @contextmanager
     def bulk(self, cache_kib: int) -> Iterator[None]:

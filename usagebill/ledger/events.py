@@ -67,7 +67,9 @@ def insert_imported(ledger: Ledger, rows: list[tuple]) -> int:
     wins); returns how many were inserted."""
     with ledger.transaction():  # the importer's: the events and their totals at once
         (before,) = ledger.one("SELECT COALESCE(MAX(seq), 0) FROM usage_events")
-        inserted = ledger.insert_new("usage_events", _IMPORTED, rows, (("source", f"'{IMPORT}'"),))
+        # the key decides; an event id is this run's own, new (a clash would be an error)
+        inserted = ledger.insert_new("usage_events", _IMPORTED, rows, (("source", f"'{IMPORT}'"),),
+                                     key=("user_id", "idempotency_key"))
         if inserted and not totals.add_inserted_after(ledger, before, inserted):
             count_inserted(ledger, rows, inserted)
     return inserted

@@ -275,9 +275,9 @@ class PgLedger(Ledger):
                 raise StoreError(_message(e)) from e
 
     def insert_new(self, table: str, columns: tuple[tuple[str, str], ...], rows: list[tuple],
-                   constants: tuple[tuple[str, str], ...] = ()) -> int:
+                   constants: tuple[tuple[str, str], ...] = (), *, key: tuple[str, ...]) -> int:
         """COPY into a staging table, then one ``INSERT ... SELECT ... ORDER BY n ON CONFLICT
-        DO NOTHING``: rows go in COPY's order, so the first of a unique key wins, as on SQLite."""
+        (key) DO NOTHING``: rows go in COPY's order, so the first of a key wins, as on SQLite."""
         if not rows:
             return 0
         names = [n for n, _ in columns]
@@ -286,7 +286,7 @@ class PgLedger(Ledger):
         stage = f"staged_{table}"
         with self.staged(stage, columns, rows):
             return max(self.execute(f"INSERT INTO {table} ({target}) SELECT {source} FROM {stage} ORDER BY n "
-                                    "ON CONFLICT DO NOTHING").rowcount, 0)
+                                    f"ON CONFLICT ({', '.join(key)}) DO NOTHING").rowcount, 0)
 
 
 def _errors():
