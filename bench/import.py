@@ -19,7 +19,11 @@ re-import <= 0.8x, peak memory < 200 MB at 1,000,000 rows.
                            [--db postgresql://postgres@/postgres?host=/tmp/sock | --db auto]
 
 (1b) repeats the baseline with the page cache the import gives its ledger (64 MiB), for a
-like-for-like comparison of the SQLite side.
+like-for-like comparison of the SQLite side. (1c) is the floor for the ledger's schema: the
+importer's own database calls (``events.insert_imported``: the events with their four indexes
+and their usage totals, the same batches, transactions and page cache) fed by the plainest
+Python, csv and an integer parse of the times, into a copy of the same ledger: import/floor is
+what checking the rows costs, floor/baseline what the ledger's schema costs.
 
 ``--db URL`` (a PostgreSQL server, reached as a user who may CREATE DATABASE; ``auto``: a
 throwaway server started with tests/pgserver.py) adds (4) and (5): the same import and
@@ -69,6 +73,54 @@ with open(path, newline="", encoding="utf-8") as f:
     db.executemany("INSERT INTO events (id, customer, feature, amount, timestamp) VALUES (?, ?, ?, ?, ?)", rows)
     db.execute("COMMIT")
 print(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+"""
+
+
+# (1c) the floor for the ledger's schema: the importer's own database calls
+# (events.insert_imported: the rows, their four indexes and their usage totals, in batches of
+# 20,000 rows and transactions of 200,000, the same 64 MiB page cache), fed by the plainest
+# Python (csv + an integer parse of the times): no checks, no look-ups, no rejects
+FLOOR = r"""
+import calendar, csv, sys, time, uuid
+sys.path.insert(0, sys.argv[3])
+from usagebill.ledger.db import open_ledger
+from usagebill.ledger import events
+from usagebill.importer.writing import BATCH_ROWS, COMMIT_ROWS
+from usagebill.importer import _LEDGER_CACHE_KIB
+path, db_path = sys.argv[1], sys.argv[2]
+ledger = open_ledger(db_path)
+prefix, now = "ube_" + uuid.uuid4().hex[:20], int(time.time())
+days = {}
+def ts(text):  # the generated times' one form, YYYY-MM-DDTHH:MM:SSZ: the day parsed once
+    day = days.get(text[:10])
+    if day is None:
+        day = days[text[:10]] = calendar.timegm(time.strptime(text[:10], "%Y-%m-%d"))
+    return day + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
+with open(path, newline="", encoding="utf-8") as f, ledger.bulk(_LEDGER_CACHE_KIB):
+    reader = csv.reader(f)
+    header = next(reader)
+    u, k, a, t = (header.index(c) for c in ("user_id", "key", "amount", "timestamp"))
+    i_id = header.index("id") if "id" in header else None
+    batch, n, in_tx, tx = [], 0, 0, None
+    for n, r in enumerate(reader, 1):
+        batch.append((f"{prefix}{n:012x}", r[u], r[k], int(r[a]), ts(r[t]), now,
+                      r[i_id] if i_id is not None else f"import:{n}"))
+        if len(batch) == BATCH_ROWS:
+            if tx is None:
+                tx = ledger.transaction(); tx.__enter__()
+            batch.sort(key=lambda row: row[1])  # as the importer writes them
+            events.insert_imported(ledger, batch)
+            in_tx += len(batch)
+            batch = []
+            if in_tx >= COMMIT_ROWS:
+                tx.__exit__(None, None, None); tx, in_tx = None, 0
+    if tx is None:
+        tx = ledger.transaction(); tx.__enter__()
+    if batch:
+        batch.sort(key=lambda row: row[1])
+        events.insert_imported(ledger, batch)
+    tx.__exit__(None, None, None)
+print(ledger.one("SELECT COUNT(*) FROM usage_events WHERE source = 'import'")[0])
 """
 
 
@@ -144,6 +196,7 @@ def timed(cmd: list[str]) -> tuple[float, float, float, str]:
 LABELS = {
     "baseline": "(1) baseline: csv + executemany",
     "baseline-64MiB": "(1b) baseline, 64 MiB page cache",
+    "floor": "(1c) the ledger's schema: DB floor",
     "import": "(2) usagebill import --no-push",
     "reimport": "(3) import again (all duplicates)",
 }
@@ -191,6 +244,8 @@ def main() -> None:
                   "not timed)", flush=True)
         base_script = dir / "baseline.py"
         base_script.write_text(BASELINE)
+        floor_script = dir / "floor.py"
+        floor_script.write_text(FLOOR)
         py = sys.executable
         import json
 
@@ -203,6 +258,10 @@ def main() -> None:
                 results[name] = timed([py, str(base_script), str(csv_path), str(base_db), str(cache)])
                 assert int(results[name][3]) == args.rows
             db = dir / "ledger-run.db"
+            _remove(db)
+            shutil.copyfile(fresh, db)
+            results["floor"] = timed([py, str(floor_script), str(csv_path), str(db), str(ROOT)])
+            assert int(results["floor"][3]) == args.rows
             _remove(db)
             shutil.copyfile(fresh, db)
             cli = [py, "-m", "usagebill", "--config", str(config), "--db", str(db), "import", str(csv_path),
@@ -246,6 +305,9 @@ def main() -> None:
         peak = max(max(r["import"][2], r["reimport"][2]) for r in runs)
         print(f"\nover {len(runs)} repeat(s), ranges of the ratios to the same repeat's baseline (wall time; CPU time):")
         print(f"  import/baseline   = {span('import', 0)} ({span('import', 1)} CPU)   target <= {target}")
+        floors = [r["import"][0] / r["floor"][0] for r in runs]
+        print(f"  floor/baseline    = {span('floor', 0)} ({span('floor', 1)} CPU)   what the ledger's schema costs")
+        print(f"  import/floor      = {min(floors):.2f}-{max(floors):.2f}   what checking the rows adds")
         print(f"  reimport/baseline = {span('reimport', 0)} ({span('reimport', 1)} CPU)   target <= 0.8")
         print(f"  peak memory of the imports = {peak:.0f} MB (target < 200)")
         if server_url:
