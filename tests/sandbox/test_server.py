@@ -124,3 +124,25 @@ def test_processes_sharing_one_state_file(tmp_path):
     assert aggregate(sb.store, meter.to_dict(), cus.id, 0, 2**40, sb.now()) == 3 * 5 * 50 * 2
     assert client.v1.customers.retrieve(cus.id).metadata.to_dict() == {"p": "4", "q": "4", "r": "4"}
     sb.close()
+
+
+def test_ctrl_c_in_serve_forever_stops_the_serving_loop(tmp_path):
+    """`usagebill sandbox serve` waits in serve_forever until Ctrl-C. On Python 3.11 a Ctrl-C
+    that interrupts Thread.join() marks the running thread as stopped: shutdown then skipped
+    stopping the loop, closed the socket under it, and the process could hang at exit (seen
+    in CI). The loop must really have ended."""
+    import os
+    import signal
+
+    server = serve(tmp_path / "s.db", port=0)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            server.serve_forever()
+    finally:
+        timer.cancel()
+        server.shutdown()
+    assert server._BaseServer__is_shut_down.is_set()  # socketserver's own "serve_forever has returned"
+    server._thread.join(5)
+    assert server._stopped.is_set()

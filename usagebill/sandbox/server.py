@@ -67,6 +67,10 @@ class SandboxServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.sandbox = sandbox
         self._thread: threading.Thread | None = None
+        # set when the serving thread ends. Waited on instead of Thread.join: on Python 3.11 a
+        # Ctrl-C that interrupts join() marks the still-running thread as stopped, so shutdown
+        # skipped stopping it, closed the socket under its loop and could hang at exit
+        self._stopped = threading.Event()
 
     @property
     def url(self) -> str:
@@ -77,23 +81,28 @@ class SandboxServer(ThreadingHTTPServer):
         """Serve from a daemon thread; returns at once."""
         if self._thread is None:
             # a short poll: shutdown() waits for it (tests start and stop many servers)
-            self._thread = threading.Thread(target=super().serve_forever, args=(0.05,), name="usagebill-sandbox",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._serve, name="usagebill-sandbox", daemon=True)
             self._thread.start()
         return self
+
+    def _serve(self) -> None:
+        try:
+            super().serve_forever(0.05)
+        finally:
+            self._stopped.set()
 
     def serve_forever(self, poll_interval: float = 0.5) -> None:
         """Block until ``shutdown()`` (or Ctrl-C): a foreground ``usagebill sandbox serve``."""
         if self._thread is None:
             super().serve_forever(poll_interval)
             return
-        while self._thread.is_alive():
-            self._thread.join(timeout=poll_interval)
+        while not self._stopped.wait(poll_interval):
+            pass
 
     def shutdown(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            super().shutdown()
-            self._thread.join(timeout=5)
+        if self._thread is not None and not self._stopped.is_set():
+            super().shutdown()  # returns once the serving loop has ended
+            self._stopped.wait(5)
         self.server_close()
         self.sandbox.close()
 
