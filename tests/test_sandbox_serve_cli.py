@@ -16,6 +16,9 @@ def test_serve_is_shared_by_other_processes(config_path, tmp_path):
         [sys.executable, "-m", "usagebill", "--config", str(config_path), "sandbox", "serve", "--port", "0",
          "--state", str(tmp_path / "shared.db")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # Ctrl-C-able, as a server started at a terminal is (a shell's background job, which
+        # this test process may be, passes SIGINT on ignored)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         url = server.stdout.readline().strip()

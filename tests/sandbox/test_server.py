@@ -135,13 +135,20 @@ def test_ctrl_c_in_serve_forever_stops_the_serving_loop(tmp_path):
     import signal
 
     server = serve(tmp_path / "s.db", port=0)
+    # Ctrl-C as at a terminal, whatever this process inherited (a shell's background job
+    # ignores SIGINT); and never a hang: the second timer stops the server if it is not heard
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    rescue = threading.Timer(15, server.shutdown)
     timer.start()
+    rescue.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             server.serve_forever()
     finally:
         timer.cancel()
+        rescue.cancel()
+        signal.signal(signal.SIGINT, previous)
         server.shutdown()
     assert server._BaseServer__is_shut_down.is_set()  # socketserver's own "serve_forever has returned"
     server._thread.join(5)
