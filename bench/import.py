@@ -82,6 +82,7 @@ print(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
 # Python (csv + an integer parse of the times): no checks, no look-ups, no rejects
 FLOOR = r"""
 import calendar, csv, sys, time, uuid
+from itertools import islice
 sys.path.insert(0, sys.argv[3])
 from usagebill.ledger.db import open_ledger
 from usagebill.ledger import events
@@ -101,25 +102,16 @@ with open(path, newline="", encoding="utf-8") as f, ledger.bulk(_LEDGER_CACHE_KI
     header = next(reader)
     u, k, a, t = (header.index(c) for c in ("user_id", "key", "amount", "timestamp"))
     i_id = header.index("id") if "id" in header else None
-    batch, n, in_tx, tx = [], 0, 0, None
-    for n, r in enumerate(reader, 1):
-        batch.append((f"{prefix}{n:012x}", r[u], r[k], int(r[a]), ts(r[t]), now,
-                      r[i_id] if i_id is not None else f"import:{n}"))
-        if len(batch) == BATCH_ROWS:
-            if tx is None:
-                tx = ledger.transaction(); tx.__enter__()
-            batch.sort(key=lambda row: row[1])  # as the importer writes them
-            events.insert_imported(ledger, batch)
-            in_tx += len(batch)
-            batch = []
-            if in_tx >= COMMIT_ROWS:
-                tx.__exit__(None, None, None); tx, in_tx = None, 0
-    if tx is None:
-        tx = ledger.transaction(); tx.__enter__()
-    if batch:
-        batch.sort(key=lambda row: row[1])
-        events.insert_imported(ledger, batch)
-    tx.__exit__(None, None, None)
+    rows = ((f"{prefix}{n:012x}", r[u], r[k], int(r[a]), ts(r[t]), now, r[i_id] if i_id is not None else f"import:{n}")
+            for n, r in enumerate(reader, 1))
+    written = COMMIT_ROWS
+    while written >= COMMIT_ROWS:
+        with ledger.transaction():  # one per COMMIT_ROWS rows, as the importer's
+            written = 0
+            while written < COMMIT_ROWS and (batch := list(islice(rows, BATCH_ROWS))):
+                batch.sort(key=lambda row: row[1])  # as the importer writes them
+                events.insert_imported(ledger, batch)
+                written += len(batch)
 print(ledger.one("SELECT COUNT(*) FROM usage_events WHERE source = 'import'")[0])
 """
 
