@@ -69,3 +69,24 @@ def test_a_customer_not_in_stripe_cannot_be_reconciled(billing, stripe_side):
     with pytest.raises(NotFoundError, match="not in Stripe"):
         reconcile(billing, stripe_side, user_id="local")
     assert reconcile(billing, stripe_side).lines == []
+
+
+def test_a_difference_right_after_deliveries_says_stripe_may_not_show_them_yet(billing, stripe_side):
+    """``recent`` is asked of the open periods that differ, and only says so when something in
+    their meter window was confirmed in the last minutes."""
+    cus = customer(billing, stripe_side, "alice")
+    customer(billing, stripe_side, "bob")
+    record_many(billing, "alice", 3, amount=lambda i: 10)
+    record_many(billing, "bob", 2, amount=lambda i: 1)
+    push(billing, stripe_side)
+    stripe_side.client.v1.billing.meter_events.create(params={
+        "event_name": "api_calls", "identifier": "sent-behind-our-back",
+        "payload": {"stripe_customer_id": cus, "value": "4"}})
+    r = reconcile(billing, stripe_side)
+    (d,) = r.differences
+    assert (d.user_id, d.ledger, d.stripe, d.recent) == ("alice", 30, 34, True)
+    assert [x.recent for x in r.lines if x.user_id == "bob"] == [False]  # matches: not asked
+    with billing.ledger.transaction() as db:  # the deliveries are an hour old now
+        db.execute("UPDATE event_delivery SET updated_at = updated_at - 3600")
+    (d,) = reconcile(billing, stripe_side).differences
+    assert (d.user_id, d.difference, d.recent) == ("alice", 4, False)

@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable, Iterator
 
 from ..billing import Billing
@@ -75,7 +75,7 @@ class Line:
     ledger: int  # closed: every unit of the period in the ledger; open: the units delivered
     stripe: int  # closed: units on Stripe's invoices for it; open: Stripe's meter total
     pending: int  # units not in Stripe yet (for a closed period: not billed)
-    recent: bool = False  # open: something was delivered in the last minutes (totals may lag)
+    recent: bool = False  # open and differing: something was delivered in the last minutes (totals may lag)
     state: str = OPEN  # closed | open
     invoice_id: str | None = None  # the period's invoice, when Stripe has made it
     failed: int = 0  # units Stripe refused (status lists them)
@@ -487,8 +487,8 @@ def _lines(billing: Billing, fetched: list[_Fetched], metered: dict[str, str], c
                 meter = got.meter.get((i, feature))
                 windows.append(reads.Window(wid, c.user_id, feature, lo, hi, *(meter[:2] if meter else (None, None))))
                 plan.append((got, i, p, feature, wid))
-    units = reads.window_units(billing.ledger, windows, int(time.time()) - RECENT)
-    out = []
+    units = reads.window_units(billing.ledger, windows)
+    out, differ = [], {}  # differ: window id -> its line, for the open periods that differ
     for got, i, p, feature, wid in plan:
         c, u, w = got.customer, units.get(wid, reads.WindowUnits()), windows[wid]
         if p.closed:
@@ -499,8 +499,13 @@ def _lines(billing: Billing, fetched: list[_Fetched], metered: dict[str, str], c
         else:
             # refused units of the open period are money at risk too, until a retry sends them
             out.append(Line(c.user_id, feature, p.start, p.end, w.meter_start, w.meter_end, u.delivered,
-                            got.meter[i, feature][2], u.meter_pending, u.recent, OPEN, p.invoice_id,
+                            got.meter[i, feature][2], u.meter_pending, False, OPEN, p.invoice_id,
                             failed=u.failed))
+            if out[-1].difference:
+                differ[wid] = len(out) - 1
+    # where an open period differs: were there deliveries Stripe's totals may not show yet?
+    for wid in reads.recent_deliveries(billing.ledger, [windows[wid] for wid in differ], int(time.time()) - RECENT):
+        out[differ[wid]] = replace(out[differ[wid]], recent=True)
     return out
 
 
