@@ -143,7 +143,7 @@ def test_the_units_statement_reads_no_event_it_need_not():
         pytest.skip("SQLite's query plan")
     reads.fill_windows(ledger, [])
     reads._fill_pieces(ledger, [])
-    plan = [r[3] for r in ledger.all("EXPLAIN QUERY PLAN " + reads.UNITS_SQL)]
+    plan = [r[3] for r in ledger.all("EXPLAIN QUERY PLAN " + reads.UNITS_SQL, {"watermark": 1})]
     assert "SEARCH e USING COVERING INDEX usage_events_by_time (user_id=? AND feature=? AND timestamp>? AND timestamp<?)" \
         in plan, plan
     assert "SEARCH t USING PRIMARY KEY (user_id=? AND feature=? AND span=? AND since>? AND since<?)" in plan, plan

@@ -3,28 +3,23 @@ to reconcile, which features they have usage of, and their units in every compar
 grouped in SQL (one statement over all the windows, not one query per customer).
 
 The windows, customers and probes go into temporary tables of the ledger's connection, so a
-statement joins them with the ledger's indexes: ``usage_events_by_time`` (user_id, feature,
-timestamp, amount) reads only the time ranges compared."""
+statement joins them with the ledger's indexes, looking each one up (``Ledger.index_joins``):
+a window's units come from ``usage_totals`` and the time index ``usage_events_by_time`` over
+its two ends, and its delivery states from the few events not delivered on their own
+(``UNITS_SQL``), so the cost follows the windows, not the ledger's history."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
 
-from . import totals
+from . import outbox, totals
 from .db import Ledger
-from .outbox import DELIVERED, FAILED, OPEN, PENDING_SQL, WATERMARK
+from .outbox import DELIVERED, FAILED, OPEN, PENDING_SQL
 
 
-def _fill(ledger: Ledger, table: str, columns: str, key: str, rows: Iterable[tuple]) -> None:
-    """Create (once per connection) and fill the temporary table ``table``, emptied first, in
-    one transaction (row by row in autocommit mode it takes ten times as long)."""
-    ledger.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} ({columns}, PRIMARY KEY ({key}))" + ledger.without_rowid)
-    rows = list(rows)
-    with ledger.transaction() as db:
-        db.execute(f"DELETE FROM {table}")
-        if rows:
-            db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(rows[0]))})", rows)
+_KEYS = (("user_id", "TEXT NOT NULL"), ("feature", "TEXT NOT NULL"))
+_INT = "BIGINT NOT NULL"
 
 
 def _empty(ledger: Ledger, table: str) -> None:
@@ -46,7 +41,7 @@ _CUSTOMER = ("c.user_id, c.stripe_customer_id, CASE WHEN EXISTS (SELECT 1 FROM s
 
 
 def _scoped(ledger: Ledger, user_ids: Iterable[str]) -> None:
-    _fill(ledger, "reconcile_customers", "user_id TEXT NOT NULL", "user_id", ((u,) for u in set(user_ids)))
+    ledger.fill_temp("reconcile_customers", (("user_id", "TEXT NOT NULL"),), "user_id", ((u,) for u in set(user_ids)))
 
 
 def customers(ledger: Ledger, user_ids: list[str] | None = None) -> list[Customer]:
@@ -98,7 +93,7 @@ def subscriptions(ledger: Ledger, user_ids: list[str]) -> tuple[list, dict[int, 
 def features_with_usage(ledger: Ledger, probes: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of the (user_id, feature) pairs have at least one usage event (an index probe
     each, whatever their number of events)."""
-    _fill(ledger, "reconcile_probes", "user_id TEXT NOT NULL, feature TEXT NOT NULL", "user_id, feature", probes)
+    ledger.fill_temp("reconcile_probes", _KEYS, "user_id, feature", probes)
     try:
         rows = ledger.all(
             "SELECT p.user_id, p.feature FROM reconcile_probes p WHERE EXISTS "
@@ -145,7 +140,8 @@ _BILLED = "e.timestamp >= w.start_time AND e.timestamp < w.end_time"
 _METERED = "e.timestamp >= w.meter_start AND e.timestamp < w.meter_end"
 _OWN = f"d.status = '{DELIVERED}' AND d.batch_id IS NULL"  # delivered on its own, as its own meter event
 # every event not delivered on its own (and some that are): above the watermark (no delivery row
-# yet, or a new one); pending and failed rows (event_delivery_open, event_delivery_failed); in a
+# yet, or a new one: the watermark only moves up, so one read before the statement is at most
+# lower than the statement's snapshot would say, and reads a few more events); pending and failed rows (event_delivery_open, event_delivery_failed); in a
 # batch or a late item, whatever their state (event_delivery_by_batch, event_delivery_by_late_item).
 # Invoiced rows keep their late item; ledger/checks.py reports a row in any other state.
 _EXCEPTIONS = (
@@ -153,8 +149,7 @@ _EXCEPTIONS = (
     f"UNION SELECT d.event_id FROM event_delivery d WHERE d.status = '{FAILED}' "
     "UNION SELECT d.event_id FROM event_delivery d WHERE d.batch_id IS NOT NULL "
     "UNION SELECT d.event_id FROM event_delivery d WHERE d.late_item_id IS NOT NULL "
-    "UNION SELECT e.id FROM usage_events e WHERE e.seq >= "
-    f"(SELECT COALESCE(MAX(CAST(s.value AS BIGINT)), 0) FROM settings s WHERE s.key = '{WATERMARK}')"
+    "UNION SELECT e.id FROM usage_events e WHERE e.seq >= :watermark"
 )
 # one statement, so one snapshot of the ledger: a push or an insert running meanwhile cannot
 # be half counted. Rows: (kind, window id, piece kind or '', four sums).
@@ -198,13 +193,12 @@ RECENT_SQL = (  # correlated, so each window reads only its own range of the tim
 def fill_windows(ledger: Ledger, windows: list[Window]) -> None:
     """The windows, in the temporary table ``reconcile_windows`` (with the range of times to
     read: both windows of an open period at once)."""
-    _fill(ledger, "reconcile_windows",
-          "user_id TEXT NOT NULL, feature TEXT NOT NULL, id BIGINT NOT NULL, start_time BIGINT NOT NULL, "
-          "end_time BIGINT NOT NULL, meter_start BIGINT, meter_end BIGINT, scan_start BIGINT NOT NULL, "
-          "scan_end BIGINT NOT NULL", "user_id, feature, id",
-          ((w.user_id, w.feature, w.id, w.start, w.end, w.meter_start, w.meter_end,
+    ledger.fill_temp(
+        "reconcile_windows", (*_KEYS, ("id", _INT), ("start_time", _INT), ("end_time", _INT), ("meter_start", "BIGINT"),
+                              ("meter_end", "BIGINT"), ("scan_start", _INT), ("scan_end", _INT)), "user_id, feature, id",
+        ((w.user_id, w.feature, w.id, w.start, w.end, w.meter_start, w.meter_end,
             w.start if w.meter_start is None else min(w.start, w.meter_start),
-            w.end if w.meter_end is None else max(w.end, w.meter_end)) for w in windows))
+          w.end if w.meter_end is None else max(w.end, w.meter_end)) for w in windows))
 
 
 def _fill_pieces(ledger: Ledger, windows: list[Window]) -> None:
@@ -215,9 +209,8 @@ def _fill_pieces(ledger: Ledger, windows: list[Window]) -> None:
         for kind, lo, hi in (("b", w.start, w.end), ("m", w.meter_start, w.meter_end)):
             if lo is not None:
                 rows += [(w.user_id, w.feature, w.id, kind, *piece) for piece in totals.cover(lo, hi)]
-    _fill(ledger, "reconcile_pieces", "user_id TEXT NOT NULL, feature TEXT NOT NULL, id BIGINT NOT NULL, "
-          "kind TEXT NOT NULL, span BIGINT NOT NULL, lo BIGINT NOT NULL, hi BIGINT NOT NULL",
-          "user_id, feature, id, kind, span, lo", rows)
+    ledger.fill_temp("reconcile_pieces", (*_KEYS, ("id", _INT), ("kind", "TEXT NOT NULL"), ("span", _INT), ("lo", _INT),
+                                          ("hi", _INT)), "user_id, feature, id, kind, span, lo", rows)
 
 
 def window_units(ledger: Ledger, windows: list[Window]) -> dict[int, WindowUnits]:
@@ -229,7 +222,8 @@ def window_units(ledger: Ledger, windows: list[Window]) -> dict[int, WindowUnits
     fill_windows(ledger, windows)
     _fill_pieces(ledger, windows)
     try:
-        rows = ledger.all(UNITS_SQL)
+        with ledger.index_joins():
+            rows = ledger.all(UNITS_SQL, {"watermark": outbox.watermark(ledger)})
     finally:
         _empty(ledger, "reconcile_windows")
         _empty(ledger, "reconcile_pieces")
@@ -260,6 +254,7 @@ def recent_deliveries(ledger: Ledger, windows: list[Window], since: int) -> set[
         return set()
     fill_windows(ledger, windows)
     try:
-        return {int(r[0]) for r in ledger.all(RECENT_SQL, {"since": since})}
+        with ledger.index_joins():
+            return {int(r[0]) for r in ledger.all(RECENT_SQL, {"since": since})}
     finally:
         _empty(ledger, "reconcile_windows")
