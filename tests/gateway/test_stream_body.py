@@ -6,6 +6,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from usagebill.gateway import meter_sender
 from usagebill.gateway.meter_sender import MeterEvent, stream_body, stream_params
 
 
@@ -36,3 +37,17 @@ def test_a_field_that_is_not_a_string_is_encoded_as_json_dumps_does():
     batch = [MeterEvent("ube_1", "api_calls", None, 3, 1_700_000_000)]
     assert stream_body(batch) == dumped(batch)
     assert '"stripe_customer_id":null' in stream_body(batch)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(min_value=-62_135_596_800, max_value=253_402_300_799),  # years 1 to 9999
+                 st.integers(min_value=1_600_000_000, max_value=2_000_000_000)))
+def test_timestamps_are_formatted_as_datetime_formats_them(ts):
+    assert meter_sender._rfc3339.__wrapped__(ts) == meter_sender._rfc3339_datetime(ts)
+
+
+def test_a_timestamp_that_is_not_an_int_is_formatted_by_datetime():
+    for ts in (1_700_000_000.75, True):
+        assert meter_sender._rfc3339.__wrapped__(ts) == meter_sender._rfc3339_datetime(ts)
+    assert meter_sender._rfc3339(86_399) == "1970-01-01T23:59:59.000Z"
+    assert meter_sender._rfc3339(-1) == "1969-12-31T23:59:59.000Z"

@@ -99,6 +99,22 @@ class MeterEvent(NamedTuple):  # a tuple: a push makes one per usage event
 
 @lru_cache(maxsize=4096)
 def _rfc3339(ts: int) -> str:
+    """Unix seconds as Stripe's RFC 3339 timestamp (UTC, milliseconds). Events of a push are
+    mostly at seconds of their own (recorded over hours, or imported): the day is formatted
+    once per day (``_rfc3339_day``), the time of day with integers, 1-2 us instead of 7 us;
+    the same text as ``_rfc3339_datetime`` (a test checks them against each other)."""
+    if type(ts) is int:
+        day, second = divmod(ts, 86400)  # the time of day is in [0, 86400), even before 1970
+        return f"{_rfc3339_day(day)}{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}.000Z"
+    return _rfc3339_datetime(ts)
+
+
+@lru_cache(maxsize=64)
+def _rfc3339_day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, timezone.utc).strftime("%Y-%m-%dT")
+
+
+def _rfc3339_datetime(ts) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
