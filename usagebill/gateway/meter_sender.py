@@ -8,7 +8,9 @@ The stream request's body is encoded once, as JSON, and handed to the SDK's own 
 (``_StreamPost``): the SDK's service method first form-encodes the whole request (for its
 debug log, then discards it), then JSON-encodes it and makes its headers again: about 5 ms of
 CPU per 100-event request (3.2 ms of it the form encoding), against 0.2 ms for the body
-encoded once. Everything else goes through the SDK's service methods."""
+encoded once. Everything else goes through the SDK's service methods. The body's text is
+written by ``stream_body``: ``json.dumps`` of the parameters, character for character, without
+building them as dicts first."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _json_string  # json.dumps's, for a str (ensure_ascii)
 from typing import Any, Callable, NamedTuple
 
 from ..errors import StripeAPIError
@@ -96,6 +99,22 @@ class MeterEvent(NamedTuple):  # a tuple: a push makes one per usage event
 
 @lru_cache(maxsize=4096)
 def _rfc3339(ts: int) -> str:
+    """Unix seconds as Stripe's RFC 3339 timestamp (UTC, milliseconds). Events of a push are
+    mostly at seconds of their own (recorded over hours, or imported): the day is formatted
+    once per day (``_rfc3339_day``), the time of day with integers, 1-2 us instead of 7 us;
+    the same text as ``_rfc3339_datetime`` (a test checks them against each other)."""
+    if type(ts) is int:
+        day, second = divmod(ts, 86400)  # the time of day is in [0, 86400), even before 1970
+        return f"{_rfc3339_day(day)}{second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}.000Z"
+    return _rfc3339_datetime(ts)
+
+
+@lru_cache(maxsize=64)
+def _rfc3339_day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, timezone.utc).strftime("%Y-%m-%dT")
+
+
+def _rfc3339_datetime(ts) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
@@ -108,6 +127,25 @@ def stream_params(events: list[MeterEvent]) -> dict:
     return {"events": [{"event_name": e.event_name, "identifier": e.identifier,
                         "payload": {"stripe_customer_id": e.customer, "value": str(e.value)},
                         "timestamp": _rfc3339(e.timestamp)} for e in events]}
+
+
+_EVENT_JSON = ('{"event_name":%s,"identifier":%s,"payload":{"stripe_customer_id":%s,"value":%s},'
+               '"timestamp":%s}')
+
+
+def stream_body(events: list[MeterEvent]) -> str:
+    """``json.dumps(stream_params(events), separators=(",", ":"))``, the same text, written
+    directly: the same keys in the same order, each string escaped by the function json.dumps
+    uses for strings. About a third of the CPU (no dicts built, no walk of them by the
+    encoder): 0.1 ms instead of 0.4-0.5 ms per 100 events. A field that is not a string (a
+    customer id that is None...) goes the json.dumps way."""
+    try:
+        return '{"events":[' + ",".join([
+            _EVENT_JSON % (_json_string(e.event_name), _json_string(e.identifier), _json_string(e.customer),
+                           _json_string(str(e.value)), _json_string(_rfc3339(e.timestamp)))
+            for e in events]) + "]}"
+    except TypeError:
+        return json.dumps(stream_params(events), separators=(",", ":"))
 
 
 def is_duplicate(e: Exception) -> bool:
@@ -255,14 +293,14 @@ class MeterEventSender:
         drops (meter_errors.py)."""
         import stripe
 
-        params = stream_params(events)
         if self._post is not None:
-            body = json.dumps(params, separators=(",", ":"))  # once, for every attempt
+            body = stream_body(events)  # once, for every attempt
             post = self._post
 
             def send(token):
                 return post.post(token, body)
         else:
+            params = stream_params(events)
             stream = self.client.v2.billing.meter_event_stream
 
             def send(token):
