@@ -160,3 +160,22 @@ def test_the_facade_answers_what_callers_took_from_its_context(pro):
         assert pro.now_for("alice") == pro.now() == 1768867200
     assert pro.subscriptions.active("alice") == pro.subscriptions.require("alice") == pro.subscriptions.get("alice")
     assert pro.subscriptions.active("nobody") is None
+
+
+def test_event_ids_sort_by_when_they_were_made(monkeypatch):
+    """``ube_`` + 12 hex digits of milliseconds + 20 random ones: unique, and later ones sort
+    after earlier ones (so the id indexes grow at their end)."""
+    import re
+    import time as clock
+
+    from usagebill.usage import new_event_id
+
+    ids = [new_event_id() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids) and all(re.fullmatch(r"ube_[0-9a-f]{32}", i) for i in ids)
+    now = clock.time_ns()
+    monkeypatch.setattr(clock, "time_ns", lambda: now)
+    first = [new_event_id() for _ in range(50)]
+    monkeypatch.setattr(clock, "time_ns", lambda: now + 1_000_000)  # a millisecond later
+    later = [new_event_id() for _ in range(50)]
+    assert max(first) < min(later)
+    assert {i[4:16] for i in first} == {f"{now // 1_000_000:012x}"}

@@ -382,11 +382,14 @@ def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
             "(claimed_until IS NULL OR claimed_until < ?)))",
             [(now, now, until, worker.id, r["id"], now) for r in queued],
         ) if queued else 0
-        taken += db.executemany(
-            "INSERT INTO event_delivery (event_id, seq, status, attempts, updated_at, first_sent_at, claimed_until, "
-            f"claimed_by) VALUES (?, ?, '{SENDING}', 1, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            [(r["id"], r["seq"], now, now, until, worker.id) for r in fresh],
-        ) if fresh else 0
+        for i in range(0, len(fresh), 500):  # by seq, a statement per 500: no row of parameters per event
+            seqs = [r[0] for r in fresh[i:i + 500]]
+            taken += db.execute(
+                "INSERT INTO event_delivery (event_id, seq, status, attempts, updated_at, first_sent_at, claimed_until, "
+                f"claimed_by) SELECT e.id, e.seq, '{SENDING}', 1, ?, ?, ?, ? FROM usage_events e "
+                f"WHERE e.seq IN ({_marks(seqs)}) ON CONFLICT (event_id) DO NOTHING",
+                [now, now, until, worker.id, *seqs],
+            ).rowcount
         if taken != len(claim.events):  # another worker got some first
             ids = [r["id"] for r in claim.events]
             mine = {r[0] for r in db.all(
