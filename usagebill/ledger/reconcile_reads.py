@@ -41,7 +41,7 @@ _CUSTOMER = ("c.user_id, c.stripe_customer_id, CASE WHEN EXISTS (SELECT 1 FROM s
 
 
 def _scoped(ledger: Ledger, user_ids: Iterable[str]) -> None:
-    ledger.fill_temp("reconcile_customers", (("user_id", "TEXT NOT NULL"),), "user_id", ((u,) for u in set(user_ids)))
+    ledger.fill_temp("reconcile_customers", _KEYS[:1], "user_id", ((u,) for u in set(user_ids)))
 
 
 def customers(ledger: Ledger, user_ids: list[str] | None = None) -> list[Customer]:
@@ -140,10 +140,11 @@ _BILLED = "e.timestamp >= w.start_time AND e.timestamp < w.end_time"
 _METERED = "e.timestamp >= w.meter_start AND e.timestamp < w.meter_end"
 _OWN = f"d.status = '{DELIVERED}' AND d.batch_id IS NULL"  # delivered on its own, as its own meter event
 # every event not delivered on its own (and some that are): above the watermark (no delivery row
-# yet, or a new one: the watermark only moves up, so one read before the statement is at most
-# lower than the statement's snapshot would say, and reads a few more events); pending and failed rows (event_delivery_open, event_delivery_failed); in a
-# batch or a late item, whatever their state (event_delivery_by_batch, event_delivery_by_late_item).
-# Invoiced rows keep their late item; ledger/checks.py reports a row in any other state.
+# yet, or a new one; the watermark only moves up, so a value read before the statement can only
+# be lower, and then a few more events are read); pending and failed rows (event_delivery_open,
+# event_delivery_failed); in a batch or a late item, whatever their state (event_delivery_by_batch,
+# event_delivery_by_late_item). Invoiced rows keep their late item; ledger/checks.py reports a
+# row in any other state.
 _EXCEPTIONS = (
     f"SELECT d.event_id AS id FROM event_delivery d WHERE {OPEN} "
     f"UNION SELECT d.event_id FROM event_delivery d WHERE d.status = '{FAILED}' "
@@ -197,7 +198,7 @@ def fill_windows(ledger: Ledger, windows: list[Window]) -> None:
         "reconcile_windows", (*_KEYS, ("id", _INT), ("start_time", _INT), ("end_time", _INT), ("meter_start", "BIGINT"),
                               ("meter_end", "BIGINT"), ("scan_start", _INT), ("scan_end", _INT)), "user_id, feature, id",
         ((w.user_id, w.feature, w.id, w.start, w.end, w.meter_start, w.meter_end,
-            w.start if w.meter_start is None else min(w.start, w.meter_start),
+          w.start if w.meter_start is None else min(w.start, w.meter_start),
           w.end if w.meter_end is None else max(w.end, w.meter_end)) for w in windows))
 
 
