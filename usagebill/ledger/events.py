@@ -127,16 +127,17 @@ def key_holders(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
     columns looked at are staged (all seven cost 4 s of a 10^6-row re-import without ids), by
     customer: the key index starts with user_id, so a batch's look-ups walk its pages in order,
     not at random (5.7 s of look-ups instead of 9)."""
-    with ledger.staged("import_keys", _KEYS, [(r[0], r[1], r[6]) for r in sorted(rows, key=_user_of)]):
-        return ledger.all("SELECT c.id, e.seq, e.id FROM import_keys c "
-                          "JOIN usage_events e ON e.user_id = c.user_id AND e.idempotency_key = c.key")
+    return _staged(ledger, [(r[0], r[1], r[6]) for r in sorted(rows, key=_user_of)],
+                   "SELECT c.id, e.seq, e.id FROM import_keys c "
+                   "JOIN usage_events e ON e.user_id = c.user_id AND e.idempotency_key = c.key", "import_keys", _KEYS)
 
 
 _user_of = operator.itemgetter(1)
 _KEYS = (("id", "TEXT"), ("user_id", "TEXT"), ("key", "TEXT"))  # import_keys: key_holders' look-ups
 
 
-def _staged(ledger: Ledger, rows: list[tuple], sql: str) -> list[tuple]:
-    """Run ``sql`` over ``rows`` put in the temporary table import_rows (emptied after)."""
-    with ledger.staged("import_rows", _ROWS, rows):
+def _staged(ledger: Ledger, rows: list[tuple], sql: str, table: str = "import_rows",
+            columns: tuple[tuple[str, str], ...] = _ROWS) -> list[tuple]:
+    """Run ``sql`` over ``rows`` put in the temporary table ``table`` (emptied after)."""
+    with ledger.staged(table, columns, rows):
         return ledger.all(sql)
