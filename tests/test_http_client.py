@@ -1,10 +1,18 @@
 """The HTTP client under the SDK (gateway/http_client.py): the environment read once per
-client, not on every request; proxies kept; a ~/.netrc never replaces the Stripe key."""
+client, not on every request; proxies kept, with their credentials; TLS against the SDK's CA
+bundle; connections kept alive; network errors as the SDK's, retried when worth it; a ~/.netrc
+never replaces the Stripe key."""
+
+import base64
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import stripe
 
-from usagebill.gateway.client import connect
+from usagebill.gateway.client import connect, describe
 from usagebill.gateway.http_client import client_class, proxies_for, stripe_urls
 from usagebill.sandbox import serve
 
@@ -35,18 +43,120 @@ def test_the_environment_s_proxies_per_host_and_no_proxy_respected(clean_env):
     assert proxies_for(stripe_urls()) == {}
 
 
-def test_a_stripe_client_s_sessions_do_not_read_the_environment_per_request(clean_env, tmp_path):
+def test_a_stripe_client_s_proxies_and_tls_are_settled_when_it_is_made(clean_env, tmp_path):
+    import urllib3
+
     clean_env.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    clean_env.setenv("NO_PROXY", "files.stripe.com")
     conn = connect(ledger_path=tmp_path / "l.db", api_key="sk_test_" + "x" * 24)
     http = conn.client._requestor._client
-    assert isinstance(http, client_class()) and isinstance(http, stripe.RequestsClient)
-    session = http._new_session()
-    assert session.trust_env is False
-    assert session.proxies["https://meter-events.stripe.com"] == "http://proxy.example:3128"
-    # where requests looks for a request's proxy: the per-host key
-    from requests.utils import select_proxy
+    assert isinstance(http, client_class()) and isinstance(http, stripe.HTTPClient)
+    clean_env.delenv("HTTPS_PROXY")  # read when the client was made, not per request
+    via = http._manager("https://meter-events.stripe.com/v2/billing/meter_event_stream")
+    assert isinstance(via, urllib3.ProxyManager) and via.proxy.host == "proxy.example" and via.proxy.port == 3128
+    direct = http._manager("https://files.stripe.com/v1/files")
+    assert not isinstance(direct, urllib3.ProxyManager)
+    for manager in (via, direct):  # TLS checked against the SDK's CA bundle
+        assert manager.connection_pool_kw["cert_reqs"] == "CERT_REQUIRED"
+        assert manager.connection_pool_kw["ca_certs"] == stripe.ca_bundle_path
+    assert http._manager("https://api.stripe.com/v1/customers") is via  # one per proxy and thread
 
-    assert select_proxy("https://api.stripe.com/v1/customers", session.proxies) == "http://proxy.example:3128"
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Answers every request with an empty Stripe list; records what it was sent."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list = []
+    answers: list = []  # (status, headers) to give first, then 200
+
+    def do_GET(self):
+        self.seen.append((self.requestline, {k.lower(): v for k, v in self.headers.items()}, self.client_address[1]))
+        status, headers = self.answers.pop(0) if self.answers else (200, {})
+        body = json.dumps({"object": "list", "data": [], "has_more": False, "url": "/v1/customers"}).encode()
+        self.send_response(status)
+        for k, v in {"Content-Type": "application/json", "Request-Id": "req_1", **headers}.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def recorder():
+    _Recorder.seen, _Recorder.answers = [], []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.seen, server.answers = _Recorder.seen, _Recorder.answers
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_requests_keep_one_connection_alive_and_send_the_sdk_s_headers(clean_env, tmp_path, recorder):
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    conn = connect(ledger_path=tmp_path / "l.db", sandbox_url=url, max_network_retries=0)
+    for _ in range(5):
+        conn.client.v1.customers.list()
+    lines = {line for line, _, _ in recorder.seen}
+    assert lines == {"GET /v1/customers HTTP/1.1"}
+    assert len({port for _, _, port in recorder.seen}) == 1  # one connection, kept alive
+    headers = recorder.seen[0][1]
+    assert headers["authorization"] == "Bearer sk_test_usagebill_sandbox"
+    assert headers["user-agent"].startswith("Stripe/v1 PythonBindings/")
+
+
+def test_a_proxy_in_the_environment_is_used_with_its_credentials(clean_env, tmp_path, recorder):
+    clean_env.setenv("HTTP_PROXY", f"http://us%40r:p%3Ass@127.0.0.1:{recorder.server_address[1]}")
+    conn = connect(ledger_path=tmp_path / "l.db", sandbox_url="http://sandbox.invalid:12111", max_network_retries=0)
+    conn.client.v1.customers.list()
+    line, headers, _ = recorder.seen[0]
+    assert line == "GET http://sandbox.invalid:12111/v1/customers HTTP/1.1"  # sent to the proxy
+    assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"us@r:p:ss").decode()
+
+
+def test_the_sdk_retries_what_stripe_says_to_retry(clean_env, tmp_path, recorder):
+    recorder.answers[:] = [(503, {"Stripe-Should-Retry": "true"})]
+    url = f"http://127.0.0.1:{recorder.server_address[1]}"
+    conn = connect(ledger_path=tmp_path / "l.db", sandbox_url=url, max_network_retries=2)
+    conn.client.v1.customers.list()
+    assert len(recorder.seen) == 2
+
+
+def test_network_errors_are_the_sdk_s_connection_errors_retried_only_when_worth_it(clean_env):
+    import urllib3
+
+    http = client_class()(["http://127.0.0.1:9"], timeout=2)
+    with pytest.raises(stripe.APIConnectionError) as refused:
+        http.request("get", "http://127.0.0.1:9/v1/customers", {})  # port 9: nobody listens
+    assert refused.value.should_retry is True
+    assert describe(refused.value).startswith("cannot reach Stripe (")
+    with socket.socket() as silent:  # accepts, never answers: a read timeout
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        slow = client_class()([], timeout=0.3)
+        with pytest.raises(stripe.APIConnectionError) as timed_out:
+            slow.request("get", f"http://127.0.0.1:{port}/v1/customers", {})
+        assert timed_out.value.should_retry is True and "Timeout" in str(timed_out.value)
+    for error, retry in ((urllib3.exceptions.SSLError("certificate verify failed"), False),
+                         (urllib3.exceptions.ProtocolError("Connection aborted."), True),
+                         (urllib3.exceptions.LocationParseError("http://[x"), False),
+                         (ValueError("odd"), False)):
+        with pytest.raises(stripe.APIConnectionError) as e:
+            http._handle_request_error(error)
+        assert e.value.should_retry is retry, error
+        assert "(Network error: " in str(e.value)
+
+
+def test_a_streamed_response_is_readable(clean_env, recorder):
+    http = client_class()([])
+    content, status, headers = http.request_stream("get", f"http://127.0.0.1:{recorder.server_address[1]}/v1/x", {})
+    assert status == 200 and headers["request-id"] == "req_1"  # headers ignore case, as the SDK expects
+    assert json.loads(content.read())["object"] == "list"
+    http.close()
 
 
 def test_a_netrc_entry_for_the_host_does_not_replace_the_key(clean_env, tmp_path):

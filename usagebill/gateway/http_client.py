@@ -1,27 +1,43 @@
 """The HTTP client under the Stripe SDK, when it talks over the network (Stripe, or a sandbox
-served by ``usagebill sandbox serve``): the SDK's own ``RequestsClient`` (its retries, its
-error mapping, its CA bundle), with each thread's ``requests.Session`` reading the environment
-once, when it is made, instead of on every request.
+served by ``usagebill sandbox serve``): a ``stripe.HTTPClient`` (the SDK's documented place
+for one: ``StripeClient(http_client=...)``) on urllib3, the library requests is built on.
 
-Why: with ``trust_env`` on (requests' default), every request walks ``os.environ`` twice for
-proxy settings and looks for a ``~/.netrc``; that was a fifth of a push thread's CPU. And a
-``~/.netrc`` entry for a Stripe host would replace the SDK's ``Authorization`` header with its
-own credentials. So the sessions do not trust the environment; the proxies it names for the
-hosts we call (``HTTPS_PROXY``, ``ALL_PROXY``..., minus ``NO_PROXY``) are read when the client
-is made and given to every session as per-host settings. The CA bundle is the SDK's either way
-(it passes ``verify`` itself). A proxy variable changed after the client was made is not seen:
-a new connection (``usagebill`` run again, or ``Billing.use_connection``) reads it again."""
+The SDK keeps everything that makes a request a Stripe request: its headers, the API key,
+idempotency keys, its retries (``request_with_retries``: network errors, Stripe-Should-Retry,
+409 and 5xx, back-off) and its mapping of error responses to exceptions. This module only
+moves the bytes.
+
+Why not the SDK's ``RequestsClient``. requests spends about 1.5 ms of CPU per request on work
+these calls do not need: it merges session settings, handles cookies and hooks, and builds its
+own request and response objects on top of urllib3's. At 100 meter events a request, that
+was half the CPU of a push's sending threads (``bench/push.py``). And with ``trust_env`` on
+(its default), a ``~/.netrc`` entry for a Stripe host replaced the SDK's Authorization header.
+
+What is kept from requests' behaviour:
+- one connection per thread and host, kept alive, as the SDK's per-thread sessions did;
+- the environment's proxies (``HTTPS_PROXY``, ``ALL_PROXY``..., minus ``NO_PROXY``), read once,
+  when the client is made, for the hosts it calls. Credentials in a proxy's URL are sent as
+  Proxy-Authorization. A proxy variable changed later is not seen: a new connection (``usagebill``
+  run again, or ``Billing.use_connection``) reads it again;
+- TLS verified against the SDK's CA bundle (``stripe.ca_bundle_path``), hostnames checked;
+- requests' timeouts under the SDK (80 s to connect, 80 s between reads) and no retries of its
+  own (the SDK retries);
+- errors as the SDK's ``APIConnectionError``: timeouts, refused and dropped connections may be
+  retried (``should_retry``), a certificate that does not verify or a bad proxy URL may not."""
 
 from __future__ import annotations
 
+import threading
 from functools import cache
-from typing import Iterable
-from urllib.parse import urlsplit
+from typing import Any, Iterable
+from urllib.parse import unquote, urlsplit
+
+TIMEOUT = 80.0  # seconds, to connect and between reads: the SDK's RequestsClient default
 
 
 def proxies_for(urls: Iterable[str]) -> dict[str, str]:
-    """The environment's proxies for these URLs' hosts, as requests' per-host keys
-    (``https://api.stripe.com``: its proxy); a host ``NO_PROXY`` covers gets none."""
+    """The environment's proxies for these URLs' hosts (``https://api.stripe.com``: its proxy),
+    read as requests reads them (it comes with the SDK); a host ``NO_PROXY`` covers gets none."""
     from requests.utils import get_environ_proxies
 
     out: dict[str, str] = {}
@@ -36,34 +52,108 @@ def proxies_for(urls: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _host_key(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}"
+
+
+def _proxy_manager(proxy: str, pool_kw: dict) -> Any:
+    """A urllib3 manager that goes through ``proxy`` (its URL's credentials as a header)."""
+    import urllib3
+
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    headers = None
+    if parts.username is not None:
+        auth = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        headers = urllib3.make_headers(proxy_basic_auth=auth)
+    netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
+    url = f"{parts.scheme}://{netloc}"
+    if parts.scheme.startswith("socks"):
+        try:
+            from urllib3.contrib.socks import SOCKSProxyManager
+        except ImportError:  # PySocks is not installed, as requests would say
+            raise ValueError(f"the proxy {url} is a SOCKS proxy: install PySocks to use it") from None
+        return SOCKSProxyManager(proxy if parts.username is not None else url, **pool_kw)
+    return urllib3.ProxyManager(url, proxy_headers=headers, **pool_kw)
+
+
 @cache
 def client_class():
-    """The SDK's requests-based client with sessions made once per thread, as the SDK makes
-    them, but configured as above. Subclass it to change error messages."""
-    import requests
+    """The class (made on first use: ``stripe`` and urllib3 are imported only when a client
+    is). Subclass it to change error messages (``_handle_request_error``)."""
+    import ssl
+    import textwrap
+
     import stripe
+    import urllib3
+    from urllib3 import exceptions as u3
 
-    class SessionOnceClient(stripe.RequestsClient):
-        def __init__(self, urls: Iterable[str], **kwargs):
-            super().__init__(**kwargs)
+    class NetworkClient(stripe.HTTPClient):
+        name = "urllib3"
+
+        def __init__(self, urls: Iterable[str], *, timeout: float = TIMEOUT, verify_ssl_certs: bool = True):
+            super().__init__(verify_ssl_certs=verify_ssl_certs)
             self._proxies = proxies_for(urls)
+            self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+            self._local = threading.local()
 
-        def _new_session(self) -> "requests.Session":
-            session = requests.Session()
-            session.trust_env = False
-            session.proxies.update(self._proxies)
-            return session
+        def _manager(self, url: str):
+            """This thread's connection manager for ``url``'s host (direct, or its proxy's)."""
+            managers = getattr(self._local, "managers", None)
+            if managers is None:
+                managers = self._local.managers = {}
+            proxy = self._proxies.get(_host_key(url))
+            manager = managers.get(proxy)
+            if manager is None:
+                if self._verify_ssl_certs:
+                    tls = {"cert_reqs": "CERT_REQUIRED", "ca_certs": stripe.ca_bundle_path}
+                else:
+                    tls = {"cert_reqs": "CERT_NONE"}
+                pool_kw = {"num_pools": 4, "maxsize": 2, "retries": False, "timeout": self._timeout, **tls}
+                manager = _proxy_manager(proxy, pool_kw) if proxy else urllib3.PoolManager(**pool_kw)
+                managers[proxy] = manager
+            return manager
 
-        def _request_internal(self, *args, **kwargs):
-            # the SDK keeps one session per thread in ``_thread_local.session`` and makes a
-            # plain one when it finds none: give it ours first (if a later SDK keeps its
-            # sessions elsewhere, it makes its own, which read the environment per request)
-            local = getattr(self, "_thread_local", None)
-            if local is not None and getattr(local, "session", None) is None:
-                local.session = self._new_session()
-            return super()._request_internal(*args, **kwargs)
+        def request(self, method, url, headers, post_data=None):
+            return self._request_internal(method, url, headers, post_data, is_streaming=False)
 
-    return SessionOnceClient
+        def request_stream(self, method, url, headers, post_data=None):
+            return self._request_internal(method, url, headers, post_data, is_streaming=True)
+
+        def _request_internal(self, method, url, headers, post_data, is_streaming: bool):
+            try:
+                response = self._manager(url).urlopen(
+                    method.upper(), url, body=post_data, headers=headers, redirect=False,
+                    retries=False, timeout=self._timeout, preload_content=not is_streaming)
+                # streaming: the response itself, readable, as RequestsClient gives requests' ``raw``
+                content = response if is_streaming else response.data
+            except Exception as e:
+                self._handle_request_error(e)
+            return content, response.status, response.headers
+
+        def _handle_request_error(self, e: Exception):
+            """The SDK's APIConnectionError for ``e``: retried by the SDK when another attempt
+            may get through (a timeout, a refused or dropped connection), not otherwise."""
+            if isinstance(e, (u3.SSLError, ssl.SSLError)):
+                msg, retry = "Could not verify Stripe's TLS certificate: is the network intercepting it?", False
+            elif isinstance(e, (u3.TimeoutError, u3.ProtocolError, u3.ProxyError, u3.NewConnectionError,
+                                ConnectionError, TimeoutError)):
+                msg, retry = "Unexpected error communicating with Stripe.", True
+            elif isinstance(e, u3.HTTPError):
+                msg, retry = "Unexpected error communicating with Stripe.", False
+            else:
+                msg, retry = "Unexpected error communicating with Stripe: probably a configuration issue locally.", False
+            detail = f"{type(e).__name__}: {e}" if str(e) else f"{type(e).__name__} (no message)"
+            raise stripe.APIConnectionError(textwrap.fill(msg) + f"\n\n(Network error: {detail})",
+                                            should_retry=retry) from e
+
+        def close(self):
+            """Close this thread's connections (the SDK closes per thread, as its sessions were)."""
+            for manager in (getattr(self._local, "managers", None) or {}).values():
+                manager.clear()
+            self._local.managers = {}
+
+    return NetworkClient
 
 
 def stripe_urls(client_options: dict | None = None) -> list[str]:
