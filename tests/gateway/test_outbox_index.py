@@ -317,7 +317,7 @@ def test_a_live_workers_claims_are_not_sent_by_another(billing, stripe_side):
     customer(billing, stripe_side, "alice")
     ids = record_many(billing, "alice", 5)
     other = outbox.Worker.new()
-    claim = outbox.claim_events(billing.ledger, outbox.Scope(), other, outbox.Cursor(), lambda r: None,
+    claim = outbox.claim_events(billing.ledger, outbox.Scope(), other, outbox.Cursor(), lambda user, feature: None,
                                 limit=3, sent_since=0)
     assert [r["id"] for r in claim.events] == ids[:3]  # oldest first
     r = push(billing, stripe_side)
@@ -335,7 +335,7 @@ def test_a_killed_workers_claims_are_taken_over_at_once(billing, stripe_side):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     dead = outbox.Worker(f"{os.uname().nodename}:{gone.pid}:deadbeef")
-    outbox.claim_events(billing.ledger, outbox.Scope(), dead, outbox.Cursor(), lambda r: None, limit=4, sent_since=0)
+    outbox.claim_events(billing.ledger, outbox.Scope(), dead, outbox.Cursor(), lambda user, feature: None, limit=4, sent_since=0)
     r = push(billing, stripe_side)
     assert (r.delivered, r.still_pending) == (4, 0)
     assert sorted(i for i, *_ in meter_rows(stripe_side.sandbox)) == sorted(ids)
@@ -345,8 +345,34 @@ def test_an_expired_lease_is_taken_over(billing, stripe_side):
     customer(billing, stripe_side, "alice")
     record_many(billing, "alice", 2)
     far = outbox.Worker("elsewhere:1:cafe", lease=-1)  # another host's worker, its lease run out
-    outbox.claim_events(billing.ledger, outbox.Scope(), far, outbox.Cursor(), lambda r: None, limit=2, sent_since=0)
+    outbox.claim_events(billing.ledger, outbox.Scope(), far, outbox.Cursor(), lambda user, feature: None, limit=2, sent_since=0)
     assert push(billing, stripe_side).delivered == 2
+
+
+def test_verdicts_by_seq_range_touch_only_the_rows_the_worker_still_holds(billing, stripe_side):
+    customer(billing, stripe_side, "alice")
+    ids = record_many(billing, "alice", 6)
+    ledger = billing.ledger
+    me, other = outbox.Worker.new(), outbox.Worker("elsewhere:1:beef", lease=-1)
+    outbox.claim_events(ledger, outbox.Scope(), other, outbox.Cursor(), lambda user, feature: None, limit=1,
+                        sent_since=0)  # ids[0]: another push's, lease run out
+    claim = outbox.claim_events(ledger, outbox.Scope(), me, outbox.Cursor(), lambda user, feature: None, limit=6,
+                                sent_since=0)
+    assert [r["id"] for r in claim.events] == ids  # took ids[0] over
+    seqs = {r["id"]: r["seq"] for r in claim.events}
+    # meanwhile a third push took ids[2] over from me (my lease ran out, say)
+    ledger.execute("UPDATE event_delivery SET claimed_by = 'third:1:cafe' WHERE event_id = ?", (ids[2],))
+    outbox.mark_events(ledger, ids[:4], {}, held=(me.id, seqs[ids[0]], seqs[ids[3]]))
+    states = dict(ledger.all("SELECT event_id, status FROM event_delivery"))
+    assert [states[i] for i in ids] == ["delivered"] * 4 + ["sending"] * 2  # ids[2] too: by id, as without held
+    assert dict(ledger.all("SELECT status, events FROM delivery_totals"))["delivered"] == 4
+    # a range holding more than was delivered is a bug: refused, nothing written
+    with pytest.raises(RuntimeError, match="2 rows held"):
+        outbox.mark_events(ledger, ids[4:5], {}, held=(me.id, seqs[ids[4]], seqs[ids[5]]))
+    assert [states[i] for i in ids] == [dict(ledger.all("SELECT event_id, status FROM event_delivery"))[i] for i in ids]
+    outbox.mark_events(ledger, ids[4:], {}, held=(me.id, seqs[ids[4]], seqs[ids[5]]))
+    assert outbox.count_pending(ledger, outbox.Scope()) == 0
+    consistent(billing)
 
 
 def test_a_live_workers_batch_is_not_sent_by_another(billing, stripe_side):

@@ -248,6 +248,7 @@ class _Push:
         self.on_progress = on_progress
         self.worker = worker
         self.targets = _Targets(billing)
+        self._routes: dict[tuple[str, str], tuple[str, str | None]] = {}  # (user_id, feature) -> _route
         self.result = PushResult()
         self.delivered_now: dict[str, int] = {}  # identifier -> usage events, delivered in this run
         # first sent before this and never confirmed: Stripe may have forgotten the identifier,
@@ -264,11 +265,27 @@ class _Push:
             outbox.renew(self.ledger, self.worker)
             self._renewed = time.monotonic()
 
+    def _route(self, user_id: str, feature: str) -> tuple[str, str | None]:
+        """(the meter's event name, the Stripe customer) for a customer's events of a feature."""
+        route = self._routes.get((user_id, feature))
+        if route is None:
+            names = self.targets.event_names
+            if feature not in names:
+                names[feature] = mapping.event_name(feature)
+            route = self._routes[(user_id, feature)] = (names[feature], self.targets.customer(user_id))
+        return route
+
     def _meter_event(self, identifier: str, user_id: str, feature: str, amount: int, timestamp: int) -> MeterEvent:
-        names = self.targets.event_names
-        if feature not in names:
-            names[feature] = mapping.event_name(feature)
-        return MeterEvent(identifier, names[feature], self.targets.customer(user_id), amount, timestamp)
+        name, customer = self._route(user_id, feature)
+        return MeterEvent(identifier, name, customer, amount, timestamp)
+
+    def _meter_events(self, rows: list) -> list[MeterEvent]:
+        """Claimed rows (seq, id, user_id, feature, amount, timestamp, ...) as meter events: a
+        push makes one per event, so the route is looked up once per customer and feature."""
+        routes = self._routes
+        for pair in {(r[2], r[3]) for r in rows} - routes.keys():
+            self._route(*pair)
+        return [MeterEvent(r[1], *routes[r[2], r[3]], r[4], r[5]) for r in rows]
 
     def _wait(self, reason: str, events: int) -> None:
         self.result.waiting[reason] = self.result.waiting.get(reason, 0) + events
@@ -368,14 +385,10 @@ class _Push:
         cursor = outbox.Cursor()
         ready: deque[list] = deque()
 
-        why = self.targets.why_not
-
-        def why_not(row):  # columns: seq, id, user_id, feature, amount, timestamp
-            return why(row[2], row[3])
-
-        def record(verdicts):
+        def record(verdicts, rows):
             if all(v == "delivered" for v, _ in verdicts.values()):  # the common case, in one go
-                outbox.mark_events(self.ledger, list(verdicts), {})
+                # the chunk is every row this push holds between its first and last seq
+                outbox.mark_events(self.ledger, list(verdicts), {}, held=(self.worker.id, rows[0][0], rows[-1][0]))
                 self.result.delivered += len(verdicts)
                 self.delivered_now.update(dict.fromkeys(verdicts, 1))
                 return
@@ -391,7 +404,7 @@ class _Push:
                 with self.ledger.transaction(rows_only=True):
                     self.pool.collect()
                     claim = None if self.pool.error else outbox.claim_events(
-                        self.ledger, self.scope, self.worker, cursor, why_not, limit=self.batch_size * chunks,
+                        self.ledger, self.scope, self.worker, cursor, self.targets.why_not, limit=self.batch_size * chunks,
                         sent_since=self.sent_since)
                 self.pool.raise_if_failed()
                 for _, reason in claim.waiting:
@@ -400,7 +413,7 @@ class _Push:
                 self.upto = cursor.seq + 1
                 continue
             rows = ready.popleft()
-            self._deliver([self._meter_event(r[1], r[2], r[3], r[4], r[5]) for r in rows], record)
+            self._deliver(self._meter_events(rows), lambda verdicts, rows=rows: record(verdicts, rows))
         self.upto = max(top, cursor.seq) + 1
 
 

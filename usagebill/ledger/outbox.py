@@ -336,12 +336,13 @@ def _claimable(now: int, sent_since: int) -> tuple[str, list]:
 
 
 def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
-                 why_not: Callable[[Row], str | None], *, limit: int, sent_since: int,
+                 why_not: Callable[[str, str], str | None], *, limit: int, sent_since: int,
                  look: int = 2_000) -> Claim:
     """Claim up to ``limit`` events to send on their own, oldest first after ``cursor``, in one
-    short transaction: ``sending`` with this worker's lease. ``why_not(event)`` says why an
-    event cannot go now (None: it can); those are returned as waiting and left as they are.
-    At most ``look`` events are looked at; ``cursor`` moves past them (``done`` at the end)."""
+    short transaction: ``sending`` with this worker's lease. ``why_not(user_id, feature)`` says
+    why that customer's events of that feature cannot go now (None: they can; asked once per
+    pair and page); those are returned as waiting and left as they are. At most ``look`` events
+    are looked at; ``cursor`` moves past them (``done`` at the end)."""
     now = _now()
     claim = Claim()
     until = worker.until(now)
@@ -357,10 +358,23 @@ def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
                 cursor.done = True
                 break
             last = len(fresh) < page and len(held) < page  # nothing after these
+            blocked = {pair: why for pair in {(r[2], r[3]) for r in rows} if (why := why_not(*pair))}
+            need = limit - len(claim.events)
+            if not blocked:  # the common case: every event of the page may go
+                going = rows[:need]
+                claim.events.extend(going)
+                cursor.seq = going[-1][0]
+                looked += len(going)
+                if len(going) == need:
+                    break
+                if last:
+                    cursor.done = True
+                    break
+                continue
             for row in rows:
                 cursor.seq = row[0]
                 looked += 1
-                reason = why_not(row)
+                reason = blocked.get((row[2], row[3]))
                 if reason:
                     claim.waiting.append((row, reason))
                 else:
@@ -373,8 +387,8 @@ def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
                     break
         if not claim.events:
             return claim
-        queued = [r for r in claim.events if r["state"] is not None]
-        fresh = [r for r in claim.events if r["state"] is None]
+        queued = [r for r in claim.events if r[6] is not None]  # r[6]: the row's state (None: no row yet)
+        fresh = [r for r in claim.events if r[6] is None]
         taken = db.executemany(
             f"UPDATE event_delivery SET status = '{SENDING}', attempts = attempts + 1, updated_at = ?, "
             "first_sent_at = COALESCE(first_sent_at, ?), claimed_until = ?, claimed_by = ? "
@@ -384,11 +398,15 @@ def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
         ) if queued else 0
         for i in range(0, len(fresh), 500):  # by seq, a statement per 500: no row of parameters per event
             seqs = [r[0] for r in fresh[i:i + 500]]
+            if seqs[-1] - seqs[0] + 1 == len(seqs):  # consecutive (the common case): exactly that range, seqs being unique
+                which_seqs, seq_args = "e.seq BETWEEN ? AND ?", [seqs[0], seqs[-1]]
+            else:
+                which_seqs, seq_args = f"e.seq IN ({_marks(seqs)})", seqs
             taken += db.execute(
                 "INSERT INTO event_delivery (event_id, seq, status, attempts, updated_at, first_sent_at, claimed_until, "
                 f"claimed_by) SELECT e.id, e.seq, '{SENDING}', 1, ?, ?, ?, ? FROM usage_events e "
-                f"WHERE e.seq IN ({_marks(seqs)}) ON CONFLICT (event_id) DO NOTHING",
-                [now, now, until, worker.id, *seqs],
+                f"WHERE {which_seqs} ON CONFLICT (event_id) DO NOTHING",
+                [now, now, until, worker.id, *seq_args],
             ).rowcount
         if taken != len(claim.events):  # another worker got some first
             ids = [r["id"] for r in claim.events]
@@ -399,15 +417,33 @@ def claim_events(ledger: Ledger, scope: Scope, worker: Worker, cursor: Cursor,
     return claim
 
 
-def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str]) -> None:
+def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str], *,
+                held: tuple[str, int, int] | None = None) -> None:
     """Record Stripe's verdicts on events sent on their own, in one transaction; the first
     verdict stands (another push may have sent the same event meanwhile). An event without a
-    delivery row (sent by hand, say) gets one."""
+    delivery row (sent by hand, say) gets one. ``held`` (worker id, first seq, last seq): the
+    delivered events are the ``sending`` rows that worker holds in that range of seqs (a
+    claim's chunk: a push sends its claims in seq order, in chunks that do not overlap), so
+    they are found through the index of open rows by seq, not one by one by id; any the
+    worker no longer holds (its lease ran out and another push took them) are then looked up
+    by id, as without ``held``."""
     now = _now()
     with ledger.transaction(rows_only=True) as db:
         n = 0
-        for i in range(0, len(delivered), 500):  # one statement per 500: the common case, kept cheap
-            chunk = delivered[i:i + 500]
+        rest = delivered
+        if held is not None and delivered:
+            who, first, last = held
+            n = db.execute(
+                f"UPDATE event_delivery SET status = '{DELIVERED}', last_error = NULL, updated_at = ?, claimed_until = NULL, "
+                f"claimed_by = NULL WHERE seq BETWEEN ? AND ? AND {OPEN.replace('d.', '')} AND status = '{SENDING}' "
+                "AND claimed_by = ?",
+                [now, first, last, who],
+            ).rowcount
+            if n > len(delivered):  # rows held that were not sent in this chunk: never so; refuse to guess
+                raise RuntimeError(f"{n} rows held by {who} between seq {first} and {last}, {len(delivered)} delivered")
+            rest = [] if n == len(delivered) else delivered
+        for i in range(0, len(rest), 500):  # one statement per 500: the common case, kept cheap
+            chunk = rest[i:i + 500]
             n += db.execute(
                 f"UPDATE event_delivery SET status = '{DELIVERED}', last_error = NULL, updated_at = ?, claimed_until = NULL, "
                 f"claimed_by = NULL WHERE event_id IN ({_marks(chunk)}) AND status = '{SENDING}'",
