@@ -105,6 +105,22 @@ def test_a_new_ledger_reads_every_report_stripe_keeps(billing, stripe_side):
     assert [(d.code, d.reason) for d in report.drops] == [("meter_event_customer_not_found", NOT_FOUND)] * 2
 
 
+def test_reports_are_read_page_after_page(billing, stripe_side, monkeypatch):
+    ghost(billing)
+    for _ in range(3):  # three pushes, three reports
+        record_many(billing, "bob", 2)
+        push(billing, stripe_side)
+    whole = meter_errors.read_drops(stripe_side)
+    requests = []
+    raw = stripe_side.client.raw_request
+    monkeypatch.setattr(stripe_side.client, "raw_request", lambda *a, **k: requests.append(a) or raw(*a, **k))
+    monkeypatch.setattr(meter_errors, "PAGE", 1)
+    paged = meter_errors.read_drops(stripe_side)
+    assert len(requests) >= 3 and requests[1][1].startswith("/v2/core/events?")  # the next pages, as Stripe names them
+    assert sorted(paged.drops, key=repr) == sorted(whole.drops, key=repr) and len(whole.drops) == 6
+    assert (paged.newest, paged.newest_ids) == (whole.newest, whole.newest_ids)
+
+
 class _Refusing:
     """A client whose v1 meter event create raises the given Stripe error."""
 
