@@ -149,6 +149,37 @@ def test_a_refused_event_fails_with_stripes_reason_and_the_rest_of_its_chunk_goe
     assert push(billing, stripe_side).requests == 0  # failed events are not retried
 
 
+def test_an_outage_in_the_middle_of_a_refused_chunk_records_the_verdicts_obtained(billing, stripe_side, monkeypatch):
+    """Stream refused, then one by one (v1) until Stripe goes away: the events with a verdict
+    are delivered, the rest of the chunk stays pending, and the next push sends only those."""
+    from usagebill.gateway import meter_sender
+
+    alice = customer(billing, stripe_side, "alice")
+    ids = record_many(billing, "alice", 5)
+    real_one, calls = meter_sender.MeterEventSender.one, []
+
+    def refuse(self, events):
+        raise meter_sender.Refused("one of them is bad")
+
+    def one(self, event):
+        calls.append(event.identifier)
+        if len(calls) > 2:
+            raise meter_sender.Unavailable("meter event: Stripe went away")
+        return real_one(self, event)
+
+    with monkeypatch.context() as m:
+        m.setattr(meter_sender.MeterEventSender, "stream", refuse)
+        m.setattr(meter_sender.MeterEventSender, "one", one)
+        r = push(billing, stripe_side, concurrency=1)
+    assert (r.delivered, r.still_pending) == (2, 3) and "went away" in r.error
+    assert dict(billing.ledger.all("SELECT event_id, status FROM event_delivery WHERE status = 'delivered'")) == {
+        i: "delivered" for i in ids[:2]}
+    r = push(billing, stripe_side)
+    assert (r.delivered, r.still_pending) == (3, 0)
+    assert sorted(i for i, *_ in meter_rows(stripe_side.sandbox)) == sorted(ids)
+    assert stripe_totals(meter_rows(stripe_side.sandbox)) == {(alice, "api_calls"): 5}
+
+
 def test_an_event_stripe_already_has_counts_as_already_delivered(billing, stripe_side):
     cus = customer(billing, stripe_side, "alice")
     (first,) = record_many(billing, "alice", 1, amount=lambda i: 4)

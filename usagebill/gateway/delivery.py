@@ -387,8 +387,11 @@ class _Push:
 
         def record(verdicts, rows):
             if all(v == "delivered" for v, _ in verdicts.values()):  # the common case, in one go
-                # the chunk is every row this push holds between its first and last seq
-                outbox.mark_events(self.ledger, list(verdicts), {}, held=(self.worker.id, rows[0][0], rows[-1][0]))
+                # the whole chunk (not cut short by an outage) is every row this push holds
+                # between its first and last seq
+                whole = len(verdicts) == len(rows)
+                outbox.mark_events(self.ledger, list(verdicts), {},
+                                   held=(self.worker.id, rows[0][0], rows[-1][0]) if whole else None)
                 self.result.delivered += len(verdicts)
                 self.delivered_now.update(dict.fromkeys(verdicts, 1))
                 return
