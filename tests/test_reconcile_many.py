@@ -114,7 +114,7 @@ def test_closed_only_and_periods(world):
 
 
 def test_over_http_with_eight_workers(world, tmp_path):
-    """The pool's threads share one StripeClient over real HTTP (a session per thread)."""
+    """The pool's threads share one StripeClient over real HTTP (a connection per thread)."""
     from usagebill.sandbox.server import serve
 
     expected = key(reconcile(world, world.connection))

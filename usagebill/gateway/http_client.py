@@ -14,7 +14,7 @@ was half the CPU of a push's sending threads (``bench/push.py``). And with ``tru
 (its default), a ``~/.netrc`` entry for a Stripe host replaced the SDK's Authorization header.
 
 What is kept from requests' behaviour:
-- one connection per thread and host, kept alive, as the SDK's per-thread sessions did;
+- connections per thread and host, kept alive, as the SDK's per-thread sessions had them;
 - the environment's proxies (``HTTPS_PROXY``, ``ALL_PROXY``..., minus ``NO_PROXY``), read once,
   when the client is made, for the hosts it calls. Credentials in a proxy's URL are sent as
   Proxy-Authorization. A proxy variable changed later is not seen: a new connection (``usagebill``
@@ -48,7 +48,7 @@ def proxies_for(urls: Iterable[str]) -> dict[str, str]:
         env = get_environ_proxies(url)  # {} when NO_PROXY covers the host
         proxy = env.get(parts.scheme) or env.get("all")
         if proxy:
-            out[f"{parts.scheme}://{parts.hostname}"] = proxy
+            out[_host_key(url)] = proxy
     return out
 
 
