@@ -118,6 +118,32 @@ def test_event_list_filters_pages_and_shape(c, meter):
         c.v2.core.events.retrieve("evt_test_nope")
 
 
+
+def test_next_page_url_followed_as_it_is_keeps_the_list_s_filters(c, meter):
+    """A client that follows next_page_url without sending the parameters again (not the
+    SDK, which sends them merged) gets the rest of the same list."""
+    import json
+
+    for i in range(3):
+        stream(c, [event(f"bad-{i}", "cus_nobody")])
+    newest = c.v2.core.events.list({"limit": 1}).data[0].created
+    body = json.loads(c.raw_request("get", "/v2/core/events", types=[REPORT, NO_METER], limit=1).body)
+    seen = []
+    while True:
+        seen += [e["data"]["reason"]["error_types"][0]["sample_errors"][0]["request"]["identifier"] for e in body["data"]]
+        if not body["next_page_url"]:
+            break
+        assert body["next_page_url"].startswith("/v2/core/events?page=")
+        body = json.loads(c.raw_request("get", body["next_page_url"]).body)
+    assert seen == ["bad-2", "bad-1", "bad-0"]
+    only_no_meter = json.loads(c.raw_request("get", "/v2/core/events", types=[NO_METER], limit=1).body)
+    assert only_no_meter == {"data": [], "next_page_url": None, "previous_page_url": None}
+    recent = json.loads(c.raw_request("get", "/v2/core/events", created={"gte": newest}, limit=1).body)
+    assert recent["next_page_url"] is None or json.loads(
+        c.raw_request("get", recent["next_page_url"]).body)["data"][0]["created"] >= newest
+    with pytest.raises(stripe.InvalidRequestError, match="Invalid page token"):
+        c.raw_request("get", "/v2/core/events?page=not-a-token")
+
 def test_reports_sample_at_most_so_many_errors(stripe_client, monkeypatch):
     c = stripe_client
     c.v1.billing.meters.create({"display_name": "a", "event_name": "api_calls", "default_aggregation": {"formula": "sum"}})

@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from urllib.parse import urlencode
 
 from ..errors import StripeError, invalid
@@ -31,7 +33,11 @@ def _in_window(event: dict, created: dict) -> bool:
 
 @router.route("GET", "/v2/core/events", params="v2.core.EventListParams")
 def list_events(req: Request) -> dict:
-    p = req.params
+    # a page token carries the list's query: next_page_url followed as it is (without the
+    # parameters again) gives the next page of the same list; parameters sent with it win,
+    # as in the SDK's paging, which sends them again merged into the URL's query
+    token = _read_token(req.params.get("page"))
+    p = {**token, **{k: v for k, v in req.params.items() if k != "page"}}
     types = p.get("types") or []
     if isinstance(types, str):
         types = [types]
@@ -47,20 +53,27 @@ def list_events(req: Request) -> dict:
         events = [e for e in events if (e.get("related_object") or {}).get("id") == p["object_id"]]
     if p.get("created"):
         events = [e for e in events if _in_window(e, p["created"])]
-    offset = _offset(p.get("page"))
+    offset = int(token.get("offset", 0))
     page = events[offset : offset + limit]
     next_url = None
     if offset + limit < len(events):
-        query = {k: v for k, v in (("object_id", p.get("object_id")), ("limit", limit)) if v}
-        query["page"] = f"o{offset + limit}"
-        next_url = "/v2/core/events?" + urlencode(query) + "".join(f"&types={t}" for t in types) + "".join(
-            f"&created[{op}]={bound}" for op, bound in (p.get("created") or {}).items())
+        query = {k: p[k] for k in ("types", "object_id", "created") if p.get(k)}
+        next_url = "/v2/core/events?" + urlencode({"page": _token({**query, "limit": limit, "offset": offset + limit})})
     return {"data": page, "next_page_url": next_url, "previous_page_url": None}
 
 
-def _offset(page: str | None) -> int:
+def _token(query: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(query, sort_keys=True).encode()).decode().rstrip("=")
+
+
+def _read_token(page: str | None) -> dict:
+    """The query a page token carries ({} without one)."""
     if not page:
-        return 0
-    if not (page.startswith("o") and page[1:].isdigit()):
-        raise invalid(f"Invalid page token: {page}", param="page")
-    return int(page[1:])
+        return {}
+    try:
+        query = json.loads(base64.urlsafe_b64decode(page + "=" * (-len(page) % 4)))
+        if isinstance(query, dict) and isinstance(query.get("offset"), int) and query["offset"] >= 0:
+            return query
+    except (ValueError, TypeError):
+        pass
+    raise invalid(f"Invalid page token: {page}", param="page")
