@@ -143,6 +143,12 @@ def test_next_page_url_followed_as_it_is_keeps_the_list_s_filters(c, meter):
         c.raw_request("get", recent["next_page_url"]).body)["data"][0]["created"] >= newest
     with pytest.raises(stripe.InvalidRequestError, match="Invalid page token"):
         c.raw_request("get", "/v2/core/events?page=not-a-token")
+    import base64
+
+    for forged in ({"offset": 0, "limit": "x"}, {"offset": 0, "types": 5}, {"offset": -1}, {"offset": 0, "x": 1}):
+        token = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+        with pytest.raises(stripe.InvalidRequestError, match="Invalid page token"):  # a 400, not a 500
+            c.raw_request("get", f"/v2/core/events?page={token}")
 
 def test_reports_sample_at_most_so_many_errors(stripe_client, monkeypatch):
     c = stripe_client

@@ -72,8 +72,14 @@ def _read_token(page: str | None) -> dict:
         return {}
     try:
         query = json.loads(base64.urlsafe_b64decode(page + "=" * (-len(page) % 4)))
-        if isinstance(query, dict) and isinstance(query.get("offset"), int) and query["offset"] >= 0:
-            return query
     except (ValueError, TypeError):
-        pass
+        query = None
+    if isinstance(query, dict) and all(isinstance(query.get(k, default), kind) for k, kind, default in _TOKEN_FIELDS) \
+            and query["offset"] >= 0 and set(query) <= {k for k, _, _ in _TOKEN_FIELDS}:
+        return query
     raise invalid(f"Invalid page token: {page}", param="page")
+
+
+# what a page token may hold, as _token writes it: (key, type, value when absent)
+_TOKEN_FIELDS = (("offset", int, None), ("limit", int, DEFAULT_LIMIT), ("types", list, []),
+                 ("object_id", str, ""), ("created", dict, {}))
