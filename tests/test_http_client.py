@@ -1,13 +1,15 @@
 """The HTTP client under the SDK (gateway/http_client.py): the environment read once per
 client, not on every request; proxies kept, with their credentials; TLS against the SDK's CA
-bundle; connections kept alive; network errors as the SDK's, retried when worth it; a ~/.netrc
-never replaces the Stripe key."""
+bundle, hostnames checked; connections kept alive, and opened again when the server closed them;
+network errors as the SDK's, retried when worth it; a ~/.netrc never replaces the Stripe key."""
 
 import base64
 import json
 import socket
+import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import stripe
@@ -17,6 +19,7 @@ from usagebill.gateway.http_client import client_class, proxies_for, stripe_urls
 from usagebill.sandbox import serve
 
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+TLS = Path(__file__).parent / "data" / "tls"  # a self-signed certificate for localhost (not 127.0.0.1), to 2126
 
 
 @pytest.fixture
@@ -67,10 +70,22 @@ class _Recorder(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     seen: list = []
-    answers: list = []  # (status, headers) to give first, then 200
+    answers: list = []  # (status, headers) to give first, then 200; "drop": close without answering
+    bodies: list = []
+    hang_up = False  # close the connection after each answer, without saying so (an idle timeout)
+
+    def do_POST(self):
+        self.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+        self.do_GET()
 
     def do_GET(self):
         self.seen.append((self.requestline, {k.lower(): v for k, v in self.headers.items()}, self.client_address[1]))
+        if self.answers and self.answers[0] == "drop":
+            self.answers.pop(0)
+            self.close_connection = True
+            return
+        if self.hang_up:
+            self.close_connection = True
         status, headers = self.answers.pop(0) if self.answers else (200, {})
         body = json.dumps({"object": "list", "data": [], "has_more": False, "url": "/v1/customers"}).encode()
         self.send_response(status)
@@ -84,12 +99,29 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
+def _serve(tls: bool = False):
+    _Recorder.seen, _Recorder.answers, _Recorder.bodies, _Recorder.hang_up = [], [], [], False
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    if tls:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(TLS / "server.pem", TLS / "server.key")
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.seen, server.answers, server.bodies = _Recorder.seen, _Recorder.answers, _Recorder.bodies
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def recorder():
-    _Recorder.seen, _Recorder.answers = [], []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    server.seen, server.answers = _Recorder.seen, _Recorder.answers
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = _serve()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def tls_recorder():
+    server = _serve(tls=True)
     yield server
     server.shutdown()
     server.server_close()
@@ -106,6 +138,55 @@ def test_requests_keep_one_connection_alive_and_send_the_sdk_s_headers(clean_env
     headers = recorder.seen[0][1]
     assert headers["authorization"] == "Bearer sk_test_usagebill_sandbox"
     assert headers["user-agent"].startswith("Stripe/v1 PythonBindings/")
+
+
+def test_a_connection_the_server_closed_while_idle_is_opened_again(clean_env, recorder):
+    _Recorder.hang_up = True  # closes after each answer without "Connection: close"
+    http = client_class()([])
+    url = f"http://127.0.0.1:{recorder.server_address[1]}/v1/customers"
+    for _ in range(3):
+        content, status, headers = http.request("get", url, {})
+        assert status == 200 and headers["request-id"] == "req_1"  # headers ignore case, as the SDK expects
+    assert len({port for _, _, port in recorder.seen}) == 3  # a new connection each time, no error
+    http.close()
+
+
+def test_a_connection_dropped_mid_answer_is_a_retried_connection_error(clean_env, tmp_path, recorder):
+    recorder.answers[:] = ["drop"]
+    http = client_class()([])
+    url = f"http://127.0.0.1:{recorder.server_address[1]}/v1/customers"
+    with pytest.raises(stripe.APIConnectionError) as dropped:
+        http.request("post", url, {}, "a=1")
+    assert dropped.value.should_retry is True and "RemoteDisconnected" in str(dropped.value)
+    assert http.request("get", url, {})[1] == 200  # the broken connection is not reused
+    recorder.answers[:] = ["drop"]
+    conn = connect(ledger_path=tmp_path / "l.db", sandbox_url=f"http://127.0.0.1:{recorder.server_address[1]}",
+                   max_network_retries=1)
+    conn.client.v1.customers.list()  # the SDK's retry gets through
+    assert len(recorder.seen) == 4
+
+
+def test_a_text_body_is_sent_as_utf8(clean_env, recorder):
+    http = client_class()([])
+    http.request("post", f"http://127.0.0.1:{recorder.server_address[1]}/v1/x", {"Content-Type": "application/json"},
+                 '{"name":"Zoë ☃"}')
+    assert recorder.bodies == ['{"name":"Zoë ☃"}'.encode()]
+
+
+def test_tls_is_checked_against_the_sdk_s_ca_bundle(clean_env, monkeypatch, tls_recorder):
+    url = f"https://localhost:{tls_recorder.server_address[1]}/v1/customers"
+    with pytest.raises(stripe.APIConnectionError) as untrusted:  # self-signed: not in the bundle
+        client_class()([]).request("get", url, {})
+    assert untrusted.value.should_retry is False and "TLS certificate" in str(untrusted.value)
+    assert "CERTIFICATE_VERIFY_FAILED" in str(untrusted.value)
+    monkeypatch.setattr(stripe, "ca_bundle_path", str(TLS / "server.pem"))
+    trusting = client_class()([])
+    assert trusting.request("get", url, {})[1] == 200
+    by_address = url.replace("localhost", "127.0.0.1")
+    with pytest.raises(stripe.APIConnectionError) as wrong_name:  # the certificate does not name this host
+        trusting.request("get", by_address, {})
+    assert wrong_name.value.should_retry is False and "127.0.0.1" in str(wrong_name.value)
+    assert client_class()([], verify_ssl_certs=False).request("get", by_address, {})[1] == 200
 
 
 def test_a_proxy_in_the_environment_is_used_with_its_credentials(clean_env, tmp_path, recorder):
