@@ -37,6 +37,11 @@ def test_a_field_that_is_not_a_string_is_encoded_as_json_dumps_does():
     batch = [MeterEvent("ube_1", "api_calls", None, 3, 1_700_000_000)]
     assert stream_body(batch) == dumped(batch)
     assert '"stripe_customer_id":null' in stream_body(batch)
+    from decimal import Decimal
+
+    odd = [MeterEvent("ube_2", "api_calls", "cus_1", Decimal("2.5"), 1_700_000_000.25),
+           MeterEvent("ube_3", "api_calls", "cus_1", True, 0), MeterEvent("ube_4", "api_calls", "cus_1", 'a"b', 1)]
+    assert stream_body(odd) == dumped(odd)
 
 
 @settings(max_examples=500, deadline=None)

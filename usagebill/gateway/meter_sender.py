@@ -139,10 +139,11 @@ def stream_body(events: list[MeterEvent]) -> str:
     uses for strings. About a third of the CPU (no dicts built, no walk of them by the
     encoder): 0.1 ms instead of 0.4-0.5 ms per 100 events. A field that is not a string (a
     customer id that is None...) goes the json.dumps way."""
-    try:
+    try:  # a whole number's digits and an RFC 3339 timestamp need no escaping
         return '{"events":[' + ",".join([
             _EVENT_JSON % (_json_string(e.event_name), _json_string(e.identifier), _json_string(e.customer),
-                           _json_string(str(e.value)), _json_string(_rfc3339(e.timestamp)))
+                           f'"{e.value}"' if type(e.value) is int else _json_string(str(e.value)),
+                           '"' + _rfc3339(e.timestamp) + '"')
             for e in events]) + "]}"
     except TypeError:
         return json.dumps(stream_params(events), separators=(",", ":"))
