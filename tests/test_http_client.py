@@ -151,6 +151,23 @@ def test_a_connection_the_server_closed_while_idle_is_opened_again(clean_env, re
     http.close()
 
 
+def test_a_kept_alive_connection_closed_as_a_request_goes_out_is_tried_once_more_on_a_new_one(clean_env, recorder):
+    url = f"http://127.0.0.1:{recorder.server_address[1]}/v1/customers"
+    http = client_class()([])
+    recorder.answers[:] = [(200, {}), "drop"]  # the second request, on the kept connection, gets no answer
+    assert http.request("get", url, {})[1] == 200
+    assert http.request("get", url, {})[1] == 200
+    assert len(recorder.seen) == 3 and len({port for _, _, port in recorder.seen}) == 2
+    recorder.answers[:] = ["drop"]  # a POST without an idempotency key is not sent twice
+    with pytest.raises(stripe.APIConnectionError):
+        http.request("post", url, {}, "a=1")
+    assert http.request("get", url, {})[1] == 200
+    recorder.answers[:] = ["drop"]  # with one (the SDK gives every POST one), it is
+    assert http.request("post", url, {"Idempotency-Key": "k1"}, "a=1")[1] == 200
+    assert len(recorder.seen) == 7
+    http.close()
+
+
 def test_a_connection_dropped_mid_answer_is_a_retried_connection_error(clean_env, tmp_path, recorder):
     recorder.answers[:] = ["drop"]
     http = client_class()([])
