@@ -103,6 +103,31 @@ def test_an_idle_push_and_status_do_not_read_the_history(billing, stripe_side):
     consistent(billing)
 
 
+@pytest.mark.sqlite_only(reason="counts SQLite virtual machine steps")
+def test_claiming_a_backlog_costs_the_same_per_event_however_long_it_is(billing, stripe_side):
+    """Each page of a push is found from where the last one ended: claiming a backlog is linear
+    in it. (Given the watermark and the page's start as two bounds, SQLite sought to the
+    watermark and walked every event claimed so far again, page after page.)"""
+    customer(billing, stripe_side, "alice")
+    ledger = billing.ledger
+
+    def claim_all(n: int) -> float:
+        with ledger.transaction():
+            record_many(billing, "alice", n)
+        worker, cursor, claimed = outbox.Worker.new(), outbox.Cursor(), []
+        with Steps(ledger.conn) as steps:
+            while not cursor.done:
+                claimed += [r["id"] for r in outbox.claim_events(
+                    ledger, outbox.Scope(), worker, cursor, lambda user, feature: None, limit=100, sent_since=0).events]
+        assert len(claimed) == n
+        outbox.mark_events(ledger, claimed, {})
+        return steps.n / n
+
+    short = claim_all(500)
+    long = claim_all(4000)  # eight times the backlog, above the same watermark
+    assert long <= short * 1.3, (short, long)
+
+
 def test_waiting_events_do_not_hold_the_watermark_back(billing, stripe_side):
     customer(billing, stripe_side, "alice")
     billing.customers.add("bob")  # not in Stripe yet

@@ -265,12 +265,15 @@ def _add_totals(db: Ledger, status: str, n: int) -> None:
 # -- looking for events: never looked at (above the watermark) and pending rows, merged by seq ---
 
 def _fresh(db: Ledger, scope: Scope, after: int, limit: int, *, lock: bool = False) -> list[Row]:
-    """Events without a delivery row after seq ``after``, in seq order."""
+    """Events without a delivery row after seq ``after``, in seq order. The watermark and
+    ``after`` are made one bound here: given both, SQLite seeks to one of them and filters by
+    the other, and the one it took was the watermark, so each page of a push walked again
+    every event the push had already claimed (a 20,000-event push read 500,000 rows)."""
     where, args = scope.where()
     return db.all(
-        f"SELECT {_EVENT}, NULL AS state FROM usage_events e WHERE e.seq >= ? AND e.seq > ? AND {_NO_ROW}{where} "
+        f"SELECT {_EVENT}, NULL AS state FROM usage_events e WHERE e.seq > ? AND {_NO_ROW}{where} "
         f"ORDER BY e.seq LIMIT ?{db.skip_locked if lock else ''}",
-        [watermark(db), after, *args, limit],
+        [max(after, watermark(db) - 1), *args, limit],
     )
 
 
