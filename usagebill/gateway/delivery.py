@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from queue import Empty, SimpleQueue
 from dataclasses import dataclass, field
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
 from ..billing import Billing
