@@ -65,7 +65,10 @@ PENDING = "pending"
 
 # the rows still to deliver: exactly the WHERE of m010's partial index event_delivery_open (a
 # query must say it word for word for SQLite to read that index)
-OPEN = f"d.status IN ('{QUEUED}', '{SENDING}', '{BATCHED}', '{LATE}')"
+# the open states, as the partial index event_delivery_open spells them (a statement on the
+# table alone), and as the queries that join it name it (``d``)
+OPEN_ROW = f"status IN ('{QUEUED}', '{SENDING}', '{BATCHED}', '{LATE}')"
+OPEN = f"d.{OPEN_ROW}"
 PENDING_SQL = f"(d.event_id IS NULL OR {OPEN})"
 QUEUED_ONLY = f" AND d.status = '{QUEUED}'"
 _NO_ROW = "NOT EXISTS (SELECT 1 FROM event_delivery d WHERE d.event_id = e.id)"
@@ -152,7 +155,7 @@ def _gone(claimant: str) -> bool:
 
 
 _LEASED = (  # (table, the rows whose lease matters) for each kind of claim
-    ("event_delivery", f"{OPEN.replace('d.', '')} AND status = '{SENDING}'"),
+    ("event_delivery", f"{OPEN_ROW} AND status = '{SENDING}'"),
     ("delivery_batches", f"status = '{BATCH_PENDING}'"),
     ("late_items", f"status = '{BATCH_PENDING}'"),
 )
@@ -438,7 +441,7 @@ def mark_events(ledger: Ledger, delivered: list[str], failed: dict[str, str], *,
             who, first, last = held
             n = db.execute(
                 f"UPDATE event_delivery SET status = '{DELIVERED}', last_error = NULL, updated_at = ?, claimed_until = NULL, "
-                f"claimed_by = NULL WHERE seq BETWEEN ? AND ? AND {OPEN.replace('d.', '')} AND status = '{SENDING}' "
+                f"claimed_by = NULL WHERE seq BETWEEN ? AND ? AND {OPEN_ROW} AND status = '{SENDING}' "
                 "AND claimed_by = ?",
                 [now, first, last, who],
             ).rowcount
