@@ -4,6 +4,7 @@ holds (no counting table): a taken key is this run's (the next number) or an ear
 duplicate, met once)."""
 
 import hashlib
+from collections import Counter
 import random
 
 import pytest
@@ -100,3 +101,93 @@ def test_the_first_row_of_an_id_is_the_event_whichever_path_it_takes(b, tmp_path
     assert (r.imported, r.duplicates, r.rejected) == (3, 0, 1)
     assert r.errors[0].line == 5 and r.errors[0].column == "id"
     assert [e[3] for e in events(b, "alice") if e[4] == "a"] == [T1_UNIX + 36 * 3600]
+
+
+# -- finding the holders of taken keys: by a range of seqs, or a look-up per key ------------------
+# A batch of at least 4 * _SAMPLE (128) derived rows whose keys are mostly taken reads the range
+# of seqs where a sample of look-ups found their holders (Writer._holders); the answers must be
+# those of a look-up per key whatever the file's order, the batch size or who holds the keys.
+
+def _contents(rnd, n, amounts=40):
+    """n rows over two customers and ``amounts`` amounts: with repeats (occurrence numbers above
+    0) unless the amounts are many."""
+    return [f"{rnd.choice(['alice', 'bob'])},api_calls,{rnd.randrange(1, amounts)},{T1}\n" for _ in range(n)]
+
+
+def _count(lines):
+    return Counter(lines)
+
+
+@pytest.mark.parametrize("batch", [7, 128, 200, 1000])
+def test_imports_in_any_order_match_a_model_of_occurrences(config_path, tmp_path, batch):
+    """The model: after importing a file holding content c k times, the ledger holds occurrences
+    0..k-1 of c (at least); an import adds max(0, k - held) of c and finds min(k, held) duplicates."""
+    rnd = random.Random(batch)
+    first = _contents(rnd, 600)
+    shuffled = rnd.sample(first, len(first))
+    grown = first[:300] + _contents(rnd, 150) + first[300:] + first[:50]  # new rows and more repeats
+    b = Billing.open(config_path, tmp_path / "l.db", clock=lambda: NOW)
+    setup_customers(b)
+    held: Counter = Counter()
+    for i, lines in enumerate([first, first, shuffled, grown, grown, first]):
+        r = b.usage.import_rows(write(tmp_path, f"{i}.csv", HEADER + "".join(lines)), batch_rows=batch)
+        k = _count(lines)
+        assert (r.imported, r.duplicates, r.rejected) == (
+            sum(max(0, n - held[c]) for c, n in k.items()), sum(min(n, held[c]) for c, n in k.items()), 0), i
+        held = Counter({c: max(n, held[c]) for c, n in (held | k).items()})
+    got = Counter(keys_by_line(b))
+    assert got == Counter(legacy_key(*c.strip().split(",")[:3], T1_UNIX, n) for c, k in held.items() for n in range(k))
+    b.close()
+
+
+def test_a_re_run_reads_its_holders_by_their_range_not_a_look_up_each(b, tmp_path, monkeypatch):
+    f = write(tmp_path, "u.csv", HEADER + "".join(_contents(random.Random(1), 1000, amounts=10**9)))
+    b.usage.import_rows(f, batch_rows=250)
+    from usagebill.importer import writing
+
+    looked_up, ranges = [], []
+    real_holders, real_between = writing.events.key_holders, writing.events.keys_between
+    monkeypatch.setattr(writing.events, "key_holders", lambda l, rows, since: looked_up.append(len(rows)) or
+                        real_holders(l, rows, since))
+    monkeypatch.setattr(writing.events, "keys_between", lambda l, lo, hi, since: ranges.append(hi - lo) or
+                        real_between(l, lo, hi, since))
+    r = b.usage.import_rows(f, batch_rows=250)
+    assert (r.imported, r.duplicates) == (0, 1000)
+    assert len(ranges) == 4 and max(ranges) < 2 * 250  # one range a batch, about the batch's size
+    assert sum(looked_up) < 1000 / 4  # the samples, and the few holders outside the range
+
+
+def test_another_customer_holding_the_same_key_text_in_the_range_is_not_the_holder(b, tmp_path):
+    """bob's event whose key is the text of alice's derived key sits among the holders read by
+    range: alice's row is new all the same."""
+    lines = [f"{u},api_calls,{n + 100},{T1}\n" for n, u in enumerate(["alice", "bob"] * 200)]
+    b.usage.import_rows(write(tmp_path, "a.csv", HEADER + "".join(lines)), batch_rows=200)
+    b.usage.record("bob", "api_calls", 1, at=T1, idempotency_key=legacy_key("alice", "api_calls", 99, T1_UNIX, 0))
+    again = lines[:300] + [f"alice,api_calls,99,{T1}\n"] + lines[300:]
+    r = b.usage.import_rows(write(tmp_path, "b.csv", HEADER + "".join(again)), batch_rows=200)
+    assert (r.imported, r.duplicates) == (1, 400)
+    assert legacy_key("alice", "api_calls", 99, T1_UNIX, 0) in [e[4] for e in events(b, "alice")]
+
+
+def test_an_import_running_meanwhile_holds_keys_written_after_this_run_began(config_path, tmp_path):
+    """Another import of the same file commits while this one is between transactions: the keys
+    it wrote are its own (duplicates here), not this run's (which would take the next number and
+    bill each row twice)."""
+    lines = _contents(random.Random(2), 800)
+    f = write(tmp_path, "u.csv", HEADER + "".join(lines))
+    db = tmp_path / "l.db"
+    a = Billing.open(config_path, db, clock=lambda: NOW)
+    setup_customers(a)
+    other = []
+
+    def meanwhile(done, total, rows):
+        if rows and not other:  # after this run's first transaction
+            with Billing.open(config_path, db, clock=lambda: NOW) as b:
+                other.append(b.usage.import_rows(f, batch_rows=200, push=False))
+
+    r = a.usage.import_rows(f, batch_rows=200, commit_rows=200, on_progress=meanwhile, push=False)
+    assert (r.imported, r.duplicates) == (200, 600)
+    assert (other[0].imported, other[0].duplicates) == (600, 200)
+    assert Counter(keys_by_line(a)) == Counter(
+        legacy_key(*c.strip().split(",")[:3], T1_UNIX, n) for c, k in _count(lines).items() for n in range(k))
+    a.close()

@@ -32,7 +32,8 @@ The hot path avoids per-row Python and per-row SQL: a batch is checked one colum
 is checked by the rules themselves), inserts use ``executemany`` (COPY and one INSERT ... SELECT
 on PostgreSQL: ``ledger.insert_new``), a batch's new customers are read at once, and duplicates are counted
 from the rows changed. Only rows skipped because their key was there already are looked up
-again (set-based, per batch): to compare content (ids) or to tell whose the key is (derived).
+again (set-based, per batch): to compare content (ids) or to tell whose the key is (derived);
+a re-run's derived keys through the range of seqs that holds them (``Writer._holders``).
 """
 
 from __future__ import annotations

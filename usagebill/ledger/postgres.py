@@ -139,6 +139,9 @@ class PgLedger(Ledger):
         self._errors = _errors()
         self._pending: list[tuple[str, Any]] = []  # statements queued for the next round trip
         self._idle = self._errors.pq.TransactionStatus.IDLE
+        from psycopg.rows import tuple_row
+
+        self._tuple_rows = tuple_row
 
     def _q(self, sql: str) -> str:
         q = self._sql.get(sql)
