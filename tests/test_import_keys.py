@@ -10,6 +10,8 @@ import random
 import pytest
 
 from usagebill import Billing
+from usagebill.importer import writing
+from usagebill.importer.writing import _SAMPLE
 from tests.test_import import NOW, T1, T1_UNIX, b, events, setup_customers, write  # noqa: F401 (b: the fixture)
 
 HEADER = "user_id,key,amount,timestamp\n"
@@ -104,7 +106,7 @@ def test_the_first_row_of_an_id_is_the_event_whichever_path_it_takes(b, tmp_path
 
 
 # -- finding the holders of taken keys: by a range of seqs, or a look-up per key ------------------
-# A batch of at least 4 * _SAMPLE (128) derived rows whose keys are mostly taken reads the range
+# A batch of at least 4 * _SAMPLE (256) derived rows whose keys are mostly taken reads the range
 # of seqs where a sample of look-ups found their holders (Writer._holders); the answers must be
 # those of a look-up per key whatever the file's order, the batch size or who holds the keys.
 
@@ -118,7 +120,7 @@ def _count(lines):
     return Counter(lines)
 
 
-@pytest.mark.parametrize("batch", [7, 128, 200, 1000])
+@pytest.mark.parametrize("batch", [7, 4 * _SAMPLE, 5 * _SAMPLE, 1000])
 def test_imports_in_any_order_match_a_model_of_occurrences(config_path, tmp_path, batch):
     """The model: after importing a file holding content c k times, the ledger holds occurrences
     0..k-1 of c (at least); an import adds max(0, k - held) of c and finds min(k, held) duplicates."""
@@ -141,9 +143,9 @@ def test_imports_in_any_order_match_a_model_of_occurrences(config_path, tmp_path
 
 
 def test_a_re_run_reads_its_holders_by_their_range_not_a_look_up_each(b, tmp_path, monkeypatch):
-    f = write(tmp_path, "u.csv", HEADER + "".join(_contents(random.Random(1), 1000, amounts=10**9)))
-    b.usage.import_rows(f, batch_rows=250)
-    from usagebill.importer import writing
+    batch = 5 * _SAMPLE
+    f = write(tmp_path, "u.csv", HEADER + "".join(_contents(random.Random(1), 4 * batch, amounts=10**9)))
+    b.usage.import_rows(f, batch_rows=batch)
 
     looked_up, ranges = [], []
     real_holders, real_between = writing.events.key_holders, writing.events.keys_between
@@ -151,21 +153,22 @@ def test_a_re_run_reads_its_holders_by_their_range_not_a_look_up_each(b, tmp_pat
                         real_holders(l, rows, since))
     monkeypatch.setattr(writing.events, "keys_between", lambda l, lo, hi, since: ranges.append(hi - lo) or
                         real_between(l, lo, hi, since))
-    r = b.usage.import_rows(f, batch_rows=250)
-    assert (r.imported, r.duplicates) == (0, 1000)
-    assert len(ranges) == 4 and max(ranges) < 2 * 250  # one range a batch, about the batch's size
-    assert sum(looked_up) < 1000 / 4  # the samples, and the few holders outside the range
+    r = b.usage.import_rows(f, batch_rows=batch)
+    assert (r.imported, r.duplicates) == (0, 4 * batch)
+    assert len(ranges) == 4 and max(ranges) < 2 * batch  # one range a batch, about the batch's size
+    assert sum(looked_up) < batch  # the samples, and the few holders outside the range
 
 
 def test_another_customer_holding_the_same_key_text_in_the_range_is_not_the_holder(b, tmp_path):
     """bob's event whose key is the text of alice's derived key sits among the holders read by
     range: alice's row is new all the same."""
-    lines = [f"{u},api_calls,{n + 100},{T1}\n" for n, u in enumerate(["alice", "bob"] * 200)]
-    b.usage.import_rows(write(tmp_path, "a.csv", HEADER + "".join(lines)), batch_rows=200)
+    batch = 5 * _SAMPLE
+    lines = [f"{u},api_calls,{n + 100},{T1}\n" for n, u in enumerate(["alice", "bob"] * batch)]
+    b.usage.import_rows(write(tmp_path, "a.csv", HEADER + "".join(lines)), batch_rows=batch)
     b.usage.record("bob", "api_calls", 1, at=T1, idempotency_key=legacy_key("alice", "api_calls", 99, T1_UNIX, 0))
-    again = lines[:300] + [f"alice,api_calls,99,{T1}\n"] + lines[300:]
-    r = b.usage.import_rows(write(tmp_path, "b.csv", HEADER + "".join(again)), batch_rows=200)
-    assert (r.imported, r.duplicates) == (1, 400)
+    again = lines[:batch + 100] + [f"alice,api_calls,99,{T1}\n"] + lines[batch + 100:]
+    r = b.usage.import_rows(write(tmp_path, "b.csv", HEADER + "".join(again)), batch_rows=batch)
+    assert (r.imported, r.duplicates) == (1, 2 * batch)
     assert legacy_key("alice", "api_calls", 99, T1_UNIX, 0) in [e[4] for e in events(b, "alice")]
 
 
@@ -173,7 +176,8 @@ def test_an_import_running_meanwhile_holds_keys_written_after_this_run_began(con
     """Another import of the same file commits while this one is between transactions: the keys
     it wrote are its own (duplicates here), not this run's (which would take the next number and
     bill each row twice)."""
-    lines = _contents(random.Random(2), 800)
+    batch = 5 * _SAMPLE
+    lines = _contents(random.Random(2), 4 * batch, amounts=400)
     f = write(tmp_path, "u.csv", HEADER + "".join(lines))
     db = tmp_path / "l.db"
     a = Billing.open(config_path, db, clock=lambda: NOW)
@@ -183,11 +187,22 @@ def test_an_import_running_meanwhile_holds_keys_written_after_this_run_began(con
     def meanwhile(done, total, rows):
         if rows and not other:  # after this run's first transaction
             with Billing.open(config_path, db, clock=lambda: NOW) as b:
-                other.append(b.usage.import_rows(f, batch_rows=200, push=False))
+                other.append(b.usage.import_rows(f, batch_rows=batch, push=False))
 
-    r = a.usage.import_rows(f, batch_rows=200, commit_rows=200, on_progress=meanwhile, push=False)
-    assert (r.imported, r.duplicates) == (200, 600)
-    assert (other[0].imported, other[0].duplicates) == (600, 200)
+    r = a.usage.import_rows(f, batch_rows=batch, commit_rows=batch, on_progress=meanwhile, push=False)
+    assert (r.imported, r.duplicates) == (batch, 3 * batch)
+    assert (other[0].imported, other[0].duplicates) == (3 * batch, batch)
     assert Counter(keys_by_line(a)) == Counter(
         legacy_key(*c.strip().split(",")[:3], T1_UNIX, n) for c, k in _count(lines).items() for n in range(k))
     a.close()
+
+
+def test_derived_keys_of_contents_holding_a_line_end_are_the_same_keys():
+    """The contents are hashed one by one when one holds a line end (no customer's id does, but
+    the function does not rely on it)."""
+    users, features, amounts, times = ["a\nb", "c", ""], ["api_calls"] * 3, [1, 2, 3], [T1_UNIX] * 3
+    assert writing.derived_keys(users, features, amounts, times) == [
+        legacy_key(u, f, a, t, 0) for u, f, a, t in zip(users, features, amounts, times)]
+    assert writing.derived_keys(users[1:], features[1:], amounts[1:], times[1:]) == [
+        legacy_key(u, f, a, t, 0) for u, f, a, t in zip(users[1:], features[1:], amounts[1:], times[1:])]
+    assert writing.derived_keys([], [], [], []) == []

@@ -121,12 +121,12 @@ def new_or_differing(ledger: Ledger, rows: list[tuple]) -> list[tuple]:
 
 
 def key_holders(ledger: Ledger, rows: list[tuple], since: int) -> list[tuple]:
-    """For each of ``rows`` whose key is taken: (the row's event id, then its key's holder as
-    ``keys_between`` gives it); rows whose key is free are left out. One indexed look-up per
-    row (the importer's derived keys: whose is a taken ``import:<hash>:<n>``?). Only the three
-    columns looked at are staged (all seven cost 4 s of a 10^6-row re-import without ids), by
-    customer: the key index starts with user_id, so a batch's look-ups walk its pages in order,
-    not at random (5.7 s of look-ups instead of 9)."""
+    """For each of ``rows`` whose key is taken: (the row's event id, the seq and the id of the
+    event holding its key, the id as ``keys_between`` gives it); rows whose key is free are left
+    out. One indexed look-up per row (the importer's derived keys: whose is a taken
+    ``import:<hash>:<n>``?). Only the three columns looked at are staged (all seven cost 4 s of
+    a 10^6-row re-import without ids), by customer: the key index starts with user_id, so a
+    batch's look-ups walk its pages in order, not at random (5.7 s of look-ups instead of 9)."""
     return _staged(ledger, [(r[0], r[1], r[6]) for r in sorted(rows, key=_user_of)],
                    f"SELECT c.id, {_HOLDER} FROM import_keys c "
                    "JOIN usage_events e ON e.user_id = c.user_id AND e.idempotency_key = c.key", (since,),
@@ -134,12 +134,19 @@ def key_holders(ledger: Ledger, rows: list[tuple], since: int) -> list[tuple]:
 
 
 def keys_between(ledger: Ledger, low: int, high: int, since: int) -> list[tuple]:
-    """The events with low <= seq <= high as (idempotency key, user_id, seq, id), the id only
-    of events after seq ``since`` (None for older ones: the importer asks whose an event is
-    only of those its run may have written, and an id is a third of what is read): a range of
-    the primary key, read in order. Where the keys sought were written together (an import's
-    batch), reading their range costs a fraction of a look-up per key."""
-    return ledger.tuples(f"SELECT {_HOLDER} FROM usage_events e WHERE e.seq BETWEEN ? AND ?", (since, low, high))
+    """The events with low <= seq <= high as (``user_key(user_id, idempotency key)``, seq, id),
+    the id only of events after seq ``since`` (None for older ones: the importer asks whose an
+    event is only of those its run may have written, and an id is a third of what is read): a
+    range of the primary key, read in order. Where the keys sought were written together (an
+    import's batch), reading their range costs a fraction of a look-up per key."""
+    return ledger.tuples(f"SELECT e.user_id || ? || e.idempotency_key, {_HOLDER} FROM usage_events e "
+                         "WHERE e.seq BETWEEN ? AND ?", (_US, since, low, high))
+
+
+def user_key(user_id: str, key: str) -> str:
+    """A customer's key as one text, as ``keys_between`` gives it: unambiguous, since a user id
+    has no control character (``rules.check_user_id``)."""
+    return f"{user_id}{_US}{key}"
 
 
 def last_seq(ledger: Ledger) -> int:
@@ -147,7 +154,8 @@ def last_seq(ledger: Ledger) -> int:
     return int(ledger.one("SELECT COALESCE(MAX(seq), 0) FROM usage_events")[0])
 
 
-_HOLDER = "e.idempotency_key, e.user_id, e.seq, CASE WHEN e.seq > ? THEN e.id END"  # key_holders, keys_between
+_US = "\x1f"  # between a user id and a key in ``user_key``
+_HOLDER = "e.seq, CASE WHEN e.seq > ? THEN e.id END"  # key_holders, keys_between: the holder's seq, id
 _user_of = operator.itemgetter(1)
 _KEYS = (("id", "TEXT"), ("user_id", "TEXT"), ("key", "TEXT"))  # import_keys: key_holders' look-ups
 
