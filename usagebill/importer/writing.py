@@ -285,8 +285,9 @@ class Writer:
             met.extend(bytes(max((seq >> 3) + 1 - len(met), len(met))))  # doubles: few copies
 
     def _holders(self, rows: list[tuple]) -> list[tuple | None]:
-        """For each row, None when its key is free, else the event holding it: (something, its
-        seq, its id; the id None when the event is older than this run). Found by one look-up per
+        """For each row, None when its key is free, else a tuple whose [1] and [2] are the seq and
+        the id of the event holding it (the id None when the event is older than this run, so
+        cannot be this run's: ``events.keys_between``, ``key_holders``). Found by one look-up per
         key (``events.key_holders``), or the cheap way when the holders were written together:
         an earlier import of these rows wrote them in one batch, a range of seqs. A sample of
         look-ups says where; that range is read in order (``events.keys_between``: about 2 µs
@@ -295,10 +296,11 @@ class Writer:
         row's customer and key is its holder."""
         n = len(rows)
         if n >= 4 * _SAMPLE:
-            sample = events.key_holders(self.ledger, rows[::n // _SAMPLE], self.since)
+            sampled = rows[::n // _SAMPLE]
+            sample = events.key_holders(self.ledger, sampled, self.since)
             seqs = list(map(_second, sample))
             # most keys taken, their holders close together (else reading them all costs more)
-            if len(sample) >= _SAMPLE // 2 and max(seqs) - min(seqs) <= _SPREAD * n:
+            if 2 * len(sample) >= len(sampled) and max(seqs) - min(seqs) <= _SPREAD * n:
                 pad = (max(seqs) - min(seqs)) // 16 + _SAMPLE  # the sample's ends fall short of the batch's
                 near = events.keys_between(self.ledger, min(seqs) - pad, max(seqs) + pad, self.since)
                 holders = list(map(dict(zip(map(_first, near), near)).get,
