@@ -151,8 +151,8 @@ def test_a_re_run_reads_its_holders_by_their_range_not_a_look_up_each(b, tmp_pat
     real_holders, real_between = writing.events.key_holders, writing.events.keys_between
     monkeypatch.setattr(writing.events, "key_holders", lambda l, rows, since: looked_up.append(len(rows)) or
                         real_holders(l, rows, since))
-    monkeypatch.setattr(writing.events, "keys_between", lambda l, lo, hi, since: ranges.append(hi - lo) or
-                        real_between(l, lo, hi, since))
+    monkeypatch.setattr(writing.events, "keys_between", lambda l, lo, hi, *more: ranges.append(hi - lo) or
+                        real_between(l, lo, hi, *more))
     r = b.usage.import_rows(f, batch_rows=batch)
     assert (r.imported, r.duplicates) == (0, 4 * batch)
     assert len(ranges) == 4 and max(ranges) < 2 * batch  # one range a batch, about the batch's size
@@ -206,3 +206,40 @@ def test_derived_keys_of_contents_holding_a_line_end_are_the_same_keys():
     assert writing.derived_keys(users[1:], features[1:], amounts[1:], times[1:]) == [
         legacy_key(u, f, a, t, 0) for u, f, a, t in zip(users[1:], features[1:], amounts[1:], times[1:])]
     assert writing.derived_keys([], [], [], []) == []
+
+
+def _id_rows(rnd, n, start=0):
+    return [[f"{rnd.choice(['alice', 'bob'])}", "api_calls", str(rnd.randrange(1, 10**6)), T1, f"r-{i}"]
+            for i in range(start, start + n)]
+
+
+def test_ids_run_again_give_the_same_verdicts_through_the_range_as_by_look_ups(config_path, tmp_path, monkeypatch):
+    """A file with ids run again with some rows changed: an id naming other content (refused),
+    a row without its time (the same event: a row without a time matches any), new ids. Batches
+    big enough to read the holders' range give what batches too small to do so give."""
+    rnd, batch = random.Random(5), 5 * _SAMPLE
+    first = _id_rows(rnd, 3 * batch)
+    second = [list(r) for r in first]
+    for r in rnd.sample(second[2 * batch + 50:], 12):  # in the last batch, where every row has its time
+        r[2] = str(int(r[2]) + 1)  # the id now names another amount
+    for r in rnd.sample(second[:batch - 50], 12):
+        r[3] = ""  # no time: matches the event's
+    second[100:100] = _id_rows(rnd, 30, start=10**6)
+    text = lambda rows: "user_id,key,amount,timestamp,id\n" + "".join(",".join(r) + "\n" for r in rows)  # noqa: E731
+    compared = []
+    real_compare = writing.Writer._compare
+    monkeypatch.setattr(writing.Writer, "_compare", lambda self, rows: compared.append(len(rows)) or
+                        real_compare(self, rows))
+    verdicts = []
+    for size in (7, batch):
+        b = Billing.open(config_path, tmp_path / f"{size}.db", clock=lambda: NOW)
+        setup_customers(b)
+        b.usage.import_rows(write(tmp_path, "a.csv", text(first)), batch_rows=size)
+        compared.clear()
+        r = b.usage.import_rows(write(tmp_path, "b.csv", text(second)), batch_rows=size)
+        verdicts.append(((r.imported, r.duplicates, r.rejected), [(e.line, e.column) for e in r.errors],
+                         sorted(events(b))))
+        b.close()
+    assert verdicts[0][0] == (30, len(first) - 12, 12)
+    assert verdicts[0] == verdicts[1]
+    assert sum(compared) < 200  # with the range read: the changed and new rows, and holders outside it

@@ -33,7 +33,7 @@ is checked by the rules themselves), inserts use ``executemany`` (COPY and one I
 on PostgreSQL: ``ledger.insert_new``), a batch's new customers are read at once, and duplicates are counted
 from the rows changed. Only rows skipped because their key was there already are looked up
 again (set-based, per batch): to compare content (ids) or to tell whose the key is (derived);
-a re-run's derived keys through the range of seqs that holds them (``Writer._holders``).
+a re-run's through the range of seqs that holds their events (``Writer._in_range``).
 """
 
 from __future__ import annotations

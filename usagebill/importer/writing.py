@@ -223,7 +223,26 @@ class Writer:
     def _known(self, rows: list[tuple]) -> tuple[set[str], int]:
         """The event ids of ``rows`` whose key is new, and how many of the others are the same
         event (duplicates); the others are rejected here (the key names another event).
-        SQLite returns only the rows that are new or differ, so a re-import moves little data."""
+        The rows that the range of their holders shows to be the same event (a re-run:
+        ``_in_range``) are counted at once; the database compares the others, and returns only
+        the rows that are new or differ, so a re-import moves little data."""
+        hits = self._in_range(rows, content=True)
+        known = 0
+        if hits is not None:
+            if None not in hits and not self.untimed and list(map(_fourth, hits)) == list(map(_feature_of, rows)) \
+                    and list(map(_fifth, hits)) == list(map(_amount_of, rows)) \
+                    and list(map(_sixth, hits)) == list(map(_time_of, rows)):
+                return set(), len(rows)
+            untimed = self.untimed
+            same = [h is not None and same_event(h[3], h[4], h[5], r[2], r[3], None if r[0] in untimed else r[4])
+                    for r, h in zip(rows, hits)]
+            known = sum(same)
+            rows = [r for r, s in zip(rows, same) if not s]
+        new, same_db = self._compare(rows)
+        return new, known + same_db
+
+    def _compare(self, rows: list[tuple]) -> tuple[set[str], int]:
+        """``_known`` by the database alone: one look-up per row."""
         new, differ = set(), []
         for event_id, feature, amount, ts in events.new_or_differing(self.ledger, rows):
             if feature is None:
@@ -287,26 +306,34 @@ class Writer:
     def _holders(self, rows: list[tuple]) -> list[tuple | None]:
         """For each row, None when its key is free, else a tuple whose [1] and [2] are the seq and
         the id of the event holding it (the id None when the event is older than this run, so
-        cannot be this run's: ``events.keys_between``, ``key_holders``). Found by one look-up per
-        key (``events.key_holders``), or the cheap way when the holders were written together:
-        an earlier import of these rows wrote them in one batch, a range of seqs. A sample of
-        look-ups says where; that range is read in order (``events.keys_between``: about 2 µs
-        an event, against about 10 for a look-up per key) and only the keys not in it are looked
-        up. Exact either way: a key is unique per customer, so the event of the range with the
-        row's customer and key is its holder."""
+        cannot be this run's: ``events.keys_between``, ``key_holders``): from the range that
+        holds them (``_in_range``), the others by one look-up per key."""
+        hits = self._in_range(rows)
+        if hits is None:
+            return self._look_up(rows, [None] * len(rows))
+        return hits if None not in hits else self._look_up(rows, hits)
+
+    def _in_range(self, rows: list[tuple], content: bool = False) -> list[tuple | None] | None:
+        """The events holding the rows' keys, the cheap way when they were written together: an
+        earlier import of these rows wrote them in one batch, a range of seqs. A sample of
+        look-ups says where; that range is read in order (``events.keys_between``, with the
+        events' ``content`` if asked: about 2 µs an event, against about 10 for a look-up per
+        key). For each row its holder, or None when it is not in the range (its key may still
+        be taken); None for all when the rows are too few, or the sample finds their keys
+        mostly free or their holders far apart (reading the range would cost more than it
+        saves). Exact: a key is unique per customer, so the event of the range with the row's
+        customer and key is its holder."""
         n = len(rows)
-        if n >= 4 * _SAMPLE:
-            sampled = rows[::n // _SAMPLE]
-            sample = events.key_holders(self.ledger, sampled, self.since)
-            seqs = list(map(_second, sample))
-            # most keys taken, their holders close together (else reading them all costs more)
-            if 2 * len(sample) >= len(sampled) and max(seqs) - min(seqs) <= _SPREAD * n:
-                pad = (max(seqs) - min(seqs)) // 16 + _SAMPLE  # the sample's ends fall short of the batch's
-                near = events.keys_between(self.ledger, min(seqs) - pad, max(seqs) + pad, self.since)
-                holders = list(map(dict(zip(map(_first, near), near)).get,
-                                   map(events.user_key, map(_user_of, rows), map(_key_of, rows))))
-                return holders if None not in holders else self._look_up(rows, holders)
-        return self._look_up(rows, [None] * n)
+        if n < 4 * _SAMPLE:
+            return None
+        sampled = rows[::n // _SAMPLE]
+        seqs = list(map(_second, events.key_holders(self.ledger, sampled, self.since)))
+        if 2 * len(seqs) < len(sampled) or max(seqs) - min(seqs) > _SPREAD * n:
+            return None
+        pad = (max(seqs) - min(seqs)) // 16 + _SAMPLE  # the sample's ends fall short of the batch's
+        near = events.keys_between(self.ledger, min(seqs) - pad, max(seqs) + pad, self.since, content)
+        return list(map(dict(zip(map(_first, near), near)).get,
+                        map(events.user_key, map(_user_of, rows), map(_key_of, rows))))
 
     def _look_up(self, rows: list[tuple], holders: list[tuple | None]) -> list[tuple | None]:
         """``holders`` with those still None looked up, one look-up per key."""
@@ -331,7 +358,8 @@ def _line_of(e: RowError) -> int:
 
 _user_of = operator.itemgetter(1)
 _key_of = operator.itemgetter(6)
-_first, _second = operator.itemgetter(0), operator.itemgetter(1)
+_feature_of, _amount_of, _time_of = operator.itemgetter(2), operator.itemgetter(3), operator.itemgetter(4)
+_first, _second, _fourth, _fifth, _sixth = map(operator.itemgetter, (0, 1, 3, 4, 5))
 _SAMPLE = 64  # keys of a batch looked up first, to find where their holders are (Writer._holders)
 _SPREAD = 4  # read a range of seqs up to this many times the batch's size
 _BYTE, _BIT_INDEX, _BIT = (3).__rrshift__, (7).__and__, (1, 2, 4, 8, 16, 32, 64, 128)  # seq -> its byte, bit

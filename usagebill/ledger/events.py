@@ -133,13 +133,15 @@ def key_holders(ledger: Ledger, rows: list[tuple], since: int) -> list[tuple]:
                    "import_keys", _KEYS)
 
 
-def keys_between(ledger: Ledger, low: int, high: int, since: int) -> list[tuple]:
+def keys_between(ledger: Ledger, low: int, high: int, since: int, content: bool = False) -> list[tuple]:
     """The events with low <= seq <= high as (``user_key(user_id, idempotency key)``, seq, id),
     the id only of events after seq ``since`` (None for older ones: the importer asks whose an
-    event is only of those its run may have written, and an id is a third of what is read): a
-    range of the primary key, read in order. Where the keys sought were written together (an
-    import's batch), reading their range costs a fraction of a look-up per key."""
-    return ledger.tuples(f"SELECT e.user_id || ? || e.idempotency_key, {_HOLDER} FROM usage_events e "
+    event is only of those its run may have written, and an id is a third of what is read),
+    then, with ``content``, (feature, amount, timestamp): a range of the primary key, read in
+    order. Where the keys sought were written together (an import's batch), reading their
+    range costs a fraction of a look-up per key."""
+    more = ", e.feature, e.amount, e.timestamp" if content else ""
+    return ledger.tuples(f"SELECT e.user_id || ? || e.idempotency_key, {_HOLDER}{more} FROM usage_events e "
                          "WHERE e.seq BETWEEN ? AND ?", (_US, since, low, high))
 
 
