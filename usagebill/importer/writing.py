@@ -238,6 +238,8 @@ class Writer:
                     for r, h in zip(rows, hits)]
             known = sum(same)
             rows = [r for r, s in zip(rows, same) if not s]
+            if not rows:
+                return set(), known
         new, same_db = self._compare(rows)
         return new, known + same_db
 
@@ -360,7 +362,7 @@ _user_of = operator.itemgetter(1)
 _key_of = operator.itemgetter(6)
 _feature_of, _amount_of, _time_of = operator.itemgetter(2), operator.itemgetter(3), operator.itemgetter(4)
 _first, _second, _fourth, _fifth, _sixth = map(operator.itemgetter, (0, 1, 3, 4, 5))
-_SAMPLE = 64  # keys of a batch looked up first, to find where their holders are (Writer._holders)
+_SAMPLE = 64  # keys of a batch looked up first, to find where their holders are (Writer._in_range)
 _SPREAD = 4  # read a range of seqs up to this many times the batch's size
 _BYTE, _BIT_INDEX, _BIT = (3).__rrshift__, (7).__and__, (1, 2, 4, 8, 16, 32, 64, 128)  # seq -> its byte, bit
 
