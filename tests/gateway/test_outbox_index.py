@@ -14,6 +14,7 @@ import stripe
 
 from usagebill.gateway.delivery import delivery_status, push
 from usagebill.ledger import outbox
+from usagebill.ledger.events import last_seq
 
 from tests.lifecycle import app, on_clock  # noqa: F401 (app: a fixture)
 from tests.gateway.metering import customer, ledger_totals, meter_rows, now, record_many, setup_stripe, stripe_totals
@@ -204,7 +205,7 @@ def test_a_dissolved_batch_below_the_watermark_is_sent_once(billing, stripe_side
     assert len(batches) == 1
     with billing.ledger.transaction() as db:  # written a day ago, then the push was killed
         db.execute("UPDATE delivery_batches SET created_at = ?", (int(time.time()) - 24 * 3600,))
-    outbox.advance_watermark(billing.ledger, outbox.max_seq(billing.ledger) + 1)
+    outbox.advance_watermark(billing.ledger, last_seq(billing.ledger) + 1)
     consistent(billing)
     r = push(billing, stripe_side)
     assert (r.delivered, r.batches, r.still_pending) == (3, 0, 0)

@@ -27,6 +27,7 @@ from ..billing import Billing
 from ..errors import StripeAPIError, ValidationError
 from ..ledger import drops as ledger_drops
 from ..ledger import outbox
+from ..ledger.events import last_seq
 from . import mapping, meter_errors
 from .client import Connection, stripe_errors
 from .late_usage import LateBilling
@@ -404,7 +405,7 @@ class _Push:
         """Pending events on their own, oldest first, identifier = the ledger's event id. The
         verdicts that came back and the next claim (a few requests' worth) share one short
         transaction; the wait for a free thread is outside it."""
-        top = outbox.max_seq(self.ledger)
+        top = last_seq(self.ledger)
         cursor = outbox.Cursor()
         ready: deque[list] = deque()
 

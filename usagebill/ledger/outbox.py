@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Hashable, Iterator
 
 from .db import Ledger, Row
+from .events import last_seq
 
 # delivery states (event_delivery.status; delivery_batches.status uses BATCH_PENDING, DELIVERED, FAILED)
 QUEUED = "queued"  # never sent (or as if never sent), with a row so the watermark can pass it
@@ -212,10 +213,6 @@ def watermark(ledger: Ledger) -> int:
 def _set_watermark(db: Ledger, seq: int) -> None:
     db.execute("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                (WATERMARK, str(int(seq))))
-
-
-def max_seq(ledger: Ledger) -> int:
-    return int(ledger.one("SELECT COALESCE(MAX(seq), 0) FROM usage_events")[0])
 
 
 def advance_watermark(ledger: Ledger, upto: int) -> int:
@@ -639,7 +636,7 @@ def _above_watermark(ledger: Ledger) -> tuple[str, list]:
     """The events above the watermark, a range closed at both ends: SQLite then reads that
     range of the primary key, where an open range lets it prefer walking a whole index to
     save a sort (a GROUP BY customer read every event that way)."""
-    return "e.seq >= ? AND e.seq <= ?", [watermark(ledger), max_seq(ledger)]
+    return "e.seq >= ? AND e.seq <= ?", [watermark(ledger), last_seq(ledger)]
 
 
 def _pending_per_customer(ledger: Ledger, scope: Scope) -> dict[str, int]:
