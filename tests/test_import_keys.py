@@ -116,8 +116,11 @@ def _contents(rnd, n, amounts=40):
     return [f"{rnd.choice(['alice', 'bob'])},api_calls,{rnd.randrange(1, amounts)},{T1}\n" for _ in range(n)]
 
 
-def _count(lines):
-    return Counter(lines)
+def model_counts(held: Counter, lines) -> tuple[int, int]:
+    """The model's (imported, duplicates) of importing ``lines`` into a ledger that holds
+    ``held[c]`` occurrences of each content c; the ledger holds ``held | Counter(lines)`` after."""
+    k = Counter(lines)
+    return sum(max(0, n - held[c]) for c, n in k.items()), sum(min(n, held[c]) for c, n in k.items())
 
 
 @pytest.mark.parametrize("batch", [7, 4 * _SAMPLE, 5 * _SAMPLE, 1000])
@@ -133,10 +136,8 @@ def test_imports_in_any_order_match_a_model_of_occurrences(config_path, tmp_path
     held: Counter = Counter()
     for i, lines in enumerate([first, first, shuffled, grown, grown, first]):
         r = b.usage.import_rows(write(tmp_path, f"{i}.csv", HEADER + "".join(lines)), batch_rows=batch)
-        k = _count(lines)
-        assert (r.imported, r.duplicates, r.rejected) == (
-            sum(max(0, n - held[c]) for c, n in k.items()), sum(min(n, held[c]) for c, n in k.items()), 0), i
-        held = Counter({c: max(n, held[c]) for c, n in (held | k).items()})
+        assert (r.imported, r.duplicates, r.rejected) == (*model_counts(held, lines), 0), i
+        held |= Counter(lines)
     got = Counter(keys_by_line(b))
     assert got == Counter(legacy_key(*c.strip().split(",")[:3], T1_UNIX, n) for c, k in held.items() for n in range(k))
     b.close()
@@ -193,7 +194,7 @@ def test_an_import_running_meanwhile_holds_keys_written_after_this_run_began(con
     assert (r.imported, r.duplicates) == (batch, 3 * batch)
     assert (other[0].imported, other[0].duplicates) == (3 * batch, batch)
     assert Counter(keys_by_line(a)) == Counter(
-        legacy_key(*c.strip().split(",")[:3], T1_UNIX, n) for c, k in _count(lines).items() for n in range(k))
+        legacy_key(*c.strip().split(",")[:3], T1_UNIX, n) for c, k in Counter(lines).items() for n in range(k))
     a.close()
 
 
